@@ -1,0 +1,369 @@
+//! cometgate's configuration: raw TOML becomes a validated [`Config`] once,
+//! here, and nothing else in the crate sees TOML.
+//!
+//! Reading is a walk over the parsed table (see `walk`) rather than a serde
+//! derive, so that every problem — unknown keys, bad values, cross-field
+//! conflicts — is reported at once, each with the key path to edit.
+//! The documented example with every default is `config/cometgate.toml`.
+
+mod error;
+mod methods;
+mod read;
+mod reload;
+mod render;
+mod units;
+mod validate;
+mod walk;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use methods::{Lane, MethodOverride, KNOWN_METHODS};
+pub use units::{format_duration, parse_duration, parse_size, ByteSize};
+
+use render::{ser_duration, ser_header_name, ser_ipnets, ser_metrics_listen, ser_uri};
+
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub lanes: LanesConfig,
+    pub rate_limit: RateLimitConfig,
+    pub cache: CacheConfig,
+    pub head: HeadConfig,
+    pub websocket: WebSocketConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+    /// Per-method overrides from `[methods.<name>]`; names are in
+    /// [`KNOWN_METHODS`] and cap fields apply to their method.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub methods: BTreeMap<String, MethodOverride>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: ByteSize,
+    pub max_batch_size: usize,
+    /// At least 8 KiB: hyper's HTTP/1 read buffer refuses anything smaller.
+    pub max_header_bytes: ByteSize,
+    pub max_uri_bytes: ByteSize,
+    #[serde(serialize_with = "ser_duration")]
+    pub header_read_timeout: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub body_read_timeout: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub write_timeout: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    /// Connections that have not yet sent a full request head.
+    pub max_pending_connections: usize,
+    #[serde(serialize_with = "ser_duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 26658)),
+            max_body_bytes: ByteSize::bytes(1_000_000),
+            max_batch_size: 10,
+            max_header_bytes: ByteSize::kib(16),
+            max_uri_bytes: ByteSize::kib(8),
+            header_read_timeout: secs(10),
+            body_read_timeout: secs(10),
+            write_timeout: secs(30),
+            idle_timeout: secs(60),
+            max_connections: 4096,
+            max_pending_connections: 256,
+            shutdown_grace: secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpstreamConfig {
+    /// Always `http://host[:port]/`: "tcp://" (CometBFT's laddr spelling) is
+    /// normalised to http, and the path is always "/".
+    #[serde(serialize_with = "ser_uri")]
+    pub url: http::Uri,
+    /// Whole request, connect included.
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub connect_timeout: Duration,
+    /// Total node requests in flight, both lanes together.
+    pub max_concurrency: usize,
+    pub max_response_bytes: ByteSize,
+    pub pool_max_idle: usize,
+    #[serde(serialize_with = "ser_duration")]
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: http::Uri::from_static("http://127.0.0.1:26657/"),
+            timeout: secs(10),
+            connect_timeout: secs(2),
+            max_concurrency: 64,
+            max_response_bytes: ByteSize::mib(32),
+            pool_max_idle: 64,
+            pool_idle_timeout: secs(90),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LanesConfig {
+    pub light: LaneConfig,
+    pub heavy: LaneConfig,
+}
+
+impl Default for LanesConfig {
+    fn default() -> Self {
+        Self {
+            light: LaneConfig {
+                max_concurrency: 48,
+                max_queue: 1024,
+                queue_timeout: secs(2),
+            },
+            heavy: LaneConfig {
+                max_concurrency: 4,
+                max_queue: 256,
+                queue_timeout: secs(5),
+            },
+        }
+    }
+}
+
+/// Each lane's concurrency is at most `upstream.max_concurrency`; the two
+/// may add up to more, the upstream cap still binding the total.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LaneConfig {
+    pub max_concurrency: usize,
+    /// 0 = reject at once when all slots are busy.
+    pub max_queue: usize,
+    #[serde(serialize_with = "ser_duration")]
+    pub queue_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Cost units per second per client.
+    pub requests_per_second: u32,
+    /// Cost units. Not checked against method costs here (see the method
+    /// table's owner).
+    pub burst: u32,
+    /// Bare IPs are read as /32 or /128.
+    #[serde(serialize_with = "ser_ipnets")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub max_concurrent_per_client: usize,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_header_name"
+    )]
+    pub api_key_header: Option<http::HeaderName>,
+    /// Non-empty, unique keys; requires `api_key_header`.
+    pub api_keys: Vec<ApiKeyQuota>,
+    /// How often idle per-client state is pruned.
+    #[serde(serialize_with = "ser_duration")]
+    pub gc_interval: Duration,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            requests_per_second: 50,
+            burst: 200,
+            trusted_proxies: Vec::new(),
+            max_concurrent_per_client: 16,
+            api_key_header: None,
+            api_keys: Vec::new(),
+            gc_interval: secs(60),
+        }
+    }
+}
+
+/// `Debug` redacts the key so a logged config does not leak credentials;
+/// `to_toml_string` does print it, since that output must re-parse.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct ApiKeyQuota {
+    pub key: String,
+    pub requests_per_second: u32,
+    pub burst: u32,
+}
+
+impl std::fmt::Debug for ApiKeyQuota {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyQuota")
+            .field("key", &"<redacted>")
+            .field("requests_per_second", &self.requests_per_second)
+            .field("burst", &self.burst)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    pub max_bytes: ByteSize,
+    /// At most `max_bytes`.
+    pub max_entry_bytes: ByteSize,
+    #[serde(serialize_with = "ser_duration")]
+    pub stale_if_error: Duration,
+    /// Life of a "latest" entry while the head tracker is blind.
+    #[serde(serialize_with = "ser_duration")]
+    pub latest_max_ttl: Duration,
+    /// ABCI code != 0 answers; zero = never stored.
+    #[serde(serialize_with = "ser_duration")]
+    pub code_error_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: ByteSize::mib(256),
+            max_entry_bytes: ByteSize::mib(16),
+            stale_if_error: secs(30),
+            latest_max_ttl: secs(10),
+            code_error_ttl: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeadConfig {
+    /// Follow NewBlock over the node's /websocket.
+    pub websocket: bool,
+    /// Status polling while the websocket is down.
+    #[serde(serialize_with = "ser_duration")]
+    pub poll_interval: Duration,
+    /// Head not advancing this long => not ready. Longer than `poll_interval`.
+    #[serde(serialize_with = "ser_duration")]
+    pub stall_after: Duration,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        Self {
+            websocket: true,
+            poll_interval: secs(1),
+            stall_after: secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WebSocketConfig {
+    pub enabled: bool,
+    pub max_connections_per_client: usize,
+    pub max_connections: usize,
+    pub max_subscriptions_per_connection: usize,
+    pub max_message_bytes: ByteSize,
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_connections_per_client: 10,
+            max_connections: 1000,
+            max_subscriptions_per_connection: 5,
+            max_message_bytes: ByteSize::kib(64),
+            messages_per_second: 10,
+            message_burst: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricsConfig {
+    /// `None` when the TOML says "off" or "".
+    #[serde(serialize_with = "ser_metrics_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9464))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub access_log: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            access_log: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Config {
+    /// Parses and validates; every problem is returned, each with its path.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
+        let table: toml::Table = text.parse().map_err(|e| ConfigError::syntax(text, &e))?;
+        let mut problems = walk::Problems::default();
+        let config = read::read_config(&table, &mut problems);
+        validate::cross_check(&config, &mut problems);
+        problems.finish(config)
+    }
+
+    /// Reads `path`; an unreadable file is one error with an empty key path.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml_str(&text)
+    }
+
+    /// The effective configuration, defaults filled in, as TOML that
+    /// re-parses to `self`.
+    pub fn to_toml_string(&self) -> String {
+        render::to_toml_string(self)
+    }
+
+    /// Key paths that differ between `self` and `new` but only take effect
+    /// after a restart, in file order: server.listen,
+    /// server.max_connections, server.max_pending_connections, upstream.url,
+    /// upstream.timeout, upstream.connect_timeout,
+    /// upstream.max_response_bytes, upstream.pool_max_idle,
+    /// upstream.pool_idle_timeout, cache.max_bytes, head.websocket,
+    /// head.poll_interval, head.stall_after, metrics.listen, log.format.
+    pub fn restart_required_changes(&self, new: &Config) -> Vec<&'static str> {
+        reload::restart_required(self, new)
+    }
+}

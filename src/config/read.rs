@@ -1,0 +1,363 @@
+//! Reads each section of the TOML table into the typed config, starting
+//! from the defaults so absent keys keep them.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use toml::{Table, Value};
+
+use super::methods::read_methods;
+use super::walk::{
+    boolean, duration, size, socket_addr, string, string_list, unsigned, Problems, Section,
+};
+use super::{
+    ApiKeyQuota, CacheConfig, Config, HeadConfig, LaneConfig, LogConfig, LogFormat, MetricsConfig,
+    RateLimitConfig, ServerConfig, UpstreamConfig, WebSocketConfig,
+};
+
+pub(crate) fn read_config(root: &Table, p: &mut Problems) -> Config {
+    let mut c = Config::default();
+    let mut top = Section::new("", Some(root));
+    top.section(p, "server", |s, p| server(s, p, &mut c.server));
+    top.section(p, "upstream", |s, p| upstream(s, p, &mut c.upstream));
+    top.section(p, "lanes", |s, p| {
+        s.section(p, "light", |s, p| lane(s, p, &mut c.lanes.light));
+        s.section(p, "heavy", |s, p| lane(s, p, &mut c.lanes.heavy));
+    });
+    top.section(p, "rate_limit", |s, p| rate_limit(s, p, &mut c.rate_limit));
+    top.section(p, "cache", |s, p| cache(s, p, &mut c.cache));
+    top.section(p, "head", |s, p| head(s, p, &mut c.head));
+    top.section(p, "websocket", |s, p| websocket(s, p, &mut c.websocket));
+    top.section(p, "metrics", |s, p| metrics(s, p, &mut c.metrics));
+    top.section(p, "log", |s, p| log(s, p, &mut c.log));
+    read_methods(p, top.value("methods"), &mut c.methods);
+    top.finish(p);
+    c
+}
+
+fn server(s: &mut Section, p: &mut Problems, c: &mut ServerConfig) {
+    s.read(p, "listen", &mut c.listen, socket_addr);
+    s.read(p, "max_body_bytes", &mut c.max_body_bytes, size);
+    s.read(p, "max_batch_size", &mut c.max_batch_size, unsigned);
+    s.read(p, "max_header_bytes", &mut c.max_header_bytes, size);
+    s.read(p, "max_uri_bytes", &mut c.max_uri_bytes, size);
+    s.read(
+        p,
+        "header_read_timeout",
+        &mut c.header_read_timeout,
+        duration,
+    );
+    s.read(p, "body_read_timeout", &mut c.body_read_timeout, duration);
+    s.read(p, "write_timeout", &mut c.write_timeout, duration);
+    s.read(p, "idle_timeout", &mut c.idle_timeout, duration);
+    s.read(p, "max_connections", &mut c.max_connections, unsigned);
+    s.read(
+        p,
+        "max_pending_connections",
+        &mut c.max_pending_connections,
+        unsigned,
+    );
+    s.read(p, "shutdown_grace", &mut c.shutdown_grace, duration);
+}
+
+fn upstream(s: &mut Section, p: &mut Problems, c: &mut UpstreamConfig) {
+    s.read(p, "url", &mut c.url, upstream_url);
+    s.read(p, "timeout", &mut c.timeout, duration);
+    s.read(p, "connect_timeout", &mut c.connect_timeout, duration);
+    s.read(p, "max_concurrency", &mut c.max_concurrency, unsigned);
+    s.read(p, "max_response_bytes", &mut c.max_response_bytes, size);
+    s.read(p, "pool_max_idle", &mut c.pool_max_idle, unsigned);
+    s.read(p, "pool_idle_timeout", &mut c.pool_idle_timeout, duration);
+}
+
+/// The node's RPC address, normalised to `http://authority/` so the rest of
+/// the code can append paths without re-checking the shape.
+pub(crate) fn upstream_url(v: &Value) -> Result<http::Uri, String> {
+    let text = string(v)?;
+    let bad = |why: &str| format!("invalid URL \"{text}\": {why}");
+    let uri: http::Uri = text
+        .trim()
+        .parse()
+        .map_err(|_| bad("expected e.g. \"http://127.0.0.1:26657\""))?;
+    match uri.scheme_str() {
+        Some("http") | Some("tcp") => {}
+        Some("https") => {
+            return Err(bad(
+                "https is not supported; the node is expected on a private address",
+            ))
+        }
+        Some("unix") => return Err(bad("unix sockets are not supported")),
+        Some(other) => return Err(bad(&format!("unsupported scheme \"{other}\", use http://"))),
+        None => return Err(bad("missing scheme, write e.g. \"http://127.0.0.1:26657\"")),
+    }
+    let authority = uri.authority().ok_or_else(|| bad("missing host"))?;
+    if authority.host().is_empty() {
+        return Err(bad("missing host"));
+    }
+    if authority.as_str().contains('@') {
+        return Err(bad("credentials in the URL are not supported"));
+    }
+    if uri.query().is_some() {
+        return Err(bad("a query string is not allowed"));
+    }
+    if !matches!(uri.path(), "" | "/") {
+        return Err(bad(
+            "a path is not allowed; CometBFT serves its routes at the root",
+        ));
+    }
+    http::Uri::builder()
+        .scheme("http")
+        .authority(authority.clone())
+        .path_and_query("/")
+        .build()
+        .map_err(|e| bad(&e.to_string()))
+}
+
+fn lane(s: &mut Section, p: &mut Problems, c: &mut LaneConfig) {
+    s.read(p, "max_concurrency", &mut c.max_concurrency, unsigned);
+    s.read(p, "max_queue", &mut c.max_queue, unsigned);
+    s.read(p, "queue_timeout", &mut c.queue_timeout, duration);
+}
+
+fn rate_limit(s: &mut Section, p: &mut Problems, c: &mut RateLimitConfig) {
+    s.read(p, "enabled", &mut c.enabled, boolean);
+    s.read(
+        p,
+        "requests_per_second",
+        &mut c.requests_per_second,
+        unsigned,
+    );
+    s.read(p, "burst", &mut c.burst, unsigned);
+    s.read(
+        p,
+        "trusted_proxies",
+        &mut c.trusted_proxies,
+        trusted_proxies,
+    );
+    s.read(
+        p,
+        "max_concurrent_per_client",
+        &mut c.max_concurrent_per_client,
+        unsigned,
+    );
+    s.read(p, "api_key_header", &mut c.api_key_header, header_name);
+    let keys = s.value("api_keys");
+    api_keys(p, &s.path_of("api_keys"), keys, &mut c.api_keys);
+    s.read(p, "gc_interval", &mut c.gc_interval, duration);
+}
+
+fn trusted_proxies(v: &Value) -> Result<Vec<ipnet::IpNet>, String> {
+    string_list(v)?
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let entry = entry.trim();
+            entry
+                .parse::<ipnet::IpNet>()
+                .map(|net| net.trunc())
+                .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "item {i}: \"{entry}\" is neither an IP nor a CIDR such as \"10.0.0.0/8\""
+                    )
+                })
+        })
+        .collect()
+}
+
+/// "" means none, since TOML has no null.
+fn header_name(v: &Value) -> Result<Option<http::HeaderName>, String> {
+    let text = string(v)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    http::HeaderName::from_bytes(text.as_bytes())
+        .map(Some)
+        .map_err(|_| format!("invalid header name \"{text}\""))
+}
+
+fn api_keys(p: &mut Problems, path: &str, value: Option<&Value>, out: &mut Vec<ApiKeyQuota>) {
+    let Some(value) = value else { return };
+    let Value::Array(entries) = value else {
+        p.report(
+            path,
+            format!(
+                "expected [[rate_limit.api_keys]] tables, got {}",
+                value.type_str()
+            ),
+        );
+        return;
+    };
+    let mut seen = BTreeSet::new();
+    let mut quotas = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let entry_path = format!("{path}[{i}]");
+        if !entry.is_table() {
+            p.report(
+                &entry_path,
+                format!("expected a table, got {}", entry.type_str()),
+            );
+            continue;
+        }
+        let mut s = Section::of(p, entry_path, Some(entry));
+        let key = s.require(p, "key", string);
+        let requests_per_second = s.require(p, "requests_per_second", unsigned);
+        let burst = s.require(p, "burst", unsigned);
+        if let Some(k) = &key {
+            if k.is_empty() {
+                p.report(&s.path_of("key"), "must not be empty");
+            } else if !seen.insert(k.clone()) {
+                p.report(
+                    &s.path_of("key"),
+                    "duplicate key (each API key may appear once)",
+                );
+            }
+        }
+        for (field, value) in [
+            ("requests_per_second", requests_per_second),
+            ("burst", burst),
+        ] {
+            if value == Some(0) {
+                p.report(&s.path_of(field), "must be at least 1");
+            }
+        }
+        s.finish(p);
+        if let (Some(key), Some(requests_per_second), Some(burst)) =
+            (key, requests_per_second, burst)
+        {
+            quotas.push(ApiKeyQuota {
+                key,
+                requests_per_second,
+                burst,
+            });
+        }
+    }
+    *out = quotas;
+}
+
+fn cache(s: &mut Section, p: &mut Problems, c: &mut CacheConfig) {
+    s.read(p, "enabled", &mut c.enabled, boolean);
+    s.read(p, "max_bytes", &mut c.max_bytes, size);
+    s.read(p, "max_entry_bytes", &mut c.max_entry_bytes, size);
+    s.read(p, "stale_if_error", &mut c.stale_if_error, duration);
+    s.read(p, "latest_max_ttl", &mut c.latest_max_ttl, duration);
+    s.read(p, "code_error_ttl", &mut c.code_error_ttl, duration);
+}
+
+fn head(s: &mut Section, p: &mut Problems, c: &mut HeadConfig) {
+    s.read(p, "websocket", &mut c.websocket, boolean);
+    s.read(p, "poll_interval", &mut c.poll_interval, duration);
+    s.read(p, "stall_after", &mut c.stall_after, duration);
+}
+
+fn websocket(s: &mut Section, p: &mut Problems, c: &mut WebSocketConfig) {
+    s.read(p, "enabled", &mut c.enabled, boolean);
+    s.read(
+        p,
+        "max_connections_per_client",
+        &mut c.max_connections_per_client,
+        unsigned,
+    );
+    s.read(p, "max_connections", &mut c.max_connections, unsigned);
+    s.read(
+        p,
+        "max_subscriptions_per_connection",
+        &mut c.max_subscriptions_per_connection,
+        unsigned,
+    );
+    s.read(p, "max_message_bytes", &mut c.max_message_bytes, size);
+    s.read(
+        p,
+        "messages_per_second",
+        &mut c.messages_per_second,
+        unsigned,
+    );
+    s.read(p, "message_burst", &mut c.message_burst, unsigned);
+}
+
+fn metrics(s: &mut Section, p: &mut Problems, c: &mut MetricsConfig) {
+    s.read(p, "listen", &mut c.listen, |v| {
+        match v.as_str().map(str::trim) {
+            Some("off") | Some("") => Ok(None),
+            _ => socket_addr(v)
+                .map(Some)
+                .map_err(|e| format!("{e}, or \"off\" to disable")),
+        }
+    });
+}
+
+fn log(s: &mut Section, p: &mut Problems, c: &mut LogConfig) {
+    s.read(p, "format", &mut c.format, |v| match string(v)?.as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!(
+            "invalid log format \"{other}\": expected \"text\" or \"json\""
+        )),
+    });
+    s.read(p, "access_log", &mut c.access_log, boolean);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Result<String, String> {
+        upstream_url(&Value::String(s.into())).map(|u| u.to_string())
+    }
+
+    #[test]
+    fn upstream_urls_are_normalised() {
+        assert_eq!(
+            url("http://127.0.0.1:26657").unwrap(),
+            "http://127.0.0.1:26657/"
+        );
+        assert_eq!(
+            url("http://127.0.0.1:26657/").unwrap(),
+            "http://127.0.0.1:26657/"
+        );
+        assert_eq!(
+            url("tcp://10.0.0.2:26657").unwrap(),
+            "http://10.0.0.2:26657/"
+        );
+        assert_eq!(url("http://node").unwrap(), "http://node/");
+        assert_eq!(url("http://[::1]:26657").unwrap(), "http://[::1]:26657/");
+    }
+
+    #[test]
+    fn upstream_urls_are_checked() {
+        for bad in [
+            "not a url",
+            "127.0.0.1:26657",
+            "https://node:443",
+            "unix:///var/run/node.sock",
+            "ws://node:26657",
+            "http://node:26657/rpc",
+            "http://node:26657/?a=b",
+            "http://user:pw@node:26657",
+            "http:///",
+        ] {
+            assert!(url(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_accept_bare_ips_and_cidrs() {
+        let v: Value = toml::Value::Array(vec![
+            "10.0.0.1".into(),
+            "192.168.0.0/16".into(),
+            "::1".into(),
+            "10.1.2.3/8".into(),
+        ]);
+        let nets: Vec<String> = trusted_proxies(&v)
+            .unwrap()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            nets,
+            ["10.0.0.1/32", "192.168.0.0/16", "::1/128", "10.0.0.0/8"]
+        );
+        let bad = toml::Value::Array(vec!["10.0.0.1".into(), "proxy.local".into()]);
+        assert!(trusted_proxies(&bad).unwrap_err().starts_with("item 1:"));
+    }
+}
