@@ -1,0 +1,119 @@
+//! Listeners and connections: the RPC listener that dies with the node (down, OOM) and comes
+//! back on the same port, and the control listener that never dies.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::faults::{CutCtl, CutIo};
+use crate::http;
+use crate::node::Node;
+
+/// Binds with `SO_REUSEADDR` (std does on Unix), retrying while a just-closed listener on
+/// the same port is still being torn down.
+fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let mut last = None;
+    for _ in 0..100 {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => {
+                l.set_nonblocking(true)?;
+                return Ok(l);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::ErrorKind::AddrInUse.into()))
+}
+
+/// Opens the RPC listener (no-op when already up) and records the bound address.
+pub fn bring_up(node: &Arc<Node>) -> io::Result<SocketAddr> {
+    let mut life = node.life.lock().unwrap_or_else(|p| p.into_inner());
+    if life.kill.is_some() {
+        return Ok(life.addr);
+    }
+    let std_listener = bind(life.addr)?;
+    let addr = std_listener.local_addr()?;
+    let listener = {
+        let _enter = node.rt.enter();
+        TcpListener::from_std(std_listener)?
+    };
+    let (kill, dead) = watch::channel(false);
+    life.addr = addr;
+    life.kill = Some(kill);
+    node.rt.spawn(accept_loop(node.clone(), listener, dead));
+    Ok(addr)
+}
+
+async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut dead: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = dead.changed() => return,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(serve_rpc_connection(node.clone(), stream, dead.clone()));
+            }
+        }
+    }
+}
+
+async fn serve_rpc_connection(node: Arc<Node>, stream: tokio::net::TcpStream, dead: watch::Receiver<bool>) {
+    let cut = CutCtl::new();
+    let io = TokioIo::new(CutIo::new(stream, cut.clone()));
+    let svc_dead = dead.clone();
+    let svc = service_fn(move |req| {
+        let (node, cut, dead) = (node.clone(), cut.clone(), svc_dead.clone());
+        async move { Ok::<_, Infallible>(http::handle(node, cut, dead, req).await) }
+    });
+    let conn = http1::Builder::new().serve_connection(io, svc).with_upgrades();
+    until_dead(dead, conn).await;
+}
+
+/// Runs `fut` until the node dies; dropping it closes the connection.
+pub async fn until_dead<F: Future>(mut dead: watch::Receiver<bool>, fut: F) {
+    if *dead.borrow() {
+        return;
+    }
+    tokio::select! {
+        _ = dead.changed() => {}
+        _ = fut => {}
+    }
+}
+
+/// The control listener serves only `/_simnode/*` and stays up for the node's whole life.
+pub async fn control_listener(node: Arc<Node>, addr: SocketAddr, stop: watch::Receiver<bool>) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let mut stop_accept = stop.clone();
+        loop {
+            tokio::select! {
+                _ = stop_accept.changed() => return,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let node = node.clone();
+                    let svc = service_fn(move |req| {
+                        let node = node.clone();
+                        async move { Ok::<_, Infallible>(crate::control::handle(node, req, true).await) }
+                    });
+                    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                    tokio::spawn(until_dead(stop.clone(), conn));
+                }
+            }
+        }
+    });
+    Ok((bound, task))
+}
