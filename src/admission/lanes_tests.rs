@@ -1,0 +1,177 @@
+use super::*;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+fn config(heavy: usize, heavy_queue: usize, total: usize) -> Config {
+    let mut c = Config::default();
+    c.upstream.max_concurrency = total;
+    c.lanes.heavy = LaneConfig {
+        max_concurrency: heavy,
+        max_queue: heavy_queue,
+        queue_timeout: Duration::from_secs(2),
+    };
+    c.lanes.light = LaneConfig {
+        max_concurrency: 8,
+        max_queue: 8,
+        queue_timeout: Duration::from_secs(1),
+    };
+    c
+}
+
+/// Polls once: a queued acquire must be pending, not refused.
+fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    f.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_third_heavy_call_waits_then_times_out() {
+    let lanes = Lanes::new(&config(2, 4, 3));
+    let _h1 = lanes.acquire(Lane::Heavy).await.unwrap();
+    let _h2 = lanes.acquire(Lane::Heavy).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let err = lanes.acquire(Lane::Heavy).await.unwrap_err();
+    assert_eq!(
+        err,
+        Rejection::Overloaded {
+            lane: Lane::Heavy,
+            retry_after: Duration::from_secs(2)
+        }
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    assert_eq!(lanes.snapshot(Lane::Heavy).queued, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn light_flows_while_heavy_is_saturated() {
+    let lanes = Lanes::new(&config(2, 4, 3));
+    let _h1 = lanes.acquire(Lane::Heavy).await.unwrap();
+    let _h2 = lanes.acquire(Lane::Heavy).await.unwrap();
+    // A queued heavy call holds nothing of the total...
+    let mut waiting = pin!(lanes.acquire(Lane::Heavy));
+    assert!(poll_once(waiting.as_mut()).is_pending());
+    // ...so the last total slot goes to light.
+    let light = lanes.acquire(Lane::Light).await.unwrap();
+    assert_eq!(light.lane(), Lane::Light);
+    let s = lanes.snapshot(Lane::Heavy);
+    assert_eq!((s.in_flight, s.queued, s.capacity), (2, 1, 2));
+    assert_eq!(lanes.snapshot(Lane::Light).in_flight, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_refuses_at_once() {
+    let lanes = Lanes::new(&config(1, 1, 3));
+    let _h1 = lanes.acquire(Lane::Heavy).await.unwrap();
+    let mut queued = pin!(lanes.acquire(Lane::Heavy));
+    assert!(poll_once(queued.as_mut()).is_pending());
+    let started = tokio::time::Instant::now();
+    assert!(matches!(
+        lanes.acquire(Lane::Heavy).await,
+        Err(Rejection::Overloaded {
+            lane: Lane::Heavy,
+            ..
+        })
+    ));
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_queue_never_waits() {
+    let lanes = Lanes::new(&config(1, 0, 3));
+    let _h1 = lanes.acquire(Lane::Heavy).await.unwrap();
+    assert!(lanes.acquire(Lane::Heavy).await.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_queued_waiter_gives_back_its_place() {
+    let lanes = Lanes::new(&config(1, 1, 3));
+    let h1 = lanes.acquire(Lane::Heavy).await.unwrap();
+    {
+        let mut queued = pin!(lanes.acquire(Lane::Heavy));
+        assert!(poll_once(queued.as_mut()).is_pending());
+        assert_eq!(lanes.snapshot(Lane::Heavy).queued, 1);
+    }
+    assert_eq!(lanes.snapshot(Lane::Heavy).queued, 0);
+    // The place is free again: this one queues rather than being refused, and gets in.
+    let next = tokio::spawn({
+        let lanes = Lanes {
+            inner: lanes.inner.clone(),
+        };
+        async move { lanes.acquire(Lane::Heavy).await.map(|p| p.lane()) }
+    });
+    tokio::task::yield_now().await;
+    drop(h1);
+    assert_eq!(next.await.unwrap(), Ok(Lane::Heavy));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_holding_its_lane_releases_it_when_dropped() {
+    // Lane free, total full: the waiter holds a lane permit while it queues for the total.
+    let lanes = Lanes::new(&config(2, 4, 1));
+    let light = lanes.acquire(Lane::Light).await.unwrap();
+    {
+        let mut queued = pin!(lanes.acquire(Lane::Heavy));
+        assert!(poll_once(queued.as_mut()).is_pending());
+    }
+    assert_eq!(
+        lanes.inner.heavy.gate.available(),
+        2,
+        "the dropped waiter's lane permit came back"
+    );
+    assert_eq!(lanes.snapshot(Lane::Heavy).queued, 0);
+    drop(light);
+    drop(lanes.acquire(Lane::Heavy).await.unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn permits_are_released_on_drop() {
+    let lanes = Lanes::new(&config(2, 4, 3));
+    for _ in 0..10 {
+        let a = lanes.acquire(Lane::Heavy).await.unwrap();
+        let b = lanes.acquire(Lane::Heavy).await.unwrap();
+        let c = lanes.acquire(Lane::Light).await.unwrap();
+        drop((a, b, c));
+    }
+    let s = lanes.snapshot(Lane::Heavy);
+    assert_eq!((s.in_flight, s.queued), (0, 0));
+    assert_eq!(lanes.inner.total.available(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn raising_a_lane_lets_a_waiter_through() {
+    let lanes = Lanes::new(&config(1, 4, 3));
+    let _h1 = lanes.acquire(Lane::Heavy).await.unwrap();
+    let waiter = tokio::spawn({
+        let lanes = Lanes {
+            inner: lanes.inner.clone(),
+        };
+        async move { lanes.acquire(Lane::Heavy).await.map(|p| p.lane()) }
+    });
+    tokio::task::yield_now().await;
+    assert_eq!(lanes.snapshot(Lane::Heavy).queued, 1);
+    lanes.reconfigure(&config(2, 4, 3));
+    assert_eq!(waiter.await.unwrap(), Ok(Lane::Heavy));
+}
+
+#[tokio::test(start_paused = true)]
+async fn lowering_a_lane_keeps_held_permits_valid() {
+    let lanes = Lanes::new(&config(3, 4, 3));
+    let held: Vec<LanePermit> = vec![
+        lanes.acquire(Lane::Heavy).await.unwrap(),
+        lanes.acquire(Lane::Heavy).await.unwrap(),
+        lanes.acquire(Lane::Heavy).await.unwrap(),
+    ];
+    lanes.reconfigure(&config(1, 0, 3));
+    assert_eq!(lanes.snapshot(Lane::Heavy).in_flight, 3);
+    let mut held = held;
+    let last = held.pop().unwrap();
+    drop(held);
+    // Two released into a lane of one: still full while the third is held.
+    assert!(lanes.acquire(Lane::Heavy).await.is_err());
+    assert_eq!(lanes.snapshot(Lane::Heavy).capacity, 1);
+    drop(last);
+    let again = lanes.acquire(Lane::Heavy).await.unwrap();
+    assert!(lanes.acquire(Lane::Heavy).await.is_err());
+    drop(again);
+    assert_eq!(lanes.inner.heavy.gate.available(), 1);
+}

@@ -1,0 +1,232 @@
+//! Admission control: whether, as whom and when a call may reach the node.
+//!
+//! The gateway calls, in order:
+//! 1. [`Admission::client_of`] — the client a request is charged to (peer IP, forwarding
+//!    headers only from `rate_limit.trusted_proxies`, or a known API key);
+//! 2. [`Admission::policy`] — the route's effective policy (refuse with `MethodDenied`
+//!    when `!allowed`);
+//! 3. [`Admission::check_params`] — parameter caps, clamping where the node clamps and
+//!    refusing where it would do the expensive work (the table is in `params.rs`);
+//! 4. [`Admission::check_rate`] — the client's cost-weighted GCRA bucket;
+//! 5. [`Admission::client_slot`] — the client's concurrent-request cap (RAII);
+//! 6. [`Admission::lane_slot`] — only for calls that go to the node (not cache hits):
+//!    a lane slot and a slot of the total, queued for a bounded time (RAII).
+//!
+//! Everything config-driven is swapped whole on [`Admission::reconfigure`]; permits held
+//! across a reload stay valid and are released into the new limits. Per-client state
+//! stays bounded: concurrency entries vanish at zero, idle rate-limit state is collected
+//! every `rate_limit.gc_interval` by [`Admission::spawn_gc`].
+//!
+//! `rate_limit.enabled = false` switches off both per-client limits (rate and
+//! concurrency); lanes and WebSocket caps always apply.
+
+mod client;
+mod gate;
+mod glob;
+mod lanes;
+mod params;
+mod policy;
+mod query;
+mod rate;
+mod slots;
+mod ws;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use governor::clock::DefaultClock;
+
+pub use client::ClientKey;
+pub use glob::Glob;
+pub use lanes::{LanePermit, LaneSnapshot};
+pub use policy::{Caps, MethodPolicy};
+pub use slots::ClientPermit;
+pub use ws::WsConnection;
+
+use crate::config::{Config, Lane};
+use crate::error::Rejection;
+use crate::methods::{Canonical, MethodSpec};
+
+/// Per-client settings read on every request.
+struct ClientLimits {
+    enabled: bool,
+    max_concurrent: usize,
+    gc_interval: Duration,
+}
+
+impl ClientLimits {
+    fn new(cfg: &Config) -> ClientLimits {
+        ClientLimits {
+            enabled: cfg.rate_limit.enabled,
+            max_concurrent: cfg.rate_limit.max_concurrent_per_client,
+            gc_interval: cfg.rate_limit.gc_interval,
+        }
+    }
+}
+
+pub struct Admission {
+    rules: ArcSwap<client::ClientRules>,
+    policies: ArcSwap<policy::Policies>,
+    limits: ArcSwap<ClientLimits>,
+    ws_limits: ArcSwap<ws::WsLimits>,
+    rate: rate::RateLimits<DefaultClock>,
+    lanes: lanes::Lanes,
+    clients: Arc<slots::SlotTable>,
+    ws: ws::WsCounts,
+}
+
+/// Admission state for metrics and readiness.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdmissionSnapshot {
+    pub light: LaneSnapshot,
+    pub heavy: LaneSnapshot,
+    /// `upstream.max_concurrency`; in flight is `light.in_flight + heavy.in_flight`.
+    pub total_capacity: usize,
+    /// Clients with rate-limit state (an upper bound between collections).
+    pub tracked_clients: usize,
+    /// Clients with at least one request in flight.
+    pub busy_clients: usize,
+    pub ws_connections: usize,
+}
+
+fn client_rules(cfg: &Config) -> client::ClientRules {
+    let rl = &cfg.rate_limit;
+    client::ClientRules {
+        trusted_proxies: rl.trusted_proxies.clone(),
+        api_key_header: rl.api_key_header.clone(),
+        api_keys: rl
+            .api_keys
+            .iter()
+            .map(|k| Arc::from(k.key.as_str()))
+            .collect::<HashSet<_>>(),
+    }
+}
+
+impl Admission {
+    pub fn new(config: &Config) -> Admission {
+        Admission {
+            rules: ArcSwap::from_pointee(client_rules(config)),
+            policies: ArcSwap::from_pointee(policy::Policies::new(&config.methods)),
+            limits: ArcSwap::from_pointee(ClientLimits::new(config)),
+            ws_limits: ArcSwap::from_pointee(ws::WsLimits::new(&config.websocket)),
+            rate: rate::RateLimits::new(&config.rate_limit, DefaultClock::default()),
+            lanes: lanes::Lanes::new(config),
+            clients: Arc::default(),
+            ws: ws::WsCounts::default(),
+        }
+    }
+
+    /// New quotas, lane sizes and method overrides for new requests; permits already
+    /// held stay valid and are released into the new limits. Rate state survives for
+    /// quotas that did not change.
+    pub fn reconfigure(&self, config: &Config) {
+        self.rules.store(Arc::new(client_rules(config)));
+        self.policies
+            .store(Arc::new(policy::Policies::new(&config.methods)));
+        self.limits.store(Arc::new(ClientLimits::new(config)));
+        self.ws_limits
+            .store(Arc::new(ws::WsLimits::new(&config.websocket)));
+        self.rate.reconfigure(&config.rate_limit);
+        self.lanes.reconfigure(config);
+    }
+
+    /// The client a request is charged to; see `client.rs` for the header rules.
+    /// IPv6 clients are keyed by their /64.
+    pub fn client_of(&self, peer: IpAddr, headers: &http::HeaderMap) -> ClientKey {
+        self.rules.load().client_of(peer, headers)
+    }
+
+    pub fn policy(&self, spec: &'static MethodSpec) -> MethodPolicy {
+        self.policies.load().get(spec)
+    }
+
+    /// Clamps in place where the node clamps; `ParamCap` (naming the config key) where
+    /// it refuses. Call on the canonical form before the cache key is taken, so clamped
+    /// and unclamped spellings share one entry.
+    pub fn check_params(
+        &self,
+        policy: &MethodPolicy,
+        call: &mut Canonical,
+    ) -> Result<(), Rejection> {
+        params::check(policy, call)
+    }
+
+    /// Takes `cost` cells of the client's bucket. A cost above the bucket's burst can
+    /// never pass and is refused with `ParamCap` explaining which knob to turn.
+    pub fn check_rate(&self, client: &ClientKey, cost: u32) -> Result<(), Rejection> {
+        self.rate.check(client, cost)
+    }
+
+    pub fn client_slot(&self, client: &ClientKey) -> Result<ClientPermit, Rejection> {
+        let limits = self.limits.load();
+        if !limits.enabled {
+            return Ok(ClientPermit { _slot: None });
+        }
+        let max = limits.max_concurrent;
+        match self.clients.try_take(client, max) {
+            Some(slot) => Ok(ClientPermit { _slot: Some(slot) }),
+            None => Err(Rejection::ClientBusy { max }),
+        }
+    }
+
+    /// A node-call slot in `lane` and in the total; waits in the lane's bounded queue
+    /// for at most its `queue_timeout`. Cancel-safe: dropping the future while it waits
+    /// gives back the queue place and anything already acquired.
+    pub async fn lane_slot(&self, lane: Lane) -> Result<LanePermit, Rejection> {
+        self.lanes.acquire(lane).await
+    }
+
+    /// A WebSocket connection slot (per client and overall) carrying the per-connection
+    /// message and subscription caps.
+    pub fn ws_connection(&self, client: &ClientKey) -> Result<WsConnection, Rejection> {
+        ws::open(&self.ws_limits.load_full(), &self.ws, client)
+    }
+
+    pub fn snapshot(&self) -> AdmissionSnapshot {
+        AdmissionSnapshot {
+            light: self.lanes.snapshot(Lane::Light),
+            heavy: self.lanes.snapshot(Lane::Heavy),
+            total_capacity: self.lanes.total_capacity(),
+            tracked_clients: self.rate.tracked(),
+            busy_clients: self.clients.len(),
+            ws_connections: self.ws.open.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Drops idle per-client state and gives its memory back.
+    pub fn gc(&self) {
+        self.rate.gc();
+        self.clients.shrink();
+        self.ws.per_client.shrink();
+    }
+
+    /// Runs [`Admission::gc`] every `rate_limit.gc_interval` (re-read after each run, so
+    /// reloads apply) until the last `Arc<Admission>` is dropped. Outside a Tokio runtime
+    /// nothing is spawned (`None`) and [`Admission::gc`] is the caller's to run.
+    pub fn spawn_gc(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no Tokio runtime: idle per-client state will not be collected");
+            return None;
+        };
+        let weak = Arc::downgrade(self);
+        Some(runtime.spawn(async move {
+            loop {
+                // Never hold a strong reference while asleep, or the Admission never dies.
+                let Some(interval) = weak.upgrade().map(|a| a.limits.load().gc_interval) else {
+                    return;
+                };
+                tokio::time::sleep(interval.max(Duration::from_secs(1))).await;
+                match weak.upgrade() {
+                    Some(admission) => admission.gc(),
+                    None => return,
+                }
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,286 @@
+//! Cost-weighted GCRA per client: a call of cost N takes N cells of the client's bucket
+//! (`rate_limit.requests_per_second` refill, `rate_limit.burst` capacity), an API key
+//! its own bucket with its own quota.
+//!
+//! On reload a limiter whose quota is unchanged is kept, with its clients' state; a
+//! changed quota starts its clients afresh (a brief extra burst at worst, never a lockout).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DashMapStateStore;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{InsufficientCapacity, NotUntil, Quota, RateLimiter};
+
+use super::client::ClientKey;
+use crate::config::RateLimitConfig;
+use crate::error::Rejection;
+
+type Keyed<C> =
+    RateLimiter<ClientKey, DashMapStateStore<ClientKey>, C, NoOpMiddleware<<C as Clock>::Instant>>;
+pub(super) type Direct<C> =
+    RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
+
+/// A refill rate and a bucket size, both in cost units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl Rate {
+    /// Zeroes (which validation should already refuse) are read as 1 rather than panicking.
+    pub(super) fn quota(self) -> Quota {
+        let nz = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        Quota::per_second(nz(self.per_second)).allow_burst(nz(self.burst))
+    }
+}
+
+/// How long until the cells would conform, never zero: a zero Retry-After invites a
+/// client to hammer straight back.
+pub(super) fn retry_after<C: Clock>(not_until: &NotUntil<C::Instant>, clock: &C) -> Duration {
+    not_until
+        .wait_time_from(clock.now())
+        .max(Duration::from_millis(1))
+}
+
+fn never_admitted(cost: u32, burst: u32, knob: &str) -> Rejection {
+    Rejection::ParamCap(format!(
+        "this call costs {cost} rate-limit units but this client's burst is {burst}, \
+         so it can never be admitted (raise {knob} or lower the method's cost)"
+    ))
+}
+
+struct RateState<C: Clock> {
+    enabled: bool,
+    ip_rate: Rate,
+    ips: Arc<Keyed<C>>,
+    keys: HashMap<Arc<str>, (Rate, Arc<Direct<C>>)>,
+}
+
+pub(super) struct RateLimits<C: Clock = DefaultClock> {
+    clock: C,
+    state: ArcSwap<RateState<C>>,
+}
+
+impl<C: Clock + Clone> RateLimits<C> {
+    pub(super) fn new(cfg: &RateLimitConfig, clock: C) -> Self {
+        let state = ArcSwap::from_pointee(Self::build(cfg, &clock, None));
+        RateLimits { clock, state }
+    }
+
+    pub(super) fn reconfigure(&self, cfg: &RateLimitConfig) {
+        let old = self.state.load_full();
+        self.state
+            .store(Arc::new(Self::build(cfg, &self.clock, Some(&old))));
+    }
+
+    fn build(cfg: &RateLimitConfig, clock: &C, old: Option<&RateState<C>>) -> RateState<C> {
+        let ip_rate = Rate {
+            per_second: cfg.requests_per_second,
+            burst: cfg.burst,
+        };
+        let ips = match old {
+            Some(o) if o.ip_rate == ip_rate => o.ips.clone(),
+            _ => Arc::new(RateLimiter::dashmap_with_clock(
+                ip_rate.quota(),
+                clock.clone(),
+            )),
+        };
+        let keys = cfg
+            .api_keys
+            .iter()
+            .map(|k| {
+                let rate = Rate {
+                    per_second: k.requests_per_second,
+                    burst: k.burst,
+                };
+                let kept = old
+                    .and_then(|o| o.keys.get(k.key.as_str()))
+                    .filter(|(r, _)| *r == rate);
+                let limiter = match kept {
+                    Some((_, l)) => l.clone(),
+                    None => Arc::new(RateLimiter::direct_with_clock(rate.quota(), clock.clone())),
+                };
+                (Arc::from(k.key.as_str()), (rate, limiter))
+            })
+            .collect();
+        RateState {
+            enabled: cfg.enabled,
+            ip_rate,
+            ips,
+            keys,
+        }
+    }
+
+    pub(super) fn check(&self, client: &ClientKey, cost: u32) -> Result<(), Rejection> {
+        let state = self.state.load();
+        if !state.enabled {
+            return Ok(());
+        }
+        let Some(cells) = NonZeroU32::new(cost) else {
+            return Ok(());
+        };
+        let own = match client {
+            ClientKey::ApiKey(k) => state.keys.get(k),
+            ClientKey::Ip(_) => None,
+        };
+        // A key dropped by a reload between client_of and here falls back to the
+        // default quota, under its own name.
+        let (outcome, burst, knob) = match own {
+            Some((rate, limiter)) => (
+                limiter.check_n(cells),
+                rate.burst,
+                "rate_limit.api_keys.burst",
+            ),
+            None => (
+                state.ips.check_key_n(client, cells),
+                state.ip_rate.burst,
+                "rate_limit.burst",
+            ),
+        };
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => {
+                let retry_after = retry_after(&not_until, &self.clock);
+                Err(Rejection::RateLimited { retry_after })
+            }
+            Err(InsufficientCapacity(_)) => Err(never_admitted(cost, burst, knob)),
+        }
+    }
+
+    /// Forgets clients whose buckets are full again: they are indistinguishable from new.
+    pub(super) fn gc(&self) {
+        let state = self.state.load();
+        state.ips.retain_recent();
+        state.ips.shrink_to_fit();
+    }
+
+    /// Clients with rate state (an upper bound between collections).
+    pub(super) fn tracked(&self) -> usize {
+        self.state.load().ips.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ApiKeyQuota;
+    use governor::clock::FakeRelativeClock;
+
+    fn cfg(rps: u32, burst: u32) -> RateLimitConfig {
+        RateLimitConfig {
+            requests_per_second: rps,
+            burst,
+            api_keys: vec![ApiKeyQuota {
+                key: "gold".into(),
+                requests_per_second: 100,
+                burst: 1000,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn ip(s: &str) -> ClientKey {
+        ClientKey::ip(s.parse().unwrap())
+    }
+
+    #[test]
+    fn cost_takes_that_many_cells() {
+        let clock = FakeRelativeClock::default();
+        let r = RateLimits::new(&cfg(10, 30), clock.clone());
+        let a = ip("1.1.1.1");
+        for _ in 0..3 {
+            r.check(&a, 10).unwrap();
+        }
+        let Err(Rejection::RateLimited { retry_after }) = r.check(&a, 10) else {
+            panic!("expected RateLimited")
+        };
+        // 10 cells at 10/s: one second until the call conforms.
+        assert_eq!(retry_after, Duration::from_secs(1));
+        assert!(r.check(&a, 1).is_err());
+        // Another client has its own bucket.
+        r.check(&ip("2.2.2.2"), 30).unwrap();
+        clock.advance(Duration::from_millis(500));
+        r.check(&a, 5).unwrap();
+        assert!(r.check(&a, 1).is_err());
+    }
+
+    #[test]
+    fn api_keys_have_their_own_quota() {
+        let clock = FakeRelativeClock::default();
+        let r = RateLimits::new(&cfg(1, 5), clock.clone());
+        let gold = ClientKey::ApiKey(Arc::from("gold"));
+        r.check(&gold, 900).unwrap();
+        assert!(matches!(
+            r.check(&gold, 200),
+            Err(Rejection::RateLimited { .. })
+        ));
+        r.check(&ip("1.1.1.1"), 5).unwrap();
+        // An unknown key (say, removed by a reload) gets the default quota.
+        let gone = ClientKey::ApiKey(Arc::from("gone"));
+        r.check(&gone, 5).unwrap();
+        assert!(r.check(&gone, 1).is_err());
+    }
+
+    #[test]
+    fn a_cost_over_the_burst_is_refused_with_a_reason() {
+        let r = RateLimits::new(&cfg(10, 20), FakeRelativeClock::default());
+        let Err(Rejection::ParamCap(m)) = r.check(&ip("1.1.1.1"), 21) else {
+            panic!()
+        };
+        assert!(
+            m.contains("costs 21") && m.contains("rate_limit.burst"),
+            "{m}"
+        );
+        let Err(Rejection::ParamCap(m)) = r.check(&ClientKey::ApiKey(Arc::from("gold")), 1001)
+        else {
+            panic!()
+        };
+        assert!(m.contains("rate_limit.api_keys.burst"), "{m}");
+    }
+
+    #[test]
+    fn disabled_admits_everything() {
+        let r = RateLimits::new(
+            &RateLimitConfig {
+                enabled: false,
+                ..cfg(1, 1)
+            },
+            FakeRelativeClock::default(),
+        );
+        for _ in 0..100 {
+            r.check(&ip("1.1.1.1"), 1_000_000).unwrap();
+        }
+    }
+
+    #[test]
+    fn reload_keeps_state_when_the_quota_is_unchanged() {
+        let clock = FakeRelativeClock::default();
+        let r = RateLimits::new(&cfg(1, 5), clock.clone());
+        r.check(&ip("1.1.1.1"), 5).unwrap();
+        r.reconfigure(&cfg(1, 5));
+        assert!(r.check(&ip("1.1.1.1"), 1).is_err());
+        r.reconfigure(&cfg(1, 50));
+        r.check(&ip("1.1.1.1"), 50).unwrap();
+    }
+
+    #[test]
+    fn gc_forgets_idle_clients() {
+        let clock = FakeRelativeClock::default();
+        let r = RateLimits::new(&cfg(10, 10), clock.clone());
+        for i in 0..1000u32 {
+            r.check(&ClientKey::ip(std::net::IpAddr::from(i.to_be_bytes())), 1)
+                .unwrap();
+        }
+        assert_eq!(r.tracked(), 1000);
+        clock.advance(Duration::from_secs(2));
+        r.gc();
+        assert_eq!(r.tracked(), 0);
+    }
+}
