@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::lenient::Rewriter;
+
 /// How the node misbehaves; `Fault::None` is healthy.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum Fault {
@@ -133,21 +135,43 @@ fn advance(plan: &mut Plan, bytes: &[u8]) -> usize {
     n
 }
 
-/// A TCP stream that obeys its `CutCtl` when writing.
+/// A TCP stream that obeys its `CutCtl` when writing, and reads request lines the way
+/// Go's server accepts them (see `lenient`).
 pub struct CutIo {
     inner: TcpStream,
     ctl: Arc<CutCtl>,
+    rewriter: Rewriter,
+    pending: Vec<u8>,
+    pending_at: usize,
 }
 
 impl CutIo {
     pub fn new(inner: TcpStream, ctl: Arc<CutCtl>) -> Self {
-        CutIo { inner, ctl }
+        CutIo { inner, ctl, rewriter: Rewriter::default(), pending: Vec::new(), pending_at: 0 }
     }
 }
 
 impl AsyncRead for CutIo {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let this = &mut *self;
+        if this.pending_at >= this.pending.len() {
+            let mut raw = vec![0u8; buf.remaining().clamp(1, 64 * 1024)];
+            let mut rb = ReadBuf::new(&mut raw);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            if rb.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            this.pending.clear();
+            this.pending_at = 0;
+            this.rewriter.feed(rb.filled(), &mut this.pending);
+        }
+        let n = buf.remaining().min(this.pending.len() - this.pending_at);
+        buf.put_slice(&this.pending[this.pending_at..this.pending_at + n]);
+        this.pending_at += n;
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -11,6 +11,7 @@ mod cost;
 mod faults;
 mod fixtures;
 mod http;
+mod lenient;
 mod node;
 mod params;
 mod query;

@@ -53,6 +53,10 @@ async fn uri_quoting_rules() {
     assert_eq!(bad.json()["error"]["code"], -32602);
     // Unquoted strings are not JSON: CometBFT refuses them.
     assert_eq!(get(a, "/tx_search?query=tx.height%3E1").await.status, 500);
+    // Raw quotes and `>` in the target, as curl sends them: Go's server takes them.
+    let raw = get(a, "/tx_search?query=\"tx.height>8\"&per_page=30").await;
+    assert_eq!(raw.status, 200);
+    assert_eq!(raw.json()["result"]["total_count"], "4");
     let quoted_tx = get(a, "/check_tx?tx=%22k=v%22").await;
     assert_eq!(quoted_tx.status, 200);
 }

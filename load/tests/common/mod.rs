@@ -39,7 +39,7 @@ pub async fn exchange(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -
     s.write_all(head.as_bytes()).await?;
     s.write_all(body).await?;
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
+    let mut chunk = vec![0u8; 65536];
     loop {
         match s.read(&mut chunk).await {
             Ok(0) => return Ok((buf, None)),
