@@ -1,1 +1,206 @@
-fn main() {}
+//! The `cometgate` binary: reads the config once at the edge, binds the listeners, wires
+//! signals (SIGTERM/SIGINT drain and exit 0; SIGHUP reloads) and watches the config file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::Parser;
+use cometgate::config::{Config, ConfigErrors, LogFormat};
+use cometgate::gateway::Gateway;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+/// A protective, height-aware caching gateway for a CometBFT node's RPC port.
+#[derive(Parser, Debug)]
+#[command(name = "cometgate", version, about)]
+struct Cli {
+    /// TOML config file; without one the built-in defaults apply.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Overrides `[server] listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Overrides `[upstream] url`.
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Print the effective config (defaults filled in) and exit; exit non-zero naming
+    /// every problem by its key path.
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// The file plus the command line's overrides, validated as one document so that an
+/// override gets the same checks and key-path messages as the file.
+fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
+    let text = match &cli.config {
+        Some(path) => std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![cometgate::config::ConfigError::new(
+                "",
+                format!("cannot read {}: {e}", path.display()),
+            )])
+        })?,
+        None => String::new(),
+    };
+    if cli.listen.is_none() && cli.upstream.is_none() {
+        return Config::from_toml_str(&text);
+    }
+    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigErrors(vec![cometgate::config::ConfigError::new(
+            "",
+            format!("TOML syntax error: {}", e.message()),
+        )])
+    })?;
+    let mut set = |section: &str, key: &str, value: String| {
+        let entry = doc
+            .entry(section.to_owned())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = entry {
+            t.insert(key.to_owned(), toml::Value::String(value));
+        }
+    };
+    if let Some(listen) = cli.listen {
+        set("server", "listen", listen.to_string());
+    }
+    if let Some(url) = &cli.upstream {
+        set("upstream", "url", url.clone());
+    }
+    Config::from_toml_str(&doc.to_string())
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match load(&cli) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("cometgate: invalid configuration:\n{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        print!("{}", config.to_toml_string());
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(config.log.format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cometgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cometgate stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cli: Cli, config: Config) -> std::io::Result<()> {
+    let listener = TcpListener::bind(config.server.listen).await?;
+    let ops_listener = match config.metrics.listen {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %cometgate::server::local_addr(&listener),
+        upstream = %config.upstream.url,
+        metrics = ?ops_listener.as_ref().map(cometgate::server::local_addr),
+        "cometgate started"
+    );
+    let gateway = Gateway::new(config);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(ops) = ops_listener {
+        tokio::spawn(cometgate::ops::run(
+            ops,
+            gateway.clone(),
+            stopped(stop_rx.clone()),
+        ));
+    }
+    tokio::spawn(watch_reloads(cli, gateway.clone(), stop_rx.clone()));
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing requests in flight"),
+            _ = int.recv() => tracing::info!("SIGINT: finishing requests in flight"),
+        }
+        let _ = stop_tx.send(true);
+    };
+    cometgate::server::run(listener, gateway, shutdown).await;
+    tracing::info!("cometgate stopped");
+    Ok(())
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Reloads on SIGHUP and when the config file changes (polled: no watcher dependency,
+/// and it works on every filesystem, bind mounts and ConfigMaps included).
+async fn watch_reloads(cli: Cli, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: reload by signal is off");
+        return;
+    };
+    let mut seen = cli.config.as_deref().and_then(modified);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        let why = tokio::select! {
+            _ = hup.recv() => "SIGHUP",
+            _ = tick.tick() => {
+                let now = cli.config.as_deref().and_then(modified);
+                if now == seen { continue; }
+                seen = now;
+                "file changed"
+            }
+            _ = stop.changed() => return,
+        };
+        match load(&cli) {
+            Ok(config) => {
+                let restart = gateway.reload(config);
+                gateway.metrics().reloaded(true);
+                tracing::info!(trigger = why, "config reloaded");
+                for key in restart {
+                    tracing::warn!(key, "changed, but only takes effect after a restart");
+                }
+            }
+            Err(errors) => {
+                gateway.metrics().reloaded(false);
+                for e in &errors.0 {
+                    tracing::error!(trigger = why, key = %e.path, problem = %e.message, "config rejected: keeping the old one");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The wire form of a request, parsed once: JSON-RPC 2.0 bodies (single or batch) and
+//! CometBFT's URI form. The caller's id is kept as the exact bytes it sent, so a reply can
+//! give it back byte for byte whatever its JSON type.
+//!
+//! The parser is deliberately as lenient as the node (CometBFT accepts a missing
+//! `jsonrpc` field, params by name or position, and `params: null`), and no stricter:
+//! tendermint-rpc's request wrapper rejects requests real nodes answer.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// A JSON-RPC id exactly as the caller wrote it (a JSON string or number).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Id(Bytes);
+
+impl Id {
+    /// URI-form requests carry no id; CometBFT answers them with -1.
+    pub fn uri() -> Id {
+        Id(Bytes::from_static(b"-1"))
+    }
+
+    /// An id the gateway makes up for its own upstream calls.
+    pub fn number(n: u64) -> Id {
+        Id(Bytes::from(n.to_string()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn to_bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+
+    /// Takes the raw text of an `id` member. CometBFT accepts only strings and numbers;
+    /// anything else makes the whole body unparsable, as on the node.
+    fn from_raw(raw: &RawValue) -> Result<Option<Id>, String> {
+        let text = raw.get();
+        match text.as_bytes().first() {
+            Some(b'"') | Some(b'-') | Some(b'0'..=b'9') => {
+                Ok(Some(Id(Bytes::copy_from_slice(text.as_bytes()))))
+            }
+            Some(b'n') => Ok(None),
+            _ => Err(format!("JSON-RPC ID ({text}) is of unknown type")),
+        }
+    }
+}
+
+/// Where a call came from: it decides the reply's HTTP status on error (200 on POST, 500
+/// on URI routes, as CometBFT) and how its params were spelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    JsonRpc,
+    Uri,
+}
+
+/// Params as the caller sent them, before the method table interprets them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Params {
+    Absent,
+    Named(Map<String, Value>),
+    Positional(Vec<Value>),
+    /// URI query arguments, still in CometBFT's URI spelling (`5`, `"abc"`, `0xAB`).
+    Query(Vec<(String, String)>),
+    /// Neither an object nor an array: the node answers -32602 for a known method.
+    Malformed(String),
+}
+
+/// One call. `id: None` is a notification: CometBFT neither runs nor answers it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    pub id: Option<Id>,
+    pub method: String,
+    pub params: Params,
+    pub form: Form,
+}
+
+/// A parsed POST body. A one-element batch stays a batch here; the reply decides its
+/// shape (CometBFT answers it with a bare object).
+#[derive(Debug, PartialEq)]
+pub enum Envelope {
+    Single(Call),
+    Batch(Vec<Call>),
+}
+
+/// Why a body could not be parsed; the text becomes the `data` of a -32700 error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+#[derive(Deserialize)]
+struct RawCall<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
+}
+
+/// Parses a non-empty POST body. serde_json's recursion limit bounds nesting, and the
+/// body itself was bounded by `server.max_body_bytes` before it got here.
+pub fn parse_body(body: &[u8]) -> Result<Envelope, ParseError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'[') {
+        let raws: Vec<RawCall> = serde_json::from_slice(body).map_err(unmarshal_error)?;
+        let calls = raws
+            .into_iter()
+            .map(call_from_raw)
+            .collect::<Result<_, _>>()?;
+        Ok(Envelope::Batch(calls))
+    } else {
+        let raw: RawCall = serde_json::from_slice(body).map_err(unmarshal_error)?;
+        Ok(Envelope::Single(call_from_raw(raw)?))
+    }
+}
+
+fn unmarshal_error(e: serde_json::Error) -> ParseError {
+    ParseError(format!("error unmarshaling request: {e}"))
+}
+
+fn call_from_raw(raw: RawCall<'_>) -> Result<Call, ParseError> {
+    let id = match raw.id {
+        Some(id) => {
+            Id::from_raw(id).map_err(|e| ParseError(format!("error unmarshaling request: {e}")))?
+        }
+        None => None,
+    };
+    let params = match raw.params {
+        None => Params::Absent,
+        Some(p) => params_from_raw(p),
+    };
+    Ok(Call {
+        id,
+        method: raw.method.unwrap_or_default(),
+        params,
+        form: Form::JsonRpc,
+    })
+}
+
+fn params_from_raw(raw: &RawValue) -> Params {
+    // CometBFT tries an object, then an array; `null` decodes as an empty object.
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Null) => Params::Absent,
+        Ok(Value::Object(map)) => Params::Named(map),
+        Ok(Value::Array(items)) => Params::Positional(items),
+        Ok(other) => Params::Malformed(format!(
+            "unknown type for JSON params: {other}. Expected map or array"
+        )),
+        Err(e) => Params::Malformed(format!(
+            "unknown type for JSON params: {e}. Expected map or array"
+        )),
+    }
+}
+
+/// Parses a URI-form request: the path names the method, the query holds the arguments.
+/// `path` has had any `/v1` prefix removed already.
+pub fn parse_uri(path: &str, query: Option<&str>) -> Call {
+    let method = path.trim_start_matches('/').to_owned();
+    let mut args = Vec::new();
+    if let Some(q) = query {
+        for (k, v) in form_urlencoded_pairs(q) {
+            // Go's Query().Get returns the first value of a repeated key.
+            if !args.iter().any(|(seen, _): &(String, String)| *seen == k) {
+                args.push((k, v));
+            }
+        }
+    }
+    Call {
+        id: Some(Id::uri()),
+        method,
+        params: Params::Query(args),
+        form: Form::Uri,
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding as Go's `url.ParseQuery` does it:
+/// `+` is a space, `%XX` is a byte, and a pair that fails to decode is skipped.
+fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query
+        .split(['&', ';'])
+        .filter(|p| !p.is_empty())
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((percent_decode(k)?, percent_decode(v)?))
+        })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hi = (hex[0] as char).to_digit(16)?;
+                let lo = (hex[1] as char).to_digit(16)?;
+                out.push((hi * 16 + lo) as u8);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A JSON-RPC error object in CometBFT's shape: no `id` member when it is unknown,
+/// `data` a string and left out when empty.
+pub fn error_body(id: Option<&Id>, code: i32, message: &str, data: &str) -> Bytes {
+    let mut out = Vec::with_capacity(96 + data.len());
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","#);
+    if let Some(id) = id {
+        out.extend_from_slice(br#""id":"#);
+        out.extend_from_slice(&id.0);
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""error":{"code":"#);
+    out.extend_from_slice(code.to_string().as_bytes());
+    out.extend_from_slice(br#","message":"#);
+    // Serialising a &str cannot fail.
+    out.extend_from_slice(&serde_json::to_vec(message).unwrap_or_default());
+    if !data.is_empty() {
+        out.extend_from_slice(br#","data":"#);
+        out.extend_from_slice(&serde_json::to_vec(data).unwrap_or_default());
+    }
+    out.extend_from_slice(b"}}");
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(body: &str) -> Call {
+        match parse_body(body.as_bytes()).expect("parses") {
+            Envelope::Single(c) => c,
+            other => panic!("expected single, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_of_every_accepted_type_are_kept_byte_for_byte() {
+        for id in [
+            r#""a\"b\u00e9""#,
+            "1",
+            "-7",
+            "1.50",
+            "1e3",
+            "123456789012345678901234567890",
+        ] {
+            let c = single(&format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"status"}}"#
+            ));
+            assert_eq!(c.id.unwrap().as_bytes(), id.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_null_or_missing_id_is_a_notification() {
+        assert_eq!(single(r#"{"id":null,"method":"status"}"#).id, None);
+        assert_eq!(single(r#"{"method":"status"}"#).id, None);
+    }
+
+    #[test]
+    fn object_ids_fail_the_whole_body_as_on_the_node() {
+        let e = parse_body(br#"[{"id":1,"method":"a"},{"id":{},"method":"b"}]"#).unwrap_err();
+        assert!(e.0.contains("unknown type"), "{}", e.0);
+    }
+
+    #[test]
+    fn params_by_name_position_null_and_junk() {
+        assert!(matches!(
+            single(r#"{"id":1,"method":"m","params":{"a":"1"}}"#).params,
+            Params::Named(_)
+        ));
+        assert!(matches!(
+            single(r#"{"id":1,"method":"m","params":["1"]}"#).params,
+            Params::Positional(_)
+        ));
+        assert_eq!(
+            single(r#"{"id":1,"method":"m","params":null}"#).params,
+            Params::Absent
+        );
+        assert!(matches!(
+            single(r#"{"id":1,"method":"m","params":5}"#).params,
+            Params::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn a_one_element_batch_stays_a_batch() {
+        let env = parse_body(br#" [{"id":1,"method":"status"}]"#).unwrap();
+        assert!(matches!(env, Envelope::Batch(ref v) if v.len() == 1));
+    }
+
+    #[test]
+    fn deep_nesting_is_a_parse_error_not_a_crash() {
+        let body = format!(
+            r#"{{"id":1,"method":"m","params":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(parse_body(body.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn uri_queries_decode_like_go_and_keep_the_first_repeat() {
+        let c = parse_uri(
+            "/tx_search",
+            Some("query=%22tx.height%3E1%22&per_page=30&per_page=99&x=a+b"),
+        );
+        let Params::Query(args) = c.params else {
+            panic!()
+        };
+        assert_eq!(
+            args,
+            vec![
+                ("query".into(), "\"tx.height>1\"".into()),
+                ("per_page".into(), "30".into()),
+                ("x".into(), "a b".into())
+            ]
+        );
+        assert_eq!(c.id, Some(Id::uri()));
+        assert_eq!(c.method, "tx_search");
+    }
+
+    #[test]
+    fn replies_are_cometbft_shaped() {
+        let e = error_body(None, -32700, "Parse error. Invalid JSON", "bad \"x\"");
+        assert_eq!(
+            &e[..],
+            br#"{"jsonrpc":"2.0","error":{"code":-32700,"message":"Parse error. Invalid JSON","data":"bad \"x\""}}"#
+        );
+        let e = error_body(Some(&Id::uri()), -32601, "Method not found", "");
+        assert_eq!(
+            &e[..],
+            br#"{"jsonrpc":"2.0","id":-1,"error":{"code":-32601,"message":"Method not found"}}"#
+        );
+    }
+}

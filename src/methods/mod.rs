@@ -1,0 +1,95 @@
+//! The method table: what the gateway knows of each CometBFT v0.38 route (its argument
+//! names and types, its default lane, cost and parameter caps, and how long its answers
+//! stay true), and the canonical form that every spelling of one question shares.
+//!
+//! Argument names and order are CometBFT's `rpc/core/routes.go`; positional params are
+//! matched against them exactly as the node does.
+
+mod canon;
+mod table;
+
+pub use canon::{canonicalize, CacheKey, Canonical};
+pub use table::{lookup, ROUTES};
+
+pub use crate::config::Lane;
+
+/// How a value travels in a JSON-RPC body and how its URI spelling is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgKind {
+    /// int64 / *int64 / *int: a JSON string of digits (or a number); bare digits in a URI.
+    Int,
+    /// uint: as `Int`, never negative.
+    Uint,
+    Bool,
+    /// A JSON string; in a URI `"quoted"` or `0x`-hex.
+    Str,
+    /// []byte: base64 in JSON; `0x`-hex or a `"quoted"` string in a URI.
+    Bytes,
+    /// bytes.HexBytes (abci_query `data`): hex in JSON, `0x`-hex or `"quoted"` in a URI.
+    HexBytes,
+    /// Passed through as the caller wrote it (evidence, dial lists): never part of a cached key.
+    Raw,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Arg {
+    pub name: &'static str,
+    pub kind: ArgKind,
+    /// The canonical value the node treats exactly like an absent argument; dropped from
+    /// the canonical form so both spellings share one key.
+    pub same_as_absent: Option<&'static str>,
+}
+
+/// How long an answer stays true, from CometBFT's semantics rather than the node's own
+/// Cache-Control (which marks errors and head-following answers cacheable for a day).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheRule {
+    /// Never stored: writes, mempool views, liveness probes.
+    Never,
+    /// `height` pins the answer: immutable at or below the head; absent means the head.
+    Height,
+    /// Like `Height`, but `commit` is only final once the next block carries it.
+    Commit,
+    /// A lookup by hash: immutable once it has found something.
+    Hash,
+    /// `blockchain`: immutable when the range's top is at or below the head.
+    Range,
+    /// `abci_query`: a height > 0 pins it; otherwise it follows the head.
+    AbciQuery,
+    /// Follows the head: valid until the next block.
+    UntilNextBlock,
+    /// Never changes for a running chain (genesis).
+    Forever,
+}
+
+/// One route's built-in policy; config overrides are applied on top by admission.
+#[derive(Clone, Copy, Debug)]
+pub struct MethodSpec {
+    pub name: &'static str,
+    pub args: &'static [Arg],
+    pub lane: Lane,
+    pub cost: u32,
+    pub allowed: bool,
+    /// Subscriptions exist only on /websocket; over HTTP the node answers Method not found.
+    pub websocket_only: bool,
+    pub cache: CacheRule,
+    pub caps: DefaultCaps,
+}
+
+/// Built-in parameter caps; each matches the node's own limit where it has one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DefaultCaps {
+    pub max_per_page: Option<u32>,
+    pub max_page: Option<u32>,
+    pub max_query_bytes: Option<usize>,
+    pub allow_prove: Option<bool>,
+    pub max_range: Option<u64>,
+    pub max_limit: Option<u32>,
+    pub max_data_bytes: Option<u64>,
+}
+
+impl MethodSpec {
+    pub fn arg(&self, name: &str) -> Option<&'static Arg> {
+        self.args.iter().find(|a| a.name == name)
+    }
+}

@@ -1,0 +1,209 @@
+//! Counters and histograms in Prometheus' text format. Label sets stay bounded: methods
+//! are the route table's names (anything else is `other`), reasons and statuses are
+//! fixed words, and there is never a client address in a label.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::cache::CacheStatus;
+use crate::config::Lane;
+use crate::methods;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    outcome: &'static str,
+    cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabel {
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeCallLabels {
+    method: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LaneLabel {
+    lane: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to ~26 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    rejections: Family<ReasonLabel, Counter>,
+    node_calls: Family<NodeCallLabels, Counter>,
+    node_latency: Family<MethodLabel, Histogram, fn() -> Histogram>,
+    lane_wait: Family<LaneLabel, Histogram, fn() -> Histogram>,
+    connections_open: Gauge,
+    connections_refused: Family<ReasonLabel, Counter>,
+    reloads: Family<ReasonLabel, Counter>,
+    next_request_id: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// A method name from the route table, or `other`: keeps label sets bounded.
+pub fn method_label(name: &str) -> &'static str {
+    methods::lookup(name).map_or("other", |spec| spec.name)
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("cometgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let rejections = Family::<ReasonLabel, Counter>::default();
+        let node_calls = Family::<NodeCallLabels, Counter>::default();
+        let node_latency =
+            Family::<MethodLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        let lane_wait = Family::<LaneLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let connections_open = Gauge::default();
+        let connections_refused = Family::<ReasonLabel, Counter>::default();
+        let reloads = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "requests",
+            "Calls answered, by method, outcome and cache status",
+            requests.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Calls or requests refused, by reason",
+            rejections.clone(),
+        );
+        registry.register(
+            "node_requests",
+            "Calls sent to the node, by method and result",
+            node_calls.clone(),
+        );
+        registry.register(
+            "node_request_duration_seconds",
+            "Node latency by method",
+            node_latency.clone(),
+        );
+        registry.register(
+            "lane_wait_seconds",
+            "Time spent waiting for a lane slot",
+            lane_wait.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Client connections open now",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at accept, by cap",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads, by result",
+            reloads.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            rejections,
+            node_calls,
+            node_latency,
+            lane_wait,
+            connections_open,
+            connections_refused,
+            reloads,
+            next_request_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn next_request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn request(&self, method: &str, error: bool, cache: CacheStatus) {
+        let labels = RequestLabels {
+            method: method_label(method),
+            outcome: if error { "error" } else { "ok" },
+            cache: cache.as_str(),
+        };
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejections.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn cache_outcome(&self, _method: &'static str, _status: CacheStatus) {}
+
+    pub fn node_call(&self, method: &'static str, elapsed: Duration, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.node_calls
+            .get_or_create(&NodeCallLabels { method, result })
+            .inc();
+        self.node_latency
+            .get_or_create(&MethodLabel { method })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn lane_waited(&self, lane: Lane, waited: Duration) {
+        self.lane_wait
+            .get_or_create(&LaneLabel {
+                lane: lane.as_str(),
+            })
+            .observe(waited.as_secs_f64());
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn reloaded(&self, ok: bool) {
+        let reason = if ok { "ok" } else { "rejected" };
+        self.reloads.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// The registry's families in text form; live gauges (cache, lanes, head, RSS) are
+    /// written by the ops listener around it.
+    pub fn encode_registry(&self, out: &mut String) {
+        // Writing into a String cannot fail.
+        let _ = encode(out, &self.registry);
+    }
+}

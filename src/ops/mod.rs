@@ -1,0 +1,221 @@
+//! The operator's listener (`[metrics] listen`, loopback by default), never the proxy
+//! port: `/metrics`, `/healthz`, `/readyz` and the admin routes (`/admin/purge`,
+//! `/admin/explain`, `/admin/config`).
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::breaker::BreakerState;
+use crate::config::ByteSize;
+use crate::gateway::Gateway;
+use crate::reply::Chunks;
+
+mod explain;
+mod live;
+
+/// Serves the operator routes until `shutdown` completes.
+pub async fn run(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            },
+        };
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let gw = gw.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(&gw, req).await) }
+            });
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(5))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Chunks> {
+    let path = req.uri().path().to_owned();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/metrics") => text(
+            StatusCode::OK,
+            metrics(gw),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+        (Method::GET, "/healthz") => {
+            text(StatusCode::OK, "ok\n".into(), "text/plain; charset=utf-8")
+        }
+        (Method::GET, "/readyz") => readiness(gw),
+        (Method::POST, "/admin/purge") => purge(gw, req.uri().query()),
+        (Method::GET | Method::POST, p)
+            if p == "/admin/explain" || p.starts_with("/admin/explain/") =>
+        {
+            explain::explain(gw, req).await
+        }
+        (Method::GET, "/admin/config") => text(
+            StatusCode::OK,
+            redacted_config(gw),
+            "application/toml; charset=utf-8",
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "404 page not found\n".into(),
+            "text/plain; charset=utf-8",
+        ),
+    }
+}
+
+pub(crate) fn text(
+    status: StatusCode,
+    body: String,
+    content_type: &'static str,
+) -> Response<Chunks> {
+    let mut response = Response::new(Chunks::from(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Ready when the node answers, its head advances and it is not catching up: a load
+/// balancer should stop sending traffic here otherwise.
+fn readiness(gw: &Gateway) -> Response<Chunks> {
+    let head = gw.head();
+    let mut problems = Vec::new();
+    if head.height().is_none() {
+        problems.push("no chain head seen yet");
+    } else if head.blind() {
+        problems.push("the chain head has not advanced within head.stall_after");
+    }
+    if head.catching_up() {
+        problems.push("the node is catching up");
+    }
+    if gw.breaker().state() != BreakerState::Closed {
+        problems.push("the node is failing (circuit open)");
+    }
+    let body = serde_json::json!({
+        "ready": problems.is_empty(),
+        "problems": problems,
+        "head_height": head.height(),
+        "head_age_seconds": head.age().map(|d| d.as_secs_f64()),
+    });
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    text(status, format!("{body}\n"), "application/json")
+}
+
+fn purge(gw: &Gateway, query: Option<&str>) -> Response<Chunks> {
+    let method = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|pair| pair.strip_prefix("method="))
+        .filter(|m| !m.is_empty());
+    if let Some(m) = method {
+        if crate::methods::lookup(m).is_none() {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("{{\"error\":\"unknown method {m:?}\"}}\n"),
+                "application/json",
+            );
+        }
+    }
+    let purged = gw.cache().purge(method);
+    tracing::info!(
+        method = method.unwrap_or("*"),
+        purged,
+        "cache purged by operator"
+    );
+    text(
+        StatusCode::OK,
+        format!(
+            "{}\n",
+            serde_json::json!({ "purged": purged, "method": method })
+        ),
+        "application/json",
+    )
+}
+
+/// The effective config with API keys masked: it is served over HTTP.
+fn redacted_config(gw: &Gateway) -> String {
+    let mut config = (*gw.config()).clone();
+    for quota in &mut config.rate_limit.api_keys {
+        quota.key = "<redacted>".into();
+    }
+    config.to_toml_string()
+}
+
+fn metrics(gw: &Gateway) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    live_metrics(gw, &mut out);
+    gw.metrics().encode_registry(&mut out);
+    out
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
+    let _ = writeln!(
+        out,
+        "# HELP cometgate_{name} {help}\n# TYPE cometgate_{name} gauge\ncometgate_{name} {value}"
+    );
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP cometgate_{name} {help}\n# TYPE cometgate_{name} counter\ncometgate_{name}_total {value}");
+}
+
+/// Values read from the components at scrape time rather than counted twice.
+fn live_metrics(gw: &Gateway, out: &mut String) {
+    let head = gw.head();
+    gauge(
+        out,
+        "head_height",
+        "Latest block height seen from the node",
+        head.height().unwrap_or(0) as f64,
+    );
+    gauge(
+        out,
+        "head_age_seconds",
+        "Time since the head last advanced",
+        head.age().map_or(-1.0, |d| d.as_secs_f64()),
+    );
+    let up = gw.breaker().state() == BreakerState::Closed && !head.blind();
+    gauge(
+        out,
+        "node_up",
+        "1 when the node answers and its head advances",
+        if up { 1.0 } else { 0.0 },
+    );
+    if let Some(rss) = process_rss() {
+        gauge(
+            out,
+            "process_resident_memory_bytes",
+            "Resident set size of this process",
+            rss.as_u64() as f64,
+        );
+    }
+    live::components(gw, out, gauge, counter);
+}
+
+/// RSS from /proc/self/statm (pages), Linux only; None elsewhere.
+pub fn process_rss() -> Option<ByteSize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(ByteSize::bytes(pages * 4096))
+}

@@ -1,0 +1,203 @@
+//! Building what goes back to the client. A body is a list of shared byte slices, so a
+//! cached 2 MB result is written as the caller's id, the stored bytes and a closing
+//! brace: three `Bytes` and no copy of the result.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+
+use crate::cache::CacheStatus;
+use crate::error::{Rejection, WireError};
+use crate::jsonrpc::{error_body, Form, Id};
+use crate::upstream::Answer;
+
+pub const CACHE_HEADER: &str = "x-cometgate-cache";
+
+/// A response body made of shared slices; its exact length is known up front, so hyper
+/// sends a Content-Length rather than chunking.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    parts: VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Chunks {
+    pub fn new() -> Chunks {
+        Chunks::default()
+    }
+
+    pub fn push(&mut self, part: Bytes) {
+        if !part.is_empty() {
+            self.remaining += part.len() as u64;
+            self.parts.push_back(part);
+        }
+    }
+
+    pub fn extend(&mut self, parts: impl IntoIterator<Item = Bytes>) {
+        for p in parts {
+            self.push(p);
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.remaining
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+impl From<Bytes> for Chunks {
+    fn from(b: Bytes) -> Chunks {
+        let mut c = Chunks::new();
+        c.push(b);
+        c
+    }
+}
+
+impl From<&'static str> for Chunks {
+    fn from(s: &'static str) -> Chunks {
+        Chunks::from(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.parts.pop_front() {
+            Some(part) => {
+                self.remaining -= part.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(part))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// One call's outcome as it goes back: the node's answer or the gateway's refusal.
+#[derive(Debug)]
+pub enum Outcome {
+    Answer(Answer),
+    Rejected(Rejection),
+}
+
+impl Outcome {
+    pub fn is_error(&self) -> bool {
+        match self {
+            Outcome::Answer(a) => a.is_error(),
+            Outcome::Rejected(_) => true,
+        }
+    }
+}
+
+/// The JSON of one entry in a reply; `id` is `None` where the request's id is unknown.
+pub fn entry(id: Option<&Id>, outcome: &Outcome, form: Form) -> Vec<Bytes> {
+    match (outcome, id) {
+        (Outcome::Answer(a), Some(id)) => a.parts(id).to_vec(),
+        (Outcome::Answer(a), None) => a.parts(&Id::uri()).to_vec(),
+        (Outcome::Rejected(r), id) => {
+            let w = r.to_wire(form);
+            vec![error_body(id, w.code, w.message, &w.data)]
+        }
+    }
+}
+
+pub fn json(status: StatusCode, body: Chunks) -> Response<Chunks> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A whole-request refusal (oversized body, unparsable JSON, rate limit on a single call).
+pub fn rejection(id: Option<&Id>, r: &Rejection, form: Form) -> Response<Chunks> {
+    let WireError {
+        status,
+        code,
+        message,
+        data,
+        retry_after,
+    } = r.to_wire(form);
+    let mut response = json(status, Chunks::from(error_body(id, code, message, &data)));
+    if let Some(after) = retry_after {
+        // Retry-After is whole seconds; round up so a client never retries early.
+        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    response
+}
+
+pub fn with_cache_status(mut response: Response<Chunks>, status: CacheStatus) -> Response<Chunks> {
+    response
+        .headers_mut()
+        .insert(CACHE_HEADER, HeaderValue::from_static(status.as_str()));
+    response
+}
+
+pub fn plain(status: StatusCode, text: &'static str) -> Response<Chunks> {
+    let mut response = Response::new(Chunks::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn a_reply_body_has_an_exact_length_and_shares_the_stored_bytes() {
+        let stored = Bytes::from(vec![b'7'; 2_000_000]);
+        let answer = Answer::Result(stored.clone());
+        let mut body = Chunks::new();
+        body.extend(answer.parts(&Id::number(1)));
+        assert_eq!(
+            body.len(),
+            2_000_000 + br#"{"jsonrpc":"2.0","id":1,"result":}"#.len() as u64
+        );
+        assert_eq!(body.size_hint().exact(), Some(body.len()));
+        let mut frames = Vec::new();
+        while let Some(f) = body.frame().await {
+            frames.push(f.unwrap().into_data().unwrap());
+        }
+        assert_eq!(frames[1].as_ptr(), stored.as_ptr(), "the result was copied");
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let r = Rejection::RateLimited {
+            retry_after: std::time::Duration::from_millis(1200),
+        };
+        let response = rejection(None, &r, Form::JsonRpc);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+}

@@ -1,0 +1,241 @@
+//! `/websocket`: the client's connection is upgraded here and relayed to the node's own
+//! `/websocket`. What the node sends (answers, subscription events) goes back untouched.
+//! What the client sends is read first: subscriptions are counted and capped, messages
+//! are bounded in size and rate, and any other call is served through the same pipeline
+//! as HTTP (admission, caps, cache, lanes) so the websocket is no way around them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::admission::{ClientKey, WsConnection};
+use crate::error::Rejection;
+use crate::gateway::Gateway;
+use crate::jsonrpc::{error_body, parse_body, Envelope, Form};
+use crate::reply::{self, Chunks};
+
+pub async fn relay(
+    gw: Arc<Gateway>,
+    mut req: Request<Incoming>,
+    client: ClientKey,
+) -> Response<Chunks> {
+    let config = gw.config();
+    if !config.websocket.enabled {
+        return reply::plain(StatusCode::NOT_FOUND, "404 page not found\n");
+    }
+    let upgrade_requested = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let Some(key) = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|_| upgrade_requested)
+        .cloned()
+    else {
+        return reply::plain(StatusCode::BAD_REQUEST, "Bad Request\n");
+    };
+    let conn = match gw.admission().ws_connection(&client) {
+        Ok(conn) => conn,
+        Err(r) => {
+            gw.metrics().rejected(r.reason());
+            return reply::rejection(None, &r, Form::Uri);
+        }
+    };
+    // Dial the node first, so a dead node fails the handshake instead of an open socket.
+    let node_url = node_ws_url(gw.upstream_url());
+    let ws_config = WebSocketConfig::default()
+        .max_message_size(Some(config.websocket.max_message_bytes.as_usize()))
+        .max_frame_size(Some(config.websocket.max_message_bytes.as_usize()));
+    let dial = tokio_tungstenite::connect_async_with_config(node_url.as_str(), None, false);
+    let node = match tokio::time::timeout(config.upstream.connect_timeout, dial).await {
+        Ok(Ok((node, _))) => node,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "node websocket unreachable");
+            let r = Rejection::UpstreamUnavailable("cannot open the node's websocket".into());
+            return bad_gateway(&r);
+        }
+        Err(_) => return bad_gateway(&Rejection::UpstreamTimeout(config.upstream.connect_timeout)),
+    };
+    let upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let client_ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config),
+                )
+                .await;
+                pump(gw, client, client_ws, node, conn).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut response = Response::new(Chunks::new());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(accept) = HeaderValue::from_str(&derive_accept_key(key.as_bytes())) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+fn bad_gateway(r: &Rejection) -> Response<Chunks> {
+    let mut response = reply::rejection(None, r, Form::Uri);
+    *response.status_mut() = StatusCode::BAD_GATEWAY;
+    response
+}
+
+/// `http://host:port/` -> `ws://host:port/websocket`.
+fn node_ws_url(upstream: &http::Uri) -> String {
+    let authority = upstream
+        .authority()
+        .map_or("127.0.0.1:26657", |a| a.as_str());
+    format!("ws://{authority}/websocket")
+}
+
+/// What to do with one client message.
+enum Verdict {
+    /// Send it to the node as it came.
+    Forward,
+    /// Answer it here; the node never sees it.
+    Answer(Bytes),
+    /// A notification: neither run nor answered, as on the node.
+    Ignore,
+}
+
+async fn pump<C, N>(
+    gw: Arc<Gateway>,
+    client: ClientKey,
+    client_ws: WebSocketStream<C>,
+    node: WebSocketStream<N>,
+    mut conn: WsConnection,
+) where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    N: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut client_tx, mut client_rx) = client_ws.split();
+    let (mut node_tx, mut node_rx) = node.split();
+    loop {
+        tokio::select! {
+            from_client = client_rx.next() => match from_client {
+                Some(Ok(Message::Close(frame))) => {
+                    let _ = node_tx.send(Message::Close(frame)).await;
+                    break;
+                }
+                Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => {
+                    match inspect(&gw, &client, &mut conn, msg.clone().into_data()).await {
+                        Verdict::Forward => {
+                            if node_tx.send(msg).await.is_err() {
+                                break;
+                            }
+                        }
+                        Verdict::Ignore => {}
+                        Verdict::Answer(answer) => {
+                            let text = String::from_utf8_lossy(&answer).into_owned();
+                            if client_tx.send(Message::text(text)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                // Pings are answered by the websocket layer itself.
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "client websocket error");
+                    let _ = node_tx.send(Message::Close(None)).await;
+                    break;
+                }
+                None => {
+                    let _ = node_tx.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+            from_node = node_rx.next() => match from_node {
+                Some(Ok(Message::Close(frame))) => {
+                    let _ = client_tx.send(Message::Close(frame)).await;
+                    break;
+                }
+                Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => {
+                    if client_tx.send(msg).await.is_err() {
+                        let _ = node_tx.send(Message::Close(None)).await;
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => {
+                    let _ = client_tx.send(Message::Close(None)).await;
+                    break;
+                }
+            },
+        }
+    }
+}
+
+async fn inspect(
+    gw: &Arc<Gateway>,
+    client: &ClientKey,
+    conn: &mut WsConnection,
+    data: Bytes,
+) -> Verdict {
+    let refuse = |id: Option<&crate::jsonrpc::Id>, r: &Rejection| {
+        let w = r.to_wire(Form::JsonRpc);
+        Verdict::Answer(error_body(id, w.code, w.message, &w.data))
+    };
+    if let Err(r) = conn.check_message(data.len()) {
+        gw.metrics().rejected(r.reason());
+        return refuse(None, &r);
+    }
+    // The node's websocket takes one call per message: no batches.
+    let call = match parse_body(&data) {
+        Ok(Envelope::Single(call)) => call,
+        Ok(Envelope::Batch(_)) => {
+            return refuse(
+                None,
+                &Rejection::InvalidRequest("batches are not supported over websocket".into()),
+            )
+        }
+        Err(e) => return refuse(None, &Rejection::Parse(e.0)),
+    };
+    match call.method.as_str() {
+        "subscribe" => match conn.add_subscription() {
+            Ok(()) => Verdict::Forward,
+            Err(r) => refuse(call.id.as_ref(), &r),
+        },
+        "unsubscribe" => {
+            conn.remove_subscription();
+            Verdict::Forward
+        }
+        "unsubscribe_all" => {
+            conn.clear_subscriptions();
+            Verdict::Forward
+        }
+        _ => match gw.serve_ws_call(client, call).await {
+            Some(answer) => Verdict::Answer(answer),
+            None => Verdict::Ignore,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_websocket_is_beside_its_rpc_url() {
+        let uri: http::Uri = "http://10.0.0.5:26657/".parse().unwrap();
+        assert_eq!(node_ws_url(&uri), "ws://10.0.0.5:26657/websocket");
+    }
+}
