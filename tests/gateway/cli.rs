@@ -1,0 +1,164 @@
+//! The `cometgate` binary as an operator runs it: config checking, and SIGTERM draining
+//! a request in flight before exiting 0.
+
+use std::net::TcpListener as StdListener;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cometgate_load::{Fault, SimNode, SimNodeConfig};
+
+use crate::support::*;
+
+fn cometgate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cometgate"))
+}
+
+fn temp_config(text: &str) -> tempfile_path::TempPath {
+    tempfile_path::write(text)
+}
+
+/// A minimal temp file that removes itself (no extra dependency for one use).
+mod tempfile_path {
+    use std::path::PathBuf;
+
+    pub struct TempPath(pub PathBuf);
+
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    pub fn write(text: &str) -> TempPath {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("cometgate-test-{}-{n}.toml", std::process::id()));
+        std::fs::write(&path, text).expect("temp file");
+        TempPath(path)
+    }
+}
+
+#[test]
+fn check_config_names_every_problem_by_its_key_path() {
+    let file = temp_config(
+        "[server]\nlisen = \"127.0.0.1:1\"\n[upstream]\ntimeout = \"10 parsecs\"\nurl = \"ftp://node\"\n",
+    );
+    let out = cometgate()
+        .arg("--config")
+        .arg(&file.0)
+        .arg("--check-config")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in ["server.lisen", "upstream.timeout", "upstream.url"] {
+        assert!(stderr.contains(key), "{key} not named in:\n{stderr}");
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_defaults_and_overrides() {
+    let out = cometgate()
+        .args([
+            "--check-config",
+            "--listen",
+            "127.0.0.1:7777",
+            "--upstream",
+            "http://10.1.2.3:26657",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let config =
+        cometgate::config::Config::from_toml_str(&text).expect("the printed config parses back");
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:7777");
+    assert_eq!(config.upstream.url.to_string(), "http://10.1.2.3:26657/");
+    assert_eq!(
+        config.cache.max_bytes,
+        cometgate::config::Config::default().cache.max_bytes
+    );
+}
+
+#[test]
+fn version_is_printed() {
+    let out = cometgate().arg("--version").output().expect("runs");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
+    let node = SimNode::start(SimNodeConfig {
+        block_interval: Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let port = free_port();
+    let file = temp_config("[metrics]\nlisten = \"off\"\n[log]\naccess_log = false\n");
+    let mut child = cometgate()
+        .arg("--config")
+        .arg(&file.0)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            &node.url(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let url = format!("http://127.0.0.1:{port}");
+    eventually("the gateway listens", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+
+    node.set_fault(Fault::Slow(Duration::from_millis(1500)));
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let in_flight = tokio::spawn(async move {
+        send(
+            &http,
+            http::Method::GET,
+            &format!("{url}/block?height=3"),
+            bytes::Bytes::new(),
+            &[],
+        )
+        .await
+    });
+    eventually("the slow request reaches the node", || async {
+        node.stats().inflight >= 1
+    })
+    .await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+
+    let reply = in_flight.await.expect("request task");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["result"]["block"]["header"]["height"], "3");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .expect("exits");
+    assert_eq!(status.code(), Some(0));
+}

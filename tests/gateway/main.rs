@@ -1,0 +1,8 @@
+//! The gateway's integration tests: one binary, each test a gateway on port 0 in front
+//! of a simulated node, asserting what the client sees and what the node saw.
+
+mod support;
+
+mod cli;
+mod clients;
+mod proxy;
