@@ -10,7 +10,8 @@ use crate::clock::{rfc3339, GENESIS_NANOS, GENESIS_SECS};
 /// `sha256("")`, what CometBFT prints for the hash of an empty list.
 pub const EMPTY_HASH: &str = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
 const CONSENSUS_HASH: &str = "048091BC7DDC283F77BFBF91D73C44DA58C3DF8A9CBC867405D8B7F3DAADA22F";
-const FIXTURE_VALSET_HASH: &str = "33415EFFCEDA5BD0A3A443A727457D9F7B9E38389BF27A936FEDF749A7B7566E";
+const FIXTURE_VALSET_HASH: &str =
+    "33415EFFCEDA5BD0A3A443A727457D9F7B9E38389BF27A936FEDF749A7B7566E";
 const FIXTURE_VAL_ADDR: &str = "2DD9F44FD9067555C322243C3C913BA7B51D2BE0";
 const FIXTURE_VAL_PUBKEY: &str = "bNNlGls5R25wC3Sd8720F/3+7IZBhXcD22MNFtPk/v0=";
 
@@ -36,7 +37,11 @@ pub fn validators(chain: &Chain) -> Vec<Validator> {
                 };
             }
             let pk = chain.digest("pubkey", i as u64);
-            Validator { address: hex_upper(&sha256(&pk)[..20]), pub_key: b64(&pk), power: 10 }
+            Validator {
+                address: hex_upper(&sha256(&pk)[..20]),
+                pub_key: b64(&pk),
+                power: 10,
+            }
         })
         .collect()
 }
@@ -191,7 +196,11 @@ pub fn exec_tx_result(chain: &Chain, h: u64, i: usize, tx: &[u8]) -> Value {
 
 pub fn block_results(chain: &Chain, h: u64) -> Value {
     let txs = chain.txs(h);
-    let results: Vec<Value> = txs.iter().enumerate().map(|(i, t)| exec_tx_result(chain, h, i, t)).collect();
+    let results: Vec<Value> = txs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| exec_tx_result(chain, h, i, t))
+        .collect();
     json!({
         "app_hash": b64(&app_hash_bytes(chain, h)),
         "consensus_param_updates": null,

@@ -149,7 +149,9 @@ impl Chain {
 
     /// Every transaction of block `h`: generated ones, then broadcast ones.
     pub fn txs(&self, h: u64) -> Vec<Vec<u8>> {
-        let mut txs: Vec<Vec<u8>> = (0..self.params.txs_per_block).map(|i| self.generated_tx(h, i)).collect();
+        let mut txs: Vec<Vec<u8>> = (0..self.params.txs_per_block)
+            .map(|i| self.generated_tx(h, i))
+            .collect();
         if let Some(user) = self.read().user_txs.get(&h) {
             txs.extend(user.iter().cloned());
         }

@@ -44,7 +44,10 @@ mod tests {
 
     #[test]
     fn formats_like_go() {
-        assert_eq!(rfc3339(GENESIS_SECS, GENESIS_NANOS), "2023-05-17T14:12:48.347696215Z");
+        assert_eq!(
+            rfc3339(GENESIS_SECS, GENESIS_NANOS),
+            "2023-05-17T14:12:48.347696215Z"
+        );
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400, 500_000_000), "2000-02-29T00:00:00.5Z");
     }

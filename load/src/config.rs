@@ -100,9 +100,13 @@ impl SimNodeConfig {
 /// Parses `0`, `250ms`, `1s`, `1.5s`, `2m`, `100us`; a bare number means seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("invalid duration {text:?}"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}"))?;
     let secs = match unit.trim() {
         "" | "s" => value,
         "ms" => value / 1e3,

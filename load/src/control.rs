@@ -14,13 +14,22 @@ use crate::node::Node;
 use crate::sim;
 
 fn reply(status: StatusCode, v: Value) -> Response<Body> {
-    respond(status, Some("application/json"), serde_json::to_vec(&v).unwrap_or_default())
+    respond(
+        status,
+        Some("application/json"),
+        serde_json::to_vec(&v).unwrap_or_default(),
+    )
 }
 
 pub async fn handle(node: Arc<Node>, req: Request<Incoming>, control_port: bool) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     match (method, path.as_str()) {
         (Method::GET, "/_simnode/stats") => reply(StatusCode::OK, json!(node.stats())),
         (Method::POST, "/_simnode/reset-counters") => {
@@ -29,23 +38,40 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>, control_port: bool)
         }
         (Method::POST, "/_simnode/restart") => match sim::restart(&node) {
             Ok(()) => reply(StatusCode::OK, json!({"ok": true})),
-            Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.to_string()})),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": e.to_string()}),
+            ),
         },
-        (Method::POST, "/_simnode/advance") => reply(StatusCode::OK, json!({"height": node.chain.advance()})),
+        (Method::POST, "/_simnode/advance") => {
+            reply(StatusCode::OK, json!({"height": node.chain.advance()}))
+        }
         (Method::POST, "/_simnode/fault") => {
             let spec: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
             match Fault::from_spec(&spec) {
                 Ok(fault) => {
-                    let scope = spec.get("method").and_then(Value::as_str).map(str::to_string);
+                    let scope = spec
+                        .get("method")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                     // Taking the RPC port down from a request on that port still answers this one.
                     match sim::apply_fault(&node, fault, scope) {
-                        Ok(()) => reply(StatusCode::OK, json!({"ok": true, "control_port": control_port})),
-                        Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": e.to_string()})),
+                        Ok(()) => reply(
+                            StatusCode::OK,
+                            json!({"ok": true, "control_port": control_port}),
+                        ),
+                        Err(e) => reply(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            json!({"error": e.to_string()}),
+                        ),
                     }
                 }
                 Err(e) => reply(StatusCode::BAD_REQUEST, json!({"error": e})),
             }
         }
-        _ => reply(StatusCode::NOT_FOUND, json!({"error": format!("unknown control route {path}")})),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            json!({"error": format!("unknown control route {path}")}),
+        ),
     }
 }

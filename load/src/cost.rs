@@ -22,9 +22,12 @@ pub struct Charge<'a> {
 impl Drop for Charge<'_> {
     fn drop(&mut self) {
         // A restart zeroes `live`; never wrap below zero for charges taken before it.
-        let _ = self.model.live.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
-            Some(v.saturating_sub(self.bytes))
-        });
+        let _ = self
+            .model
+            .live
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                Some(v.saturating_sub(self.bytes))
+            });
     }
 }
 
@@ -78,7 +81,8 @@ impl MemoryModel {
     }
 
     pub fn reset_peak(&self) {
-        self.peak.store(self.live.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.peak
+            .store(self.live.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 
     pub fn live(&self) -> u64 {
@@ -108,6 +112,9 @@ mod tests {
         assert!(!died);
         drop((a, b));
         assert_eq!(m.peak(), 1608);
-        assert_eq!(MemoryModel::hold_time(5_000_000, 50_000_000), Duration::from_millis(100));
+        assert_eq!(
+            MemoryModel::hold_time(5_000_000, 50_000_000),
+            Duration::from_millis(100)
+        );
     }
 }

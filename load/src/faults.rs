@@ -48,7 +48,9 @@ impl Fault {
             "http500" | "http_500" => Fault::Http500,
             "truncated_json" | "truncated" => Fault::TruncatedJson,
             "reset_mid_body" | "reset" => Fault::ResetMidBody,
-            "oversized" => Fault::Oversized(num("bytes").ok_or("oversized needs \"bytes\"")? as usize),
+            "oversized" => {
+                Fault::Oversized(num("bytes").ok_or("oversized needs \"bytes\"")? as usize)
+            }
             "wrong_id" => Fault::WrongId,
             other => return Err(format!("unknown fault kind {other:?}")),
         })
@@ -78,14 +80,22 @@ pub struct CutCtl {
 impl CutCtl {
     pub fn new() -> Arc<CutCtl> {
         Arc::new(CutCtl {
-            plan: Mutex::new(Plan { phase: Phase::Idle, body_budget: 0, reset: false }),
+            plan: Mutex::new(Plan {
+                phase: Phase::Idle,
+                body_budget: 0,
+                reset: false,
+            }),
         })
     }
 
     /// The next response gets `body_bytes` of its body through, then the cut: a close, or a
     /// TCP reset when `reset`.
     pub fn arm(&self, body_bytes: usize, reset: bool) {
-        *self.lock() = Plan { phase: Phase::SeekHeaderEnd { matched: 0 }, body_budget: body_bytes, reset };
+        *self.lock() = Plan {
+            phase: Phase::SeekHeaderEnd { matched: 0 },
+            body_budget: body_bytes,
+            reset,
+        };
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Plan> {
@@ -113,7 +123,9 @@ fn advance(plan: &mut Plan, bytes: &[u8]) -> usize {
                 };
                 n += 1;
                 plan.phase = if matched == HEADER_END.len() {
-                    Phase::Body { remaining: plan.body_budget }
+                    Phase::Body {
+                        remaining: plan.body_budget,
+                    }
                 } else {
                     Phase::SeekHeaderEnd { matched }
                 };
@@ -125,7 +137,9 @@ fn advance(plan: &mut Plan, bytes: &[u8]) -> usize {
                 }
                 let take = remaining.min(bytes.len() - n);
                 n += take;
-                plan.phase = Phase::Body { remaining: remaining - take };
+                plan.phase = Phase::Body {
+                    remaining: remaining - take,
+                };
             }
         }
     }
@@ -147,12 +161,22 @@ pub struct CutIo {
 
 impl CutIo {
     pub fn new(inner: TcpStream, ctl: Arc<CutCtl>) -> Self {
-        CutIo { inner, ctl, rewriter: Rewriter::default(), pending: Vec::new(), pending_at: 0 }
+        CutIo {
+            inner,
+            ctl,
+            rewriter: Rewriter::default(),
+            pending: Vec::new(),
+            pending_at: 0,
+        }
     }
 }
 
 impl AsyncRead for CutIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.pending_at >= this.pending.len() {
             let mut raw = vec![0u8; buf.remaining().clamp(1, 64 * 1024)];
@@ -176,7 +200,11 @@ impl AsyncRead for CutIo {
 }
 
 impl AsyncWrite for CutIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let plan = *self.ctl.lock();
         if plan.phase == Phase::Idle {
             return Pin::new(&mut self.inner).poll_write(cx, buf);
@@ -220,10 +248,18 @@ mod tests {
 
     #[test]
     fn plan_cuts_after_budget() {
-        let mut p = Plan { phase: Phase::SeekHeaderEnd { matched: 0 }, body_budget: 3, reset: false };
+        let mut p = Plan {
+            phase: Phase::SeekHeaderEnd { matched: 0 },
+            body_budget: 3,
+            reset: false,
+        };
         assert_eq!(advance(&mut p, b"HTTP/1.1 200\r\nA: b\r\n\r\nabcdef"), 25);
         assert_eq!(p.phase, Phase::Cut);
-        let mut p = Plan { phase: Phase::SeekHeaderEnd { matched: 0 }, body_budget: 3, reset: false };
+        let mut p = Plan {
+            phase: Phase::SeekHeaderEnd { matched: 0 },
+            body_budget: 3,
+            reset: false,
+        };
         assert_eq!(advance(&mut p, b"H\r\n\r"), 4);
         assert_eq!(advance(&mut p, b"\nab"), 3);
         assert_eq!(advance(&mut p, b"cd"), 1);

@@ -33,7 +33,12 @@ pub fn abci_info() -> Value {
 mod tests {
     #[test]
     fn fixtures_parse() {
-        for v in [super::status(), super::net_info(), super::genesis(), super::consensus_state()] {
+        for v in [
+            super::status(),
+            super::net_info(),
+            super::genesis(),
+            super::consensus_state(),
+        ] {
             assert!(v.is_object());
         }
     }

@@ -26,7 +26,9 @@ pub fn respond(status: StatusCode, content_type: Option<&str>, body: Vec<u8>) ->
     if let Some(ct) = content_type {
         b = b.header("Content-Type", ct);
     }
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     b.header("X-Server-Time", secs.to_string())
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
@@ -37,12 +39,24 @@ fn json_error(status: StatusCode, r: RpcResponse) -> Response<Body> {
 }
 
 fn not_found() -> Response<Body> {
-    let mut r = respond(StatusCode::NOT_FOUND, Some("text/plain; charset=utf-8"), b"404 page not found\n".to_vec());
-    r.headers_mut().insert("X-Content-Type-Options", hyper::header::HeaderValue::from_static("nosniff"));
+    let mut r = respond(
+        StatusCode::NOT_FOUND,
+        Some("text/plain; charset=utf-8"),
+        b"404 page not found\n".to_vec(),
+    );
+    r.headers_mut().insert(
+        "X-Content-Type-Options",
+        hyper::header::HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
-pub async fn handle(node: Arc<Node>, cut: Arc<CutCtl>, dead: watch::Receiver<bool>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    node: Arc<Node>,
+    cut: Arc<CutCtl>,
+    dead: watch::Receiver<bool>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     if path.starts_with("/_simnode/") {
         return crate::control::handle(node, req, false).await;
@@ -50,8 +64,16 @@ pub async fn handle(node: Arc<Node>, cut: Arc<CutCtl>, dead: watch::Receiver<boo
     if path == "/websocket" || path == "/v1/websocket" {
         return crate::ws::upgrade(node, req, dead);
     }
-    let rest = path.strip_prefix("/v1").filter(|r| r.is_empty() || r.starts_with('/')).unwrap_or(&path);
-    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+    let rest = path
+        .strip_prefix("/v1")
+        .filter(|r| r.is_empty() || r.starts_with('/'))
+        .unwrap_or(&path);
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let body = match Limited::new(req.into_body(), HARD_BODY_CAP).collect().await {
         Ok(b) => b.to_bytes(),
@@ -76,7 +98,10 @@ pub async fn handle(node: Arc<Node>, cut: Arc<CutCtl>, dead: watch::Receiver<boo
     }
     let response = if rest.is_empty() || rest == "/" {
         json_rpc(&node, &host, &body).await
-    } else if let Some(route) = ROUTES.iter().find(|r| rest.strip_prefix('/') == Some(r.name)) {
+    } else if let Some(route) = ROUTES
+        .iter()
+        .find(|r| rest.strip_prefix('/') == Some(r.name))
+    {
         uri_call(&node, route, &query).await
     } else {
         node.count_only("(not_found)", "(not_found)");
@@ -90,21 +115,37 @@ pub async fn handle(node: Arc<Node>, cut: Arc<CutCtl>, dead: watch::Receiver<boo
 }
 
 /// Whole-response faults: a plain 500, padding, and the mid-body cut.
-async fn shape(node: &Node, cut: &CutCtl, mut resp: Response<Body>, path: &str, body: &[u8]) -> Response<Body> {
+async fn shape(
+    node: &Node,
+    cut: &CutCtl,
+    mut resp: Response<Body>,
+    path: &str,
+    body: &[u8],
+) -> Response<Body> {
     let methods = call_methods(path, body);
     match node.fault_for(methods.iter().map(String::as_str)) {
-        Fault::Http500 => {
-            respond(StatusCode::INTERNAL_SERVER_ERROR, Some("text/plain; charset=utf-8"), b"Internal Server Error\n".to_vec())
-        }
+        Fault::Http500 => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some("text/plain; charset=utf-8"),
+            b"Internal Server Error\n".to_vec(),
+        ),
         Fault::TruncatedJson | Fault::ResetMidBody => {
-            let len = http_body_util::BodyExt::collect(resp.body_mut()).await.map(|c| c.to_bytes()).unwrap_or_default();
+            let len = http_body_util::BodyExt::collect(resp.body_mut())
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
             let reset = node.fault().0 == Fault::ResetMidBody;
             cut.arm(len.len() / 2, reset);
             let (parts, _) = resp.into_parts();
             Response::from_parts(parts, Full::new(len))
         }
         Fault::Oversized(n) => {
-            let mut bytes = resp.body_mut().collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
+            let mut bytes = resp
+                .body_mut()
+                .collect()
+                .await
+                .map(|c| c.to_bytes().to_vec())
+                .unwrap_or_default();
             if bytes.len() < n {
                 bytes.resize(n, b' ');
             }
@@ -117,28 +158,45 @@ async fn shape(node: &Node, cut: &CutCtl, mut resp: Response<Body>, path: &str, 
 
 /// The methods a call names, for method-scoped faults.
 fn call_methods(path: &str, body: &[u8]) -> Vec<String> {
-    let rest = path.strip_prefix("/v1").unwrap_or(path).trim_start_matches('/');
+    let rest = path
+        .strip_prefix("/v1")
+        .unwrap_or(path)
+        .trim_start_matches('/');
     if !rest.is_empty() {
         return vec![rest.to_string()];
     }
-    wire::parse_body(body).map(|r| r.into_iter().map(|r| r.method).collect()).unwrap_or_default()
+    wire::parse_body(body)
+        .map(|r| r.into_iter().map(|r| r.method).collect())
+        .unwrap_or_default()
 }
 
 async fn json_rpc(node: &Arc<Node>, host: &str, body: &[u8]) -> Option<Response<Body>> {
     if body.is_empty() {
         node.count_only("(list)", "(list)");
-        return Some(respond(StatusCode::OK, Some("text/html"), list_endpoints(host)));
+        return Some(respond(
+            StatusCode::OK,
+            Some("text/html"),
+            list_endpoints(host),
+        ));
     }
     if body.len() > node.cfg.max_body_bytes {
         node.count_only("(bad_body)", "(bad_body)");
-        let err = RpcError::invalid_request("error reading request body: http: request body too large".into());
-        return Some(json_error(StatusCode::BAD_REQUEST, RpcResponse::err(None, err)));
+        let err = RpcError::invalid_request(
+            "error reading request body: http: request body too large".into(),
+        );
+        return Some(json_error(
+            StatusCode::BAD_REQUEST,
+            RpcResponse::err(None, err),
+        ));
     }
     let requests = match wire::parse_body(body) {
         Ok(r) => r,
         Err(e) => {
             node.count_only("(parse_error)", "(parse_error)");
-            return Some(json_error(StatusCode::INTERNAL_SERVER_ERROR, RpcResponse::err(None, RpcError::parse(e))));
+            return Some(json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                RpcResponse::err(None, RpcError::parse(e)),
+            ));
         }
     };
     let fault = node.fault_for(requests.iter().map(|r| r.method.as_str()));
@@ -151,7 +209,11 @@ async fn json_rpc(node: &Arc<Node>, host: &str, body: &[u8]) -> Option<Response<
             node.count_only(&req.method, &format!("{}(?)", req.method));
             let id = if ctx.wrong_id { id.wrong() } else { id };
             let r = RpcResponse::err(Some(id), RpcError::method_not_found());
-            elements.push(Element { bytes: r.encode(false), ok: false, cacheable: false });
+            elements.push(Element {
+                bytes: r.encode(false),
+                ok: false,
+                cacheable: false,
+            });
             continue;
         };
         let decoded = route.decode_json(req.params.as_ref());
@@ -185,15 +247,25 @@ fn join_array(elements: Vec<Element>) -> Vec<u8> {
 fn json_ok(body: Vec<u8>, cacheable: bool) -> Response<Body> {
     let mut r = respond(StatusCode::OK, Some("application/json"), body);
     if cacheable {
-        r.headers_mut().insert("Cache-Control", hyper::header::HeaderValue::from_static("public, max-age=86400"));
+        r.headers_mut().insert(
+            "Cache-Control",
+            hyper::header::HeaderValue::from_static("public, max-age=86400"),
+        );
     }
     r
 }
 
-async fn uri_call(node: &Arc<Node>, route: &'static routes::Route, query: &str) -> Option<Response<Body>> {
+async fn uri_call(
+    node: &Arc<Node>,
+    route: &'static routes::Route,
+    query: &str,
+) -> Option<Response<Body>> {
     if route.ws_only {
         node.count_only(route.name, &format!("{}(?)", route.name));
-        return Some(json_error(StatusCode::NOT_FOUND, RpcResponse::err(Some(URI_ID), RpcError::method_not_found())));
+        return Some(json_error(
+            StatusCode::NOT_FOUND,
+            RpcResponse::err(Some(URI_ID), RpcError::method_not_found()),
+        ));
     }
     let fault = node.fault_for(std::iter::once(route.name));
     let ctx = node.ctx_for(&fault, true, false);
@@ -202,7 +274,11 @@ async fn uri_call(node: &Arc<Node>, route: &'static routes::Route, query: &str) 
     if e.ok {
         Some(json_ok(e.bytes, e.cacheable))
     } else {
-        Some(respond(StatusCode::INTERNAL_SERVER_ERROR, Some("application/json"), e.bytes))
+        Some(respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some("application/json"),
+            e.bytes,
+        ))
     }
 }
 
@@ -211,7 +287,9 @@ async fn uri_call(node: &Arc<Node>, route: &'static routes::Route, query: &str) 
 fn list_endpoints(host: &str) -> Vec<u8> {
     let mut names: Vec<&routes::Route> = ROUTES.iter().collect();
     names.sort_by_key(|r| r.name);
-    let mut s = String::from("<html><body><br>Available endpoints:<br><br>Endpoints that require arguments:<br>");
+    let mut s = String::from(
+        "<html><body><br>Available endpoints:<br><br>Endpoints that require arguments:<br>",
+    );
     for r in names {
         let args: Vec<String> = r.args.iter().map(|(n, _)| format!("{n}=_")).collect();
         let link = format!("//{host}/{}?{}", r.name, args.join("&"));

@@ -4,14 +4,25 @@
 
 /// Bytes Go lets through in a request target and httparse does not.
 fn needs_escape(b: u8) -> bool {
-    matches!(b, b'"' | b'<' | b'>' | b'{' | b'}' | b'|' | b'\\' | b'^' | b'`')
+    matches!(
+        b,
+        b'"' | b'<' | b'>' | b'{' | b'}' | b'|' | b'\\' | b'^' | b'`'
+    )
 }
 
 #[derive(Debug)]
 enum State {
-    RequestLine { spaces: usize },
-    Headers { line: Vec<u8>, content_length: usize, opaque: bool },
-    Body { remaining: usize },
+    RequestLine {
+        spaces: usize,
+    },
+    Headers {
+        line: Vec<u8>,
+        content_length: usize,
+        opaque: bool,
+    },
+    Body {
+        remaining: usize,
+    },
     /// Chunked bodies and upgraded connections: no more rewriting on this connection.
     Passthrough,
 }
@@ -22,7 +33,9 @@ pub struct Rewriter {
 
 impl Default for Rewriter {
     fn default() -> Self {
-        Rewriter { state: State::RequestLine { spaces: 0 } }
+        Rewriter {
+            state: State::RequestLine { spaces: 0 },
+        }
     }
 }
 
@@ -49,7 +62,11 @@ impl Rewriter {
                     i += 1;
                     if b == b'\n' {
                         out.push(b);
-                        self.state = State::Headers { line: Vec::new(), content_length: 0, opaque: false };
+                        self.state = State::Headers {
+                            line: Vec::new(),
+                            content_length: 0,
+                            opaque: false,
+                        };
                     } else if *spaces == 1 && needs_escape(b) {
                         out.extend_from_slice(format!("%{b:02X}").as_bytes());
                     } else {
@@ -57,7 +74,11 @@ impl Rewriter {
                         out.push(b);
                     }
                 }
-                State::Headers { line, content_length, opaque } => {
+                State::Headers {
+                    line,
+                    content_length,
+                    opaque,
+                } => {
                     let b = input[i];
                     i += 1;
                     out.push(b);
@@ -71,13 +92,16 @@ impl Rewriter {
                         self.state = if *opaque {
                             State::Passthrough
                         } else if *content_length > 0 {
-                            State::Body { remaining: *content_length }
+                            State::Body {
+                                remaining: *content_length,
+                            }
                         } else {
                             State::RequestLine { spaces: 0 }
                         };
                     } else if let Some(v) = text.strip_prefix("content-length:") {
                         *content_length = v.trim().parse().unwrap_or(0);
-                    } else if text.starts_with("transfer-encoding:") || text.starts_with("upgrade:") {
+                    } else if text.starts_with("transfer-encoding:") || text.starts_with("upgrade:")
+                    {
                         *opaque = true;
                     }
                 }
@@ -102,7 +126,10 @@ mod tests {
     #[test]
     fn escapes_targets_not_bodies() {
         let req = b"GET /tx_search?query=\"a>1\" HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert_eq!(run(&[req]), b"GET /tx_search?query=%22a%3E1%22 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
+        assert_eq!(
+            run(&[req]),
+            b"GET /tx_search?query=%22a%3E1%22 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()
+        );
         let post = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n\"<>\"x";
         let next = b"GET /a?b=\"c\" HTTP/1.1\r\n\r\n";
         let out = run(&[&post[..20], &post[20..], next]);

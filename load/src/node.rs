@@ -152,16 +152,24 @@ impl Node {
         let outcome = match decoded {
             Err(e) => {
                 let how = if ctx.uri { "http" } else { "json" };
-                Err(RpcError::invalid_params(format!("error converting {how} params to arguments: {e}")))
+                Err(RpcError::invalid_params(format!(
+                    "error converting {how} params to arguments: {e}"
+                )))
             }
             Ok(args) => {
                 cacheable = route.cacheable_with(&args);
-                routes::exec(self, route, &args).await.map_err(RpcError::internal)
+                routes::exec(self, route, &args)
+                    .await
+                    .map_err(RpcError::internal)
             }
         };
         let ok = outcome.is_ok();
         let id = if ctx.wrong_id { id.wrong() } else { id };
-        let bytes = RpcResponse { id: Some(id), outcome }.encode(ctx.ws);
+        let bytes = RpcResponse {
+            id: Some(id),
+            outcome,
+        }
+        .encode(ctx.ws);
         let (charge, died) = self.mem.charge(bytes.len());
         if died {
             self.die();
@@ -176,12 +184,21 @@ impl Node {
         if self.mem.is_oom() {
             return None;
         }
-        Some(Element { bytes, ok, cacheable: ok && cacheable })
+        Some(Element {
+            bytes,
+            ok,
+            cacheable: ok && cacheable,
+        })
     }
 
     /// The process is gone: close the listener and drop every connection.
     pub fn die(&self) {
-        let kill = self.life.lock().unwrap_or_else(|p| p.into_inner()).kill.take();
+        let kill = self
+            .life
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .kill
+            .take();
         if let Some(k) = kill {
             let _ = k.send(true);
         }

@@ -41,7 +41,10 @@ impl ArgType {
         }
     }
     fn is_int(self) -> bool {
-        matches!(self, ArgType::I64Ptr | ArgType::I64 | ArgType::IntPtr | ArgType::Uint)
+        matches!(
+            self,
+            ArgType::I64Ptr | ArgType::I64 | ArgType::IntPtr | ArgType::Uint
+        )
     }
     fn is_ptr(self) -> bool {
         matches!(self, ArgType::I64Ptr | ArgType::IntPtr)
@@ -110,7 +113,11 @@ pub fn decode_json(ty: ArgType, raw: &Value) -> Result<Arg, String> {
             other => return Err(format!("invalid hex string: {other}")),
         },
         _ => match raw {
-            Value::Object(o) if o.get("type").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) => {
+            Value::Object(o)
+                if o.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| !t.is_empty()) =>
+            {
                 if o.get("value").is_none() {
                     return Err("interface value cannot be empty".to_string());
                 }
@@ -135,30 +142,42 @@ fn decode_int_text(ty: ArgType, s: &str) -> Result<i64, String> {
             } else {
                 n.as_i64()
             };
-            parsed.ok_or_else(|| format!("json: cannot unmarshal number {s} into Go value of type {target}"))
+            parsed.ok_or_else(|| {
+                format!("json: cannot unmarshal number {s} into Go value of type {target}")
+            })
         }
         other => Err(cannot_unmarshal(&other, target)),
     }
 }
 
 fn cannot_unmarshal(v: &Value, target: &str) -> String {
-    format!("json: cannot unmarshal {} into Go value of type {target}", go_kind(v))
+    format!(
+        "json: cannot unmarshal {} into Go value of type {target}",
+        go_kind(v)
+    )
 }
 
 fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
     let cleaned: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-    base64::engine::general_purpose::STANDARD.decode(cleaned).map_err(|e| match e {
-        base64::DecodeError::InvalidByte(at, _) | base64::DecodeError::InvalidLastSymbol(at, _) => {
-            format!("illegal base64 data at input byte {at}")
-        }
-        _ => format!("illegal base64 data at input byte {}", s.len()),
-    })
+    base64::engine::general_purpose::STANDARD
+        .decode(cleaned)
+        .map_err(|e| match e {
+            base64::DecodeError::InvalidByte(at, _)
+            | base64::DecodeError::InvalidLastSymbol(at, _) => {
+                format!("illegal base64 data at input byte {at}")
+            }
+            _ => format!("illegal base64 data at input byte {}", s.len()),
+        })
 }
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
     hex::decode(s).map_err(|e| match e {
         hex::FromHexError::InvalidHexCharacter { c, .. } => {
-            format!("encoding/hex: invalid byte: U+{:04X} {}", c as u32, go_rune(c))
+            format!(
+                "encoding/hex: invalid byte: U+{:04X} {}",
+                c as u32,
+                go_rune(c)
+            )
         }
         _ => "encoding/hex: odd length hex string".to_string(),
     })
@@ -223,7 +242,8 @@ pub fn decode_uri(ty: ArgType, arg: &str) -> Result<Arg, String> {
         return Ok(normalise(ty, v));
     }
     if quoted && ty.is_byte_slice() {
-        let s: String = serde_json::from_str(arg).map_err(|e| go_syntax_error(arg.as_bytes(), &e))?;
+        let s: String =
+            serde_json::from_str(arg).map_err(|e| go_syntax_error(arg.as_bytes(), &e))?;
         return Ok(normalise(ty, ArgVal::Bytes(s.into_bytes())));
     }
     let v: Value = serde_json::from_str(arg).map_err(|e| go_syntax_error(arg.as_bytes(), &e))?;
@@ -248,27 +268,53 @@ mod tests {
 
     #[test]
     fn json_ints_must_be_strings() {
-        assert_eq!(decode_json(ArgType::I64Ptr, &json!("5")).unwrap(), Some(ArgVal::Int(5)));
-        assert_eq!(decode_json(ArgType::I64Ptr, &json!("0")).unwrap(), Some(ArgVal::Int(0)));
+        assert_eq!(
+            decode_json(ArgType::I64Ptr, &json!("5")).unwrap(),
+            Some(ArgVal::Int(5))
+        );
+        assert_eq!(
+            decode_json(ArgType::I64Ptr, &json!("0")).unwrap(),
+            Some(ArgVal::Int(0))
+        );
         assert_eq!(decode_json(ArgType::I64, &json!("0")).unwrap(), None);
         assert_eq!(
             decode_json(ArgType::I64Ptr, &json!(5)).unwrap_err(),
             "invalid 64-bit integer encoding \"5\", expected string"
         );
-        assert!(decode_json(ArgType::I64Ptr, &json!("abc")).unwrap_err().starts_with("invalid character 'a'"));
+        assert!(decode_json(ArgType::I64Ptr, &json!("abc"))
+            .unwrap_err()
+            .starts_with("invalid character 'a'"));
     }
 
     #[test]
     fn uri_rules() {
-        assert_eq!(decode_uri(ArgType::I64Ptr, "5").unwrap(), Some(ArgVal::Int(5)));
-        assert_eq!(decode_uri(ArgType::I64Ptr, "\"5\"").unwrap(), Some(ArgVal::Int(5)));
+        assert_eq!(
+            decode_uri(ArgType::I64Ptr, "5").unwrap(),
+            Some(ArgVal::Int(5))
+        );
+        assert_eq!(
+            decode_uri(ArgType::I64Ptr, "\"5\"").unwrap(),
+            Some(ArgVal::Int(5))
+        );
         assert_eq!(
             decode_uri(ArgType::I64Ptr, "0x10").unwrap_err(),
             "got a hex string arg, but expected 'int64'"
         );
-        assert_eq!(decode_uri(ArgType::Bytes, "0x0aff").unwrap(), Some(ArgVal::Bytes(vec![10, 255])));
-        assert_eq!(decode_uri(ArgType::Bytes, "\"k=v\"").unwrap(), Some(ArgVal::Bytes(b"k=v".to_vec())));
-        assert_eq!(decode_uri(ArgType::Str, "\"tx.height>1\"").unwrap(), Some(ArgVal::Str("tx.height>1".into())));
-        assert_eq!(decode_uri(ArgType::Bool, "true").unwrap(), Some(ArgVal::Bool(true)));
+        assert_eq!(
+            decode_uri(ArgType::Bytes, "0x0aff").unwrap(),
+            Some(ArgVal::Bytes(vec![10, 255]))
+        );
+        assert_eq!(
+            decode_uri(ArgType::Bytes, "\"k=v\"").unwrap(),
+            Some(ArgVal::Bytes(b"k=v".to_vec()))
+        );
+        assert_eq!(
+            decode_uri(ArgType::Str, "\"tx.height>1\"").unwrap(),
+            Some(ArgVal::Str("tx.height>1".into()))
+        );
+        assert_eq!(
+            decode_uri(ArgType::Bool, "true").unwrap(),
+            Some(ArgVal::Bool(true))
+        );
     }
 }

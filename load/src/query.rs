@@ -76,7 +76,11 @@ pub fn parse(text: &str) -> Result<Query, String> {
         lx.skip_ws();
         let tag = lx.take_while(is_tag_char);
         if tag.is_empty() {
-            let got = if lx.pos >= text.len() { "end of input" } else { "unexpected token" };
+            let got = if lx.pos >= text.len() {
+                "end of input"
+            } else {
+                "unexpected token"
+            };
             return Err(lx.err(got, "tag"));
         }
         lx.skip_ws();
@@ -123,7 +127,11 @@ pub fn parse(text: &str) -> Result<Query, String> {
         if op == Op::Contains && !matches!(arg, Operand::Str(_)) {
             return Err(lx.err("number", "string"));
         }
-        conditions.push(Condition { tag: tag.to_string(), op, arg });
+        conditions.push(Condition {
+            tag: tag.to_string(),
+            op,
+            arg,
+        });
         lx.skip_ws();
         if lx.pos >= text.len() {
             return Ok(Query { conditions });
@@ -142,7 +150,9 @@ impl Condition {
             (Op::Contains, Operand::Str(s)) => v.contains(s.as_str()),
             (Op::Eq, Operand::Str(s)) => v == s,
             (op, Operand::Num(n)) => {
-                let Ok(x) = v.parse::<f64>() else { return false };
+                let Ok(x) = v.parse::<f64>() else {
+                    return false;
+                };
                 match op {
                     Op::Eq => x == *n,
                     Op::Lt => x < *n,
@@ -167,7 +177,9 @@ impl Condition {
 impl Query {
     pub fn matches(&self, events: &EventMap) -> bool {
         self.conditions.iter().all(|c| {
-            events.get(&c.tag).is_some_and(|vals| vals.iter().any(|v| c.matches_value(v)))
+            events
+                .get(&c.tag)
+                .is_some_and(|vals| vals.iter().any(|v| c.matches_value(v)))
         })
     }
 
@@ -212,7 +224,9 @@ mod tests {
         ev.insert("app.key".into(), vec!["k2".into()]);
         assert!(!q.matches(&ev));
         assert!(parse("tm.event = 'NewBlock'").is_ok());
-        assert!(parse("tm.event NewBlock").unwrap_err().contains("wanted <= operator"));
+        assert!(parse("tm.event NewBlock")
+            .unwrap_err()
+            .contains("wanted <= operator"));
         assert!(parse("").is_err());
     }
 }

@@ -70,7 +70,11 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut dead: watch::Re
     }
 }
 
-async fn serve_rpc_connection(node: Arc<Node>, stream: tokio::net::TcpStream, dead: watch::Receiver<bool>) {
+async fn serve_rpc_connection(
+    node: Arc<Node>,
+    stream: tokio::net::TcpStream,
+    dead: watch::Receiver<bool>,
+) {
     let cut = CutCtl::new();
     let io = TokioIo::new(CutIo::new(stream, cut.clone()));
     let svc_dead = dead.clone();
@@ -78,7 +82,9 @@ async fn serve_rpc_connection(node: Arc<Node>, stream: tokio::net::TcpStream, de
         let (node, cut, dead) = (node.clone(), cut.clone(), svc_dead.clone());
         async move { Ok::<_, Infallible>(http::handle(node, cut, dead, req).await) }
     });
-    let conn = http1::Builder::new().serve_connection(io, svc).with_upgrades();
+    let conn = http1::Builder::new()
+        .serve_connection(io, svc)
+        .with_upgrades();
     until_dead(dead, conn).await;
 }
 
@@ -94,7 +100,11 @@ pub async fn until_dead<F: Future>(mut dead: watch::Receiver<bool>, fut: F) {
 }
 
 /// The control listener serves only `/_simnode/*` and stays up for the node's whole life.
-pub async fn control_listener(node: Arc<Node>, addr: SocketAddr, stop: watch::Receiver<bool>) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn control_listener(
+    node: Arc<Node>,
+    addr: SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {

@@ -34,7 +34,8 @@ impl SimNode {
         let mut tasks = Vec::new();
         let mut control_addr = None;
         if let Some(addr) = control {
-            let (bound, task) = server::control_listener(node.clone(), addr, stopped.clone()).await?;
+            let (bound, task) =
+                server::control_listener(node.clone(), addr, stopped.clone()).await?;
             control_addr = Some(bound);
             tasks.push(task);
         }
@@ -53,7 +54,12 @@ impl SimNode {
                 }
             }));
         }
-        Ok(SimNode { node, control_addr, stop, tasks })
+        Ok(SimNode {
+            node,
+            control_addr,
+            stop,
+            tasks,
+        })
     }
 
     /// `http://127.0.0.1:PORT`

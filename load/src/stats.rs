@@ -72,9 +72,15 @@ impl Counters {
         let cur = m.inflight_per_method.entry(method.to_string()).or_default();
         *cur += 1;
         let cur = *cur;
-        let peak = m.peak_inflight_per_method.entry(method.to_string()).or_default();
+        let peak = m
+            .peak_inflight_per_method
+            .entry(method.to_string())
+            .or_default();
         *peak = (*peak).max(cur);
-        InflightGuard { counters: self, method: method.to_string() }
+        InflightGuard {
+            counters: self,
+            method: method.to_string(),
+        }
     }
 
     pub fn requests_for(&self, method: &str) -> u64 {
@@ -85,7 +91,8 @@ impl Counters {
     pub fn reset(&self) {
         let mut m = self.lock();
         self.total.store(0, Ordering::SeqCst);
-        self.peak_inflight.store(self.inflight.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.peak_inflight
+            .store(self.inflight.load(Ordering::SeqCst), Ordering::SeqCst);
         m.per_method.clear();
         m.per_request.clear();
         m.inflight_per_method.retain(|_, n| *n > 0);

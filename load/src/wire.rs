@@ -47,19 +47,39 @@ pub struct RpcError {
 
 impl RpcError {
     pub fn parse(data: String) -> Self {
-        RpcError { code: -32700, message: "Parse error. Invalid JSON", data: Some(data) }
+        RpcError {
+            code: -32700,
+            message: "Parse error. Invalid JSON",
+            data: Some(data),
+        }
     }
     pub fn invalid_request(data: String) -> Self {
-        RpcError { code: -32600, message: "Invalid Request", data: Some(data) }
+        RpcError {
+            code: -32600,
+            message: "Invalid Request",
+            data: Some(data),
+        }
     }
     pub fn method_not_found() -> Self {
-        RpcError { code: -32601, message: "Method not found", data: None }
+        RpcError {
+            code: -32601,
+            message: "Method not found",
+            data: None,
+        }
     }
     pub fn invalid_params(data: String) -> Self {
-        RpcError { code: -32602, message: "Invalid params", data: Some(data) }
+        RpcError {
+            code: -32602,
+            message: "Invalid params",
+            data: Some(data),
+        }
     }
     pub fn internal(data: String) -> Self {
-        RpcError { code: -32603, message: "Internal error", data: Some(data) }
+        RpcError {
+            code: -32603,
+            message: "Internal error",
+            data: Some(data),
+        }
     }
 }
 
@@ -71,10 +91,16 @@ pub struct RpcResponse {
 
 impl RpcResponse {
     pub fn ok(id: RpcId, result: Value) -> Self {
-        RpcResponse { id: Some(id), outcome: Ok(result) }
+        RpcResponse {
+            id: Some(id),
+            outcome: Ok(result),
+        }
     }
     pub fn err(id: Option<RpcId>, e: RpcError) -> Self {
-        RpcResponse { id, outcome: Err(e) }
+        RpcResponse {
+            id,
+            outcome: Err(e),
+        }
     }
 
     fn to_json(&self) -> Value {
@@ -108,7 +134,11 @@ impl RpcResponse {
 
 /// Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029; mimic it byte for byte.
 pub fn encode_value(v: &Value, pretty: bool) -> Vec<u8> {
-    let raw = if pretty { serde_json::to_vec_pretty(v) } else { serde_json::to_vec(v) };
+    let raw = if pretty {
+        serde_json::to_vec_pretty(v)
+    } else {
+        serde_json::to_vec(v)
+    };
     let raw = raw.unwrap_or_default();
     let needs = raw.iter().any(|b| matches!(b, b'<' | b'>' | b'&' | 0xE2));
     if !needs {
@@ -122,8 +152,14 @@ pub fn encode_value(v: &Value, pretty: bool) -> Vec<u8> {
             b'<' => out.extend_from_slice(b"\\u003c"),
             b'>' => out.extend_from_slice(b"\\u003e"),
             b'&' => out.extend_from_slice(b"\\u0026"),
-            0xE2 if raw.get(i + 1) == Some(&0x80) && matches!(raw.get(i + 2), Some(0xA8 | 0xA9)) => {
-                out.extend_from_slice(if raw[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" });
+            0xE2 if raw.get(i + 1) == Some(&0x80)
+                && matches!(raw.get(i + 2), Some(0xA8 | 0xA9)) =>
+            {
+                out.extend_from_slice(if raw[i + 2] == 0xA8 {
+                    b"\\u2028"
+                } else {
+                    b"\\u2029"
+                });
                 i += 2;
             }
             _ => out.push(b),
@@ -152,7 +188,10 @@ pub fn go_syntax_error(input: &[u8], e: &serde_json::Error) -> String {
     }
     let offset = line_col_offset(input, e.line(), e.column());
     let c = input.get(offset.saturating_sub(1)).copied().unwrap_or(b'?');
-    format!("invalid character {} looking for beginning of value", go_char(c))
+    format!(
+        "invalid character {} looking for beginning of value",
+        go_char(c)
+    )
 }
 
 fn line_col_offset(input: &[u8], line: usize, col: usize) -> usize {
@@ -209,7 +248,13 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<RpcRequest>, String> {
 pub fn parse_request(v: Value) -> Result<RpcRequest, String> {
     let obj = match v {
         Value::Object(o) => o,
-        Value::Null => return Ok(RpcRequest { id: None, method: String::new(), params: None }),
+        Value::Null => {
+            return Ok(RpcRequest {
+                id: None,
+                method: String::new(),
+                params: None,
+            })
+        }
         other => {
             return Err(format!(
                 "json: cannot unmarshal {} into Go value of type types.RPCRequest",
@@ -231,10 +276,20 @@ pub fn parse_request(v: Value) -> Result<RpcRequest, String> {
         }
     }
     let id = match id {
-        None | Some(Value::Null) => return Ok(RpcRequest { id: None, method, params }),
+        None | Some(Value::Null) => {
+            return Ok(RpcRequest {
+                id: None,
+                method,
+                params,
+            })
+        }
         Some(v) => id_from_json(&v)?,
     };
-    Ok(RpcRequest { id: Some(id), method, params })
+    Ok(RpcRequest {
+        id: Some(id),
+        method,
+        params,
+    })
 }
 
 fn expect_string(v: &Value, field: &str) -> Result<String, String> {
@@ -275,7 +330,10 @@ mod tests {
     #[test]
     fn go_escaping() {
         let v = serde_json::json!({"q": "a<b>&c"});
-        assert_eq!(encode_value(&v, false), br#"{"q":"a\u003cb\u003e\u0026c"}"#.to_vec());
+        assert_eq!(
+            encode_value(&v, false),
+            br#"{"q":"a\u003cb\u003e\u0026c"}"#.to_vec()
+        );
     }
 
     #[test]
@@ -286,6 +344,8 @@ mod tests {
         assert_eq!(r[0].id, Some(RpcId::Int(1)));
         assert_eq!(r[1].id, Some(RpcId::Str("x".into())));
         assert!(parse_body(br#"{"id":1.5,"method":"a"}"#).is_err());
-        assert!(parse_body(b"{").unwrap_err().contains("unexpected end of JSON input"));
+        assert!(parse_body(b"{")
+            .unwrap_err()
+            .contains("unexpected end of JSON input"));
     }
 }

@@ -25,15 +25,24 @@ use crate::wire::{self, RpcError, RpcId, RpcResponse};
 /// CometBFT's default `max_subscriptions_per_client`.
 const MAX_SUBSCRIPTIONS: usize = 5;
 
-pub fn upgrade(node: Arc<Node>, mut req: Request<Incoming>, dead: watch::Receiver<bool>) -> Response<Body> {
+pub fn upgrade(
+    node: Arc<Node>,
+    mut req: Request<Incoming>,
+    dead: watch::Receiver<bool>,
+) -> Response<Body> {
     let headers = req.headers();
     let has_token = |name: &str, token: &str| {
         headers.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
     };
     let key = headers.get("sec-websocket-key").cloned();
-    let (true, true, Some(key)) = (has_token("connection", "upgrade"), has_token("upgrade", "websocket"), key) else {
+    let (true, true, Some(key)) = (
+        has_token("connection", "upgrade"),
+        has_token("upgrade", "websocket"),
+        key,
+    ) else {
         return respond(
             StatusCode::BAD_REQUEST,
             Some("text/plain; charset=utf-8"),
@@ -43,14 +52,22 @@ pub fn upgrade(node: Arc<Node>, mut req: Request<Incoming>, dead: watch::Receive
     let accept = derive_accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         crate::server::until_dead(dead, session(node, ws)).await;
     });
     let mut resp = respond(StatusCode::SWITCHING_PROTOCOLS, None, Vec::new());
     let h = resp.headers_mut();
-    h.insert("Connection", hyper::header::HeaderValue::from_static("Upgrade"));
-    h.insert("Upgrade", hyper::header::HeaderValue::from_static("websocket"));
+    h.insert(
+        "Connection",
+        hyper::header::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(
+        "Upgrade",
+        hyper::header::HeaderValue::from_static("websocket"),
+    );
     if let Ok(v) = hyper::header::HeaderValue::from_str(&accept) {
         h.insert("Sec-WebSocket-Accept", v);
     }
@@ -116,24 +133,43 @@ async fn handle_text(node: &Arc<Node>, subs: &mut Vec<Subscription>, text: &str)
         Ok(r) => r,
         Err(e) => {
             node.count_only("(parse_error)", "(parse_error)");
-            let r = RpcResponse::err(None, RpcError::parse(format!("error unmarshaling request: {e}")));
+            let r = RpcResponse::err(
+                None,
+                RpcError::parse(format!("error unmarshaling request: {e}")),
+            );
             return Some(lossy(r.encode(true)));
         }
     };
     let id = req.id?;
     let Some(route) = routes::lookup(&req.method) else {
         node.count_only(&req.method, &format!("{}(?)", req.method));
-        return Some(lossy(RpcResponse::err(Some(id), RpcError::method_not_found()).encode(true)));
+        return Some(lossy(
+            RpcResponse::err(Some(id), RpcError::method_not_found()).encode(true),
+        ));
     };
     let decoded = route.decode_json(req.params.as_ref());
     if route.ws_only {
-        let key = decoded.as_ref().map_or(format!("{}(<invalid params>)", route.name), |a| route.request_key(a));
+        let key = decoded
+            .as_ref()
+            .map_or(format!("{}(<invalid params>)", route.name), |a| {
+                route.request_key(a)
+            });
         node.count_only(route.name, &key);
         let outcome = match decoded {
-            Err(e) => Err(RpcError::invalid_params(format!("error converting json params to arguments: {e}"))),
-            Ok(args) => subscription_call(subs, route.name, args.str(0), &id).map_err(RpcError::internal),
+            Err(e) => Err(RpcError::invalid_params(format!(
+                "error converting json params to arguments: {e}"
+            ))),
+            Ok(args) => {
+                subscription_call(subs, route.name, args.str(0), &id).map_err(RpcError::internal)
+            }
         };
-        return Some(lossy(RpcResponse { id: Some(id), outcome }.encode(true)));
+        return Some(lossy(
+            RpcResponse {
+                id: Some(id),
+                outcome,
+            }
+            .encode(true),
+        ));
     }
     let fault = node.fault_for(std::iter::once(route.name));
     let ctx = node.ctx_for(&fault, false, true);
@@ -145,11 +181,18 @@ fn lossy(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn subscription_call(subs: &mut Vec<Subscription>, method: &str, text: &str, id: &RpcId) -> Result<Value, String> {
+fn subscription_call(
+    subs: &mut Vec<Subscription>,
+    method: &str,
+    text: &str,
+    id: &RpcId,
+) -> Result<Value, String> {
     match method {
         "subscribe" => {
             if subs.len() >= MAX_SUBSCRIPTIONS {
-                return Err(format!("max_subscriptions_per_client {MAX_SUBSCRIPTIONS} reached"));
+                return Err(format!(
+                    "max_subscriptions_per_client {MAX_SUBSCRIPTIONS} reached"
+                ));
             }
             if text.len() > MAX_QUERY_LENGTH {
                 return Err("maximum query length exceeded".to_string());
@@ -158,7 +201,11 @@ fn subscription_call(subs: &mut Vec<Subscription>, method: &str, text: &str, id:
             if subs.iter().any(|s| s.text == text) {
                 return Err("already subscribed".to_string());
             }
-            subs.push(Subscription { text: text.to_string(), query: q, id: id.clone() });
+            subs.push(Subscription {
+                text: text.to_string(),
+                query: q,
+                id: id.clone(),
+            });
         }
         "unsubscribe" => {
             let before = subs.len();
@@ -206,7 +253,9 @@ fn events_at(node: &Node, height: u64) -> Vec<Event> {
             let ty = ev["type"].as_str().unwrap_or_default();
             for a in ev["attributes"].as_array().into_iter().flatten() {
                 let key = format!("{ty}.{}", a["key"].as_str().unwrap_or_default());
-                m.entry(key).or_default().push(a["value"].as_str().unwrap_or_default().to_string());
+                m.entry(key)
+                    .or_default()
+                    .push(a["value"].as_str().unwrap_or_default().to_string());
             }
         }
         m.insert("tm.event".into(), vec!["Tx".into()]);

@@ -13,9 +13,13 @@ use tendermint_rpc::query::{EventType, Query};
 use tendermint_rpc::{Client, HttpClient, Order, Paging, SubscriptionClient, WebSocketClient};
 
 async fn started() -> (SimNode, HttpClient) {
-    let node = SimNode::start(SimNodeConfig { txs_per_block: 3, validators: 4, ..SimNodeConfig::default() })
-        .await
-        .unwrap();
+    let node = SimNode::start(SimNodeConfig {
+        txs_per_block: 3,
+        validators: 4,
+        ..SimNodeConfig::default()
+    })
+    .await
+    .unwrap();
     let client = HttpClient::builder(node.url().parse().unwrap())
         .compat_mode(CompatMode::V0_38)
         .build()
@@ -34,7 +38,10 @@ async fn http_client_parses_every_answer() {
     assert_eq!(b.block.header.height.value(), 5);
     assert_eq!(b.block.data.len(), 3);
     let prev = c.block(4u32).await.unwrap();
-    assert_eq!(b.block.header.last_block_id.unwrap().hash, prev.block_id.hash);
+    assert_eq!(
+        b.block.header.last_block_id.unwrap().hash,
+        prev.block_id.hash
+    );
     let latest = c.latest_block().await.unwrap();
     assert_eq!(latest.block.header.height.value(), node.height());
 
@@ -70,7 +77,10 @@ async fn http_client_parses_every_answer() {
 #[tokio::test]
 async fn broadcast_then_find_with_tx_and_tx_search() {
     let (node, c) = started().await;
-    let sent = c.broadcast_tx_sync(b"mykey=myvalue".to_vec()).await.unwrap();
+    let sent = c
+        .broadcast_tx_sync(b"mykey=myvalue".to_vec())
+        .await
+        .unwrap();
     assert!(sent.code.is_ok());
     node.advance_block();
     let found = c.tx(sent.hash, false).await.unwrap();
@@ -85,7 +95,13 @@ async fn broadcast_then_find_with_tx_and_tx_search() {
     assert_eq!(page.total_count as u64, (node.height() - 1) * 3 + 1);
 
     let mine = c
-        .tx_search(Query::eq("app.key", "mykey"), false, 1, 30, Order::Descending)
+        .tx_search(
+            Query::eq("app.key", "mykey"),
+            false,
+            1,
+            30,
+            Order::Descending,
+        )
         .await
         .unwrap();
     assert_eq!(mine.total_count, 1);
@@ -118,7 +134,11 @@ async fn websocket_client_receives_new_blocks() {
         node.advance_block();
     }
     for expected in start + 1..=start + 3 {
-        let ev = tokio::time::timeout(Duration::from_secs(10), subs.next()).await.unwrap().unwrap().unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(10), subs.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         match ev.data {
             EventData::NewBlock { block, .. } => {
                 assert_eq!(block.unwrap().header.height.value(), expected);
@@ -126,7 +146,11 @@ async fn websocket_client_receives_new_blocks() {
             other => panic!("unexpected event {other:?}"),
         }
     }
-    let ev = tokio::time::timeout(Duration::from_secs(10), txs.next()).await.unwrap().unwrap().unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(10), txs.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(matches!(ev.data, EventData::Tx { .. }), "{:?}", ev.data);
     client.close().unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(10), driver).await;

@@ -4,8 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::*;
 use cometgate_load::{Fault, SimNode, SimNodeConfig};
+use common::*;
 use serde_json::json;
 
 const STATUS: &str = r#"{"jsonrpc":"2.0","id":1,"method":"status"}"#;
@@ -35,9 +35,16 @@ async fn slow_adds_latency_and_hang_never_answers() {
     assert!(started.elapsed() >= Duration::from_millis(200));
 
     n.set_fault(Fault::Hang);
-    let hung = tokio::time::timeout(Duration::from_millis(300), exchange(a, "POST", "/", STATUS.as_bytes())).await;
+    let hung = tokio::time::timeout(
+        Duration::from_millis(300),
+        exchange(a, "POST", "/", STATUS.as_bytes()),
+    )
+    .await;
     assert!(hung.is_err(), "a hung node must not answer");
-    wait_for("the hung call in flight", || async { n.stats().inflight == 1 }).await;
+    wait_for("the hung call in flight", || async {
+        n.stats().inflight == 1
+    })
+    .await;
     n.set_fault(Fault::None);
     assert_eq!(post(a, STATUS).await.status, 200);
 }
@@ -55,12 +62,18 @@ async fn http_500_is_plain_text() {
 async fn truncated_json_keeps_full_content_length() {
     let n = node().await;
     n.set_fault(Fault::TruncatedJson);
-    let (bytes, err) = exchange(n.addr(), "GET", "/block?height=5", b"").await.unwrap();
+    let (bytes, err) = exchange(n.addr(), "GET", "/block?height=5", b"")
+        .await
+        .unwrap();
     assert!(err.is_none(), "a clean close, not a reset: {err:?}");
     let r = parse_raw(&bytes);
     assert_eq!(r.status, 200);
     let declared: usize = r.header("content-length").unwrap().parse().unwrap();
-    assert!(!r.body.is_empty() && r.body.len() < declared, "{} of {declared}", r.body.len());
+    assert!(
+        !r.body.is_empty() && r.body.len() < declared,
+        "{} of {declared}",
+        r.body.len()
+    );
     assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_err());
 }
 
@@ -68,10 +81,16 @@ async fn truncated_json_keeps_full_content_length() {
 async fn reset_mid_body_resets() {
     let n = node().await;
     n.set_fault(Fault::ResetMidBody);
-    let (bytes, err) = exchange(n.addr(), "GET", "/block?height=5", b"").await.unwrap();
+    let (bytes, err) = exchange(n.addr(), "GET", "/block?height=5", b"")
+        .await
+        .unwrap();
     let complete = bytes.windows(4).any(|w| w == b"\r\n\r\n") && {
         let r = parse_raw(&bytes);
-        r.header("content-length").unwrap().parse::<usize>().unwrap() == r.body.len()
+        r.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            == r.body.len()
     };
     assert!(!complete, "the body must not arrive whole");
     if let Some(e) = err {
@@ -106,7 +125,15 @@ async fn faults_can_be_scoped_to_one_method() {
 async fn control_route_switches_faults() {
     let n = node().await;
     let a = n.addr();
-    let r = request(a, "POST", "/_simnode/fault", json!({"kind": "http500", "method": "status"}).to_string().as_bytes()).await;
+    let r = request(
+        a,
+        "POST",
+        "/_simnode/fault",
+        json!({"kind": "http500", "method": "status"})
+            .to_string()
+            .as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(post(a, STATUS).await.status, 500);
     request(a, "POST", "/_simnode/fault", br#"{"kind":"none"}"#).await;
@@ -117,9 +144,12 @@ async fn control_route_switches_faults() {
 
 #[tokio::test]
 async fn control_port_outlives_the_rpc_port() {
-    let n = SimNode::start(SimNodeConfig { control_listen: Some("127.0.0.1:0".parse().unwrap()), ..SimNodeConfig::default() })
-        .await
-        .unwrap();
+    let n = SimNode::start(SimNodeConfig {
+        control_listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..SimNodeConfig::default()
+    })
+    .await
+    .unwrap();
     let (a, c) = (n.addr(), n.control_addr().unwrap());
     post(a, STATUS).await;
     request(c, "POST", "/_simnode/fault", br#"{"kind":"down"}"#).await;

@@ -38,7 +38,9 @@ struct Cli {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let cli = Cli::parse();
     let mut cfg = match &cli.config {
         Some(path) => match SimNodeConfig::from_file(path) {
@@ -48,7 +50,11 @@ async fn main() {
                 std::process::exit(2);
             }
         },
-        None => SimNodeConfig { listen: SocketAddr::from(([127, 0, 0, 1], 26657)), block_interval: Duration::from_secs(1), ..SimNodeConfig::default() },
+        None => SimNodeConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 26657)),
+            block_interval: Duration::from_secs(1),
+            ..SimNodeConfig::default()
+        },
     };
     if let Some(v) = cli.listen {
         cfg.listen = v;
@@ -78,7 +84,11 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    println!("simnode listening on {} (height {})", node.url(), node.height());
+    println!(
+        "simnode listening on {} (height {})",
+        node.url(),
+        node.height()
+    );
     if let Some(c) = node.control_addr() {
         println!("simnode control on http://{c}/_simnode/stats");
     }

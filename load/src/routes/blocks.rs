@@ -27,7 +27,9 @@ pub fn blockchain(node: &Node, args: &Args) -> Result<Value, String> {
     max = max.min(head);
     min = min.max(1).max(max - BLOCKCHAIN_LIMIT + 1);
     if min > max {
-        return Err(format!("min height {min} can't be greater than max height {max}"));
+        return Err(format!(
+            "min height {min} can't be greater than max height {max}"
+        ));
     }
     let chain = &node.chain;
     let metas: Vec<Value> = (min..=max)

@@ -39,7 +39,9 @@ impl Genesis {
 
     pub fn whole(&self) -> Result<Value, String> {
         if self.chunks.len() > 1 {
-            return Err("genesis response is large, please use the genesis_chunked API instead".to_string());
+            return Err(
+                "genesis response is large, please use the genesis_chunked API instead".to_string(),
+            );
         }
         Ok(json!({"genesis": self.doc}))
     }
@@ -50,7 +52,10 @@ impl Genesis {
         }
         let id = id.max(0) as usize;
         let Some(data) = self.chunks.get(id) else {
-            return Err(format!("there are {} chunks, {id} is invalid", self.chunks.len() - 1));
+            return Err(format!(
+                "there are {} chunks, {id} is invalid",
+                self.chunks.len() - 1
+            ));
         };
         Ok(json!({"chunk": id.to_string(), "total": self.chunks.len().to_string(), "data": data}))
     }

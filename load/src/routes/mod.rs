@@ -24,15 +24,37 @@ pub struct Route {
 }
 
 const fn route(name: &'static str, args: &'static [(&'static str, ArgType)]) -> Route {
-    Route { name, args, cacheable: false, no_cache_default: &[], ws_only: false }
+    Route {
+        name,
+        args,
+        cacheable: false,
+        no_cache_default: &[],
+        ws_only: false,
+    }
 }
 
-const fn cached(name: &'static str, args: &'static [(&'static str, ArgType)], no_default: &'static [&'static str]) -> Route {
-    Route { name, args, cacheable: true, no_cache_default: no_default, ws_only: false }
+const fn cached(
+    name: &'static str,
+    args: &'static [(&'static str, ArgType)],
+    no_default: &'static [&'static str],
+) -> Route {
+    Route {
+        name,
+        args,
+        cacheable: true,
+        no_cache_default: no_default,
+        ws_only: false,
+    }
 }
 
 const fn ws(name: &'static str, args: &'static [(&'static str, ArgType)]) -> Route {
-    Route { name, args, cacheable: false, no_cache_default: &[], ws_only: true }
+    Route {
+        name,
+        args,
+        cacheable: false,
+        no_cache_default: &[],
+        ws_only: true,
+    }
 }
 
 use ArgType::*;
@@ -61,10 +83,28 @@ pub static ROUTES: &[Route] = &[
     cached("tx", &[("hash", Bytes), ("prove", Bool)], &[]),
     route(
         "tx_search",
-        &[("query", Str), ("prove", Bool), ("page", IntPtr), ("per_page", IntPtr), ("order_by", Str)],
+        &[
+            ("query", Str),
+            ("prove", Bool),
+            ("page", IntPtr),
+            ("per_page", IntPtr),
+            ("order_by", Str),
+        ],
     ),
-    route("block_search", &[("query", Str), ("page", IntPtr), ("per_page", IntPtr), ("order_by", Str)]),
-    cached("validators", &[("height", I64Ptr), ("page", IntPtr), ("per_page", IntPtr)], HEIGHT_ONLY),
+    route(
+        "block_search",
+        &[
+            ("query", Str),
+            ("page", IntPtr),
+            ("per_page", IntPtr),
+            ("order_by", Str),
+        ],
+    ),
+    cached(
+        "validators",
+        &[("height", I64Ptr), ("page", IntPtr), ("per_page", IntPtr)],
+        HEIGHT_ONLY,
+    ),
     route("dump_consensus_state", &[]),
     route("consensus_state", &[]),
     cached("consensus_params", HEIGHT, HEIGHT_ONLY),
@@ -73,7 +113,15 @@ pub static ROUTES: &[Route] = &[
     route("broadcast_tx_commit", TX),
     route("broadcast_tx_sync", TX),
     route("broadcast_tx_async", TX),
-    route("abci_query", &[("path", Str), ("data", HexBytes), ("height", I64), ("prove", Bool)]),
+    route(
+        "abci_query",
+        &[
+            ("path", Str),
+            ("data", HexBytes),
+            ("height", I64),
+            ("prove", Bool),
+        ],
+    ),
     cached("abci_info", &[], &[]),
     route("broadcast_evidence", &[("evidence", Evidence)]),
 ];
@@ -121,7 +169,10 @@ impl Route {
     /// `jsonParamsToArgs`: by name (missing ones default) or by position (count must match).
     pub fn decode_json(&self, params: Option<&Value>) -> Result<Args, String> {
         let Some(raw) = params else {
-            return Ok(Args { values: vec![None; self.args.len()], supplied: false });
+            return Ok(Args {
+                values: vec![None; self.args.len()],
+                supplied: false,
+            });
         };
         let values = match raw {
             Value::Null => vec![None; self.args.len()],
@@ -158,17 +209,31 @@ impl Route {
                 ))
             }
         };
-        Ok(Args { values, supplied: true })
+        Ok(Args {
+            values,
+            supplied: true,
+        })
     }
 
     /// `httpParamsToArgs`: every argument read from the query string; empty means default.
     pub fn decode_uri(&self, query: &[(String, String)]) -> Result<Args, String> {
         let mut values = Vec::with_capacity(self.args.len());
         for (name, ty) in self.args {
-            let arg = query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("");
-            values.push(if arg.is_empty() { None } else { params::decode_uri(*ty, arg)? });
+            let arg = query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("");
+            values.push(if arg.is_empty() {
+                None
+            } else {
+                params::decode_uri(*ty, arg)?
+            });
         }
-        Ok(Args { values, supplied: true })
+        Ok(Args {
+            values,
+            supplied: true,
+        })
     }
 
     /// `cacheableWithArgs`.
@@ -187,7 +252,10 @@ impl Route {
             .args
             .iter()
             .zip(&args.values)
-            .filter_map(|((name, _), v)| v.as_ref().map(|v| format!("{name}={}", params::canonical(v))))
+            .filter_map(|((name, _), v)| {
+                v.as_ref()
+                    .map(|v| format!("{name}={}", params::canonical(v)))
+            })
             .collect();
         format!("{}({})", self.name, parts.join(","))
     }
@@ -229,7 +297,9 @@ pub async fn exec(node: &Node, route: &Route, args: &Args) -> Result<Value, Stri
 
 /// `getHeight`: explicit heights must be in `[base, latest]`; absent means latest.
 pub fn get_height(latest: u64, args: &Args, i: usize) -> Result<u64, String> {
-    let Some(h) = args.int(i) else { return Ok(latest) };
+    let Some(h) = args.int(i) else {
+        return Ok(latest);
+    };
     if h <= 0 {
         return Err(format!("height must be greater than 0, but got {h}"));
     }
@@ -257,7 +327,9 @@ pub fn page(args: &Args, i: usize, per_page: usize, total: usize) -> Result<usiz
     let Some(p) = args.int(i) else { return Ok(1) };
     let pages = (total.max(1) - 1) / per_page + 1;
     if p <= 0 || p as usize > pages {
-        return Err(format!("page should be within [1, {pages}] range, given {p}"));
+        return Err(format!(
+            "page should be within [1, {pages}] range, given {p}"
+        ));
     }
     Ok(p as usize)
 }

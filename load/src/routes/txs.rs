@@ -38,7 +38,9 @@ fn tx_event_map(node: &Node, h: u64, i: usize, tx: &[u8]) -> EventMap {
                 continue;
             }
             let key = format!("{ty}.{}", a["key"].as_str().unwrap_or_default());
-            m.entry(key).or_default().push(a["value"].as_str().unwrap_or_default().to_string());
+            m.entry(key)
+                .or_default()
+                .push(a["value"].as_str().unwrap_or_default().to_string());
         }
     }
     m
@@ -47,7 +49,9 @@ fn tx_event_map(node: &Node, h: u64, i: usize, tx: &[u8]) -> EventMap {
 fn matching_txs(node: &Node, q: &Query) -> Vec<(u64, u32)> {
     if let Some(c) = q.condition_on("tx.hash") {
         if let (query::Op::Eq, query::Operand::Str(hash)) = (&c.op, &c.arg) {
-            let Ok(bytes) = hex::decode(hash) else { return Vec::new() };
+            let Ok(bytes) = hex::decode(hash) else {
+                return Vec::new();
+            };
             return node
                 .chain
                 .find_tx(&bytes)
@@ -139,7 +143,8 @@ pub async fn broadcast_tx_commit(node: &Node, args: &Args) -> Result<Value, Stri
             }
         }
     };
-    let Ok(Some((h, i))) = tokio::time::timeout(timeout.max(Duration::from_millis(1)), wait).await else {
+    let Ok(Some((h, i))) = tokio::time::timeout(timeout.max(Duration::from_millis(1)), wait).await
+    else {
         return Err("timed out waiting for tx to be included in a block".to_string());
     };
     Ok(json!({

@@ -19,18 +19,25 @@ pub struct Raw {
 
 impl Raw {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
 /// Sends one request on a fresh connection and reads until the server closes it.
 /// Returns the raw bytes received (possibly partial) and the read error, if any.
-pub async fn exchange(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<(Vec<u8>, Option<std::io::Error>)> {
+pub async fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(Vec<u8>, Option<std::io::Error>)> {
     let mut s = TcpStream::connect(addr).await?;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -50,15 +57,29 @@ pub async fn exchange(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -
 }
 
 pub fn parse_raw(bytes: &[u8]) -> Raw {
-    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").expect("no header end");
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
     let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    Raw { status, headers, body: bytes[end + 4..].to_vec() }
+    Raw {
+        status,
+        headers,
+        body: bytes[end + 4..].to_vec(),
+    }
 }
 
 pub async fn request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Raw {
