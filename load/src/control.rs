@@ -21,6 +21,15 @@ fn reply(status: StatusCode, v: Value) -> Response<Body> {
     )
 }
 
+/// Killing the RPC port from a request on that port would swallow this very answer: let
+/// it go out first.
+fn after_reply(f: impl FnOnce() -> std::io::Result<()> + Send + 'static) {
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let _ = f();
+    });
+}
+
 pub async fn handle(node: Arc<Node>, req: Request<Incoming>, control_port: bool) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -34,6 +43,10 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>, control_port: bool)
         (Method::GET, "/_simnode/stats") => reply(StatusCode::OK, json!(node.stats())),
         (Method::POST, "/_simnode/reset-counters") => {
             sim::reset_counters(&node);
+            reply(StatusCode::OK, json!({"ok": true}))
+        }
+        (Method::POST, "/_simnode/restart") if !control_port => {
+            after_reply(move || sim::restart(&node));
             reply(StatusCode::OK, json!({"ok": true}))
         }
         (Method::POST, "/_simnode/restart") => match sim::restart(&node) {
@@ -54,7 +67,10 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>, control_port: bool)
                         .get("method")
                         .and_then(Value::as_str)
                         .map(str::to_string);
-                    // Taking the RPC port down from a request on that port still answers this one.
+                    if fault == Fault::Down && !control_port {
+                        after_reply(move || sim::apply_fault(&node, fault, scope));
+                        return reply(StatusCode::OK, json!({"ok": true, "control_port": false}));
+                    }
                     match sim::apply_fault(&node, fault, scope) {
                         Ok(()) => reply(
                             StatusCode::OK,

@@ -140,6 +140,14 @@ async fn control_route_switches_faults() {
     assert_eq!(post(a, STATUS).await.status, 200);
     let bad = request(a, "POST", "/_simnode/fault", br#"{"kind":"explode"}"#).await;
     assert_eq!(bad.status, 400);
+    // Down asked on the RPC port itself: the answer still goes out, then the port closes.
+    let r = request(a, "POST", "/_simnode/fault", br#"{"kind":"down"}"#).await;
+    assert_eq!(r.status, 200);
+    wait_for("rpc port down", || refused(a)).await;
+    n.set_fault(Fault::None);
+    let r = request(a, "POST", "/_simnode/restart", b"").await;
+    assert_eq!(r.status, 200);
+    wait_for("restarted", || async { !refused(a).await }).await;
 }
 
 #[tokio::test]
