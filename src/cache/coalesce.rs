@@ -1,0 +1,169 @@
+//! Identical concurrent misses share one upstream call. The first caller leads and holds a
+//! `Ticket`; the others follow its watch channel. A ticket that is dropped, whether the
+//! leader finished, was dropped or panicked, takes its flight out of the map, so the map
+//! cannot leak; followers of a leader that never published learn it was abandoned.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::watch;
+
+use super::{Cache, Entry, Policy};
+use crate::error::Rejection;
+use crate::methods::CacheKey;
+use crate::upstream::Answer;
+
+pub(crate) type Outcome = Option<Result<Answer, Rejection>>;
+
+/// A "latest" fetch is tied to the head it was planned at (see `Policy::flight_tag`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct FlightKey {
+    pub key: CacheKey,
+    pub tag: u64,
+}
+
+struct Flight {
+    id: u64,
+    /// Shared with the ticket; the channel closes once both are gone.
+    outcome: Arc<watch::Sender<Outcome>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Flights {
+    map: Mutex<HashMap<FlightKey, Flight>>,
+    next_id: AtomicU64,
+}
+
+pub(crate) enum Joined {
+    Lead(Ticket),
+    Follow(watch::Receiver<Outcome>),
+}
+
+impl Flights {
+    pub fn join(self: &Arc<Self>, key: FlightKey) -> Joined {
+        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(flight) = map.get(&key) {
+            return Joined::Follow(flight.outcome.subscribe());
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let tx = Arc::new(watch::Sender::new(None));
+        map.insert(
+            key.clone(),
+            Flight {
+                id,
+                outcome: Arc::clone(&tx),
+            },
+        );
+        Joined::Lead(Ticket {
+            flights: Arc::clone(self),
+            key,
+            id,
+            tx,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Callers waiting on one flight (tests synchronise on it).
+    #[cfg(test)]
+    pub fn followers(&self, key: &FlightKey) -> usize {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(key).map_or(0, |f| f.outcome.receiver_count())
+    }
+}
+
+/// The lead of one flight. Publishing hands the outcome to every follower; dropping ends
+/// the flight.
+pub(crate) struct Ticket {
+    flights: Arc<Flights>,
+    key: FlightKey,
+    id: u64,
+    tx: Arc<watch::Sender<Outcome>>,
+}
+
+impl Ticket {
+    pub fn publish(&self, outcome: &Result<Answer, Rejection>) {
+        self.tx.send_replace(Some(outcome.clone()));
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut map = self
+            .flights
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Only our own flight: a later one under the same key is not ours to end.
+        if map.get(&self.key).is_some_and(|f| f.id == self.id) {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// Waits for a flight's outcome.
+pub(crate) async fn outcome(mut rx: watch::Receiver<Outcome>) -> Result<Answer, Rejection> {
+    match rx.wait_for(Option::is_some).await {
+        Ok(seen) => seen.clone().unwrap_or_else(|| Err(abandoned())),
+        Err(_) => Err(abandoned()),
+    }
+}
+
+pub(crate) fn abandoned() -> Rejection {
+    Rejection::UpstreamUnavailable("the request leading this one was abandoned".into())
+}
+
+/// Waits on an identical call in flight.
+pub struct Follower {
+    pub(super) outcome: watch::Receiver<Outcome>,
+}
+
+impl Follower {
+    pub async fn wait(self) -> Result<Answer, Rejection> {
+        outcome(self.outcome).await
+    }
+}
+
+/// Leads one flight. Dropping it without `finish` tells followers it was abandoned.
+pub struct Leader {
+    pub(super) cache: Cache,
+    pub(super) key: CacheKey,
+    pub(super) method: &'static str,
+    pub(super) policy: Policy,
+    pub(super) ticket: Ticket,
+}
+
+impl Leader {
+    /// Hands the result to every follower at once, and stores it (in a spawned task, as
+    /// moka's insert is async) if its verdict allows. The flight stays open until the
+    /// entry is stored, so that no identical call slips past to the node meanwhile.
+    pub fn finish(self, result: &Result<Answer, Rejection>) {
+        self.ticket.publish(result);
+        if let Some(entry) = self.cache.entry_for(self.method, self.policy, result) {
+            tokio::spawn(async move {
+                self.cache.insert(self.key.clone(), entry).await;
+                drop(self.ticket);
+            });
+        }
+    }
+
+    pub(super) async fn complete(self, result: &Result<Answer, Rejection>) {
+        self.ticket.publish(result);
+        if let Some(entry) = self.cache.entry_for(self.method, self.policy, result) {
+            self.cache.insert(self.key, entry).await;
+        }
+    }
+}
+
+impl Cache {
+    async fn insert(&self, key: CacheKey, entry: Entry) {
+        self.inner.store.insert(key, entry).await;
+        self.inner.counters.stores.fetch_add(1, Ordering::Relaxed);
+    }
+}

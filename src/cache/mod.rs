@@ -1,0 +1,438 @@
+//! The height-aware cache: decoded answers kept so that repeated heavy questions never
+//! reach the node's encoder again.
+//!
+//! CometBFT has instant finality: an answer pinned to a height at or below the head never
+//! changes (`Policy::Immutable`), and a "latest" answer stays true exactly until the next
+//! block (`Policy::UntilNextBlock`). A "latest" call is rewritten to the head's height
+//! where that gives the same answer, so it shares the explicit height's entry. Identical
+//! concurrent misses share one upstream call (`coalesce`), run detached so that a caller
+//! hanging up does not waste it. A "latest" entry outlives its block by the stale window,
+//! to stand in for an upstream failure.
+//!
+//! Clocks: freshness and the stale window use tokio's clock (tests pause it); moka's own
+//! expiry, which only reclaims entries that can no longer be served, uses the wall clock.
+
+mod coalesce;
+mod policy;
+mod stats;
+mod store;
+mod verdict;
+
+#[cfg(test)]
+mod lifetime_tests;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::time::Instant;
+
+pub use policy::Policy;
+pub use stats::CacheStats;
+pub use verdict::{judge, Verdict};
+
+pub use coalesce::{Follower, Leader};
+
+use coalesce::{FlightKey, Flights, Joined};
+use policy::{Decision, HeadView};
+use stats::Counters;
+use store::{Entry, Removals, Store};
+
+use crate::config::CacheConfig;
+use crate::error::{Blame, Rejection};
+use crate::head::Head;
+use crate::methods::{CacheKey, Canonical};
+use crate::upstream::Answer;
+
+/// The `x-cometgate-cache` header value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    Miss,
+    Coalesced,
+    Stale,
+    Bypass,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Coalesced => "coalesced",
+            CacheStatus::Stale => "stale",
+            CacheStatus::Bypass => "bypass",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Plan {
+    Bypass,
+    Cached {
+        key: CacheKey,
+        method: &'static str,
+        policy: Policy,
+    },
+}
+
+/// The two-phase form's first step.
+pub enum Begin {
+    Hit(Answer),
+    /// An identical call is in flight: wait for its answer.
+    Wait(Follower),
+    /// This caller fetches, then calls `Leader::finish`.
+    Lead(Leader),
+    Bypass,
+}
+
+/// What can change while running; `max_bytes` cannot (moka's capacity is fixed).
+#[derive(Clone, Debug)]
+struct Settings {
+    enabled: bool,
+    max_entry_bytes: u64,
+    stale_if_error: Duration,
+    latest_max_ttl: Duration,
+    code_error_ttl: Duration,
+}
+
+impl Settings {
+    fn from(config: &CacheConfig) -> Settings {
+        Settings {
+            enabled: config.enabled,
+            max_entry_bytes: config.max_entry_bytes.as_u64(),
+            stale_if_error: config.stale_if_error,
+            latest_max_ttl: config.latest_max_ttl,
+            code_error_ttl: config.code_error_ttl,
+        }
+    }
+}
+
+struct Inner {
+    store: Store,
+    flights: Arc<Flights>,
+    head: Head,
+    settings: ArcSwap<Settings>,
+    max_bytes: u64,
+    counters: Counters,
+    removals: Arc<Removals>,
+}
+
+/// Cheap to clone: every clone shares one store.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<Inner>,
+}
+
+impl Cache {
+    pub fn new(config: &CacheConfig, head: Head) -> Cache {
+        let removals = Arc::new(Removals::default());
+        let max_bytes = config.max_bytes.as_u64();
+        Cache {
+            inner: Arc::new(Inner {
+                store: store::build(max_bytes, Arc::clone(&removals)),
+                flights: Arc::default(),
+                head,
+                settings: ArcSwap::from_pointee(Settings::from(config)),
+                max_bytes,
+                counters: Counters::default(),
+                removals,
+            }),
+        }
+    }
+
+    /// Applies TTLs, the stale window, the entry cap and `enabled` at once (to entries
+    /// stored from now on where it concerns their lifetime in moka). Returns the config
+    /// keys that only a restart applies.
+    pub fn reconfigure(&self, config: &CacheConfig) -> Vec<&'static str> {
+        self.inner.settings.store(Arc::new(Settings::from(config)));
+        if config.max_bytes.as_u64() == self.inner.max_bytes {
+            return Vec::new();
+        }
+        tracing::warn!(
+            running = self.inner.max_bytes,
+            configured = config.max_bytes.as_u64(),
+            "cache.max_bytes changes only on restart"
+        );
+        vec!["cache.max_bytes"]
+    }
+
+    /// Decides the policy for one canonical call. Where the rule allows, a "latest" call
+    /// is rewritten to the head's height (`height` set) so that it shares the explicit
+    /// height's immutable entry. `ttl_override` is the method's `cache_ttl`
+    /// (`Some(0s)`: never cache).
+    pub fn plan(&self, call: &mut Canonical, ttl_override: Option<Duration>) -> Plan {
+        let settings = self.inner.settings.load();
+        if !settings.enabled {
+            return Plan::Bypass;
+        }
+        match policy::decide(
+            call,
+            self.head_view(),
+            settings.latest_max_ttl,
+            ttl_override,
+        ) {
+            Decision::Bypass => Plan::Bypass,
+            Decision::Cache(policy) => Plan::Cached {
+                key: call.key(),
+                method: call.spec.name,
+                policy,
+            },
+        }
+    }
+
+    /// One call: a fresh entry is a hit; an identical miss in flight is joined
+    /// (`Coalesced`); otherwise `fetch` runs detached (`tokio::spawn`: not cancelled if
+    /// this caller goes away) and its answer is stored if its verdict allows and handed to
+    /// every follower. An upstream failure (or a full lane) may be answered from a
+    /// "latest" entry stored no longer than `stale_if_error` ago (`Stale`).
+    pub async fn get_or_fetch<F, Fut>(
+        &self,
+        plan: Plan,
+        fetch: F,
+    ) -> (Result<Answer, Rejection>, CacheStatus)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Answer, Rejection>> + Send + 'static,
+    {
+        let (result, status) = match self.begin(plan.clone()).await {
+            Begin::Bypass => return (fetch().await, CacheStatus::Bypass),
+            Begin::Hit(answer) => return (Ok(answer), CacheStatus::Hit),
+            Begin::Wait(follower) => (follower.wait().await, CacheStatus::Coalesced),
+            Begin::Lead(leader) => {
+                let task = tokio::spawn(async move {
+                    let result = fetch().await;
+                    leader.complete(&result).await;
+                    result
+                });
+                // A panicking fetch drops the leader, which ends the flight for followers.
+                (
+                    task.await.unwrap_or_else(|_| Err(coalesce::abandoned())),
+                    CacheStatus::Miss,
+                )
+            }
+        };
+        match result {
+            Err(error) => match self.stale(&plan, &error).await {
+                Some(answer) => (Ok(answer), CacheStatus::Stale),
+                None => (Err(error), status),
+            },
+            ok => (ok, status),
+        }
+    }
+
+    /// The two-phase form for batches: each entry looked up on its own, only the leads
+    /// go to the node. Async because moka's lookups are.
+    pub async fn begin(&self, plan: Plan) -> Begin {
+        let Plan::Cached {
+            key,
+            method,
+            policy,
+        } = plan
+        else {
+            self.inner.counters.bypass.fetch_add(1, Ordering::Relaxed);
+            return Begin::Bypass;
+        };
+        if let Some(answer) = self.fresh(&key).await {
+            self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
+            return Begin::Hit(answer);
+        }
+        let flight = FlightKey {
+            key,
+            tag: policy.flight_tag(),
+        };
+        match self.inner.flights.join(flight.clone()) {
+            Joined::Follow(outcome) => {
+                self.inner
+                    .counters
+                    .coalesced
+                    .fetch_add(1, Ordering::Relaxed);
+                Begin::Wait(Follower { outcome })
+            }
+            Joined::Lead(ticket) => {
+                // A leader may have stored and left between our lookup and our join.
+                if let Some(answer) = self.fresh(&flight.key).await {
+                    ticket.publish(&Ok(answer.clone()));
+                    self.inner.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    return Begin::Hit(answer);
+                }
+                self.inner.counters.misses.fetch_add(1, Ordering::Relaxed);
+                Begin::Lead(Leader {
+                    cache: self.clone(),
+                    key: flight.key,
+                    method,
+                    policy,
+                    ticket,
+                })
+            }
+        }
+    }
+
+    /// A "latest" answer stored no longer than `stale_if_error` ago, to serve instead of
+    /// `error` when the failure is the node's (or a full lane's), not the caller's.
+    pub async fn stale(&self, plan: &Plan, error: &Rejection) -> Option<Answer> {
+        let Plan::Cached { key, .. } = plan else {
+            return None;
+        };
+        let standing_in =
+            error.blame() == Blame::Upstream || matches!(error, Rejection::Overloaded { .. });
+        if !standing_in {
+            return None;
+        }
+        let window = self.inner.settings.load().stale_if_error;
+        let entry = self.inner.store.get(key).await?;
+        if !entry.stale_ok || entry.age(Instant::now()) > window {
+            return None;
+        }
+        self.inner.counters.stale.fetch_add(1, Ordering::Relaxed);
+        Some(entry.answer)
+    }
+
+    /// Drops every entry, or one method's; returns how many there were.
+    pub fn purge(&self, method: Option<&str>) -> u64 {
+        let store = &self.inner.store;
+        let Some(method) = method else {
+            let count = store.iter().count() as u64;
+            store.invalidate_all();
+            return count;
+        };
+        let prefix: Vec<u8> = [method.as_bytes(), b" "].concat();
+        let count = store
+            .iter()
+            .filter(|(k, _)| k.as_bytes().starts_with(&prefix))
+            .count() as u64;
+        if let Err(e) = store.invalidate_entries_if(move |k, _| k.as_bytes().starts_with(&prefix)) {
+            tracing::error!(error = %e, "cache purge failed");
+            return 0;
+        }
+        count
+    }
+
+    /// What the cache would do with a plan, and what it holds for it now.
+    pub async fn explain(&self, plan: &Plan) -> Explain {
+        let Plan::Cached {
+            key,
+            method,
+            policy,
+        } = plan
+        else {
+            return Explain {
+                key: None,
+                method: None,
+                policy: "bypass".into(),
+                ..Explain::default()
+            };
+        };
+        let settings = self.inner.settings.load();
+        let now = Instant::now();
+        let entry = self.inner.store.get(key).await;
+        Explain {
+            key: Some(key.to_string()),
+            method: Some(method),
+            policy: policy.describe(),
+            cached: entry.is_some(),
+            fresh: entry
+                .as_ref()
+                .is_some_and(|e| e.is_fresh(now, self.head_view(), settings.latest_max_ttl)),
+            stored_policy: entry.as_ref().map(|e| e.policy.describe()),
+            age_ms: entry.as_ref().map(|e| e.age(now).as_millis() as u64),
+            bytes: entry.as_ref().map(|e| e.answer.len()),
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        let inner = &self.inner;
+        inner.counters.snapshot(
+            inner.store.entry_count(),
+            inner.store.weighted_size(),
+            inner.max_bytes,
+            inner.flights.len(),
+            &inner.removals,
+        )
+    }
+
+    /// Applies moka's pending evictions now (they run asynchronously otherwise); the
+    /// weight reported by `stats` is exact only after this.
+    pub async fn run_pending_tasks(&self) {
+        self.inner.store.run_pending_tasks().await;
+    }
+
+    fn head_view(&self) -> HeadView {
+        let head = &self.inner.head;
+        HeadView {
+            height: head.height(),
+            blind: head.blind(),
+        }
+    }
+
+    async fn fresh(&self, key: &CacheKey) -> Option<Answer> {
+        let entry = self.inner.store.get(key).await?;
+        let latest_ttl = self.inner.settings.load().latest_max_ttl;
+        entry
+            .is_fresh(Instant::now(), self.head_view(), latest_ttl)
+            .then_some(entry.answer)
+    }
+
+    /// The entry an answer becomes, if its verdict and size allow one.
+    fn entry_for(
+        &self,
+        method: &str,
+        policy: Policy,
+        result: &Result<Answer, Rejection>,
+    ) -> Option<Entry> {
+        let Ok(answer) = result else { return None };
+        let settings = self.inner.settings.load();
+        let verdict = judge(method, policy, answer);
+        let policy = match verdict {
+            Verdict::Storable => policy,
+            Verdict::CodeError if !settings.code_error_ttl.is_zero() => {
+                Policy::Ttl(settings.code_error_ttl)
+            }
+            _ => {
+                self.inner.counters.reject(verdict);
+                return None;
+            }
+        };
+        if answer.len() as u64 > settings.max_entry_bytes {
+            self.inner
+                .counters
+                .too_large
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let keep_for = store::keep_for(
+            policy,
+            settings.stale_if_error,
+            settings.latest_max_ttl,
+            self.inner.head.stall_after(),
+        );
+        Some(Entry {
+            answer: answer.clone(),
+            stored_at: Instant::now(),
+            policy,
+            stale_ok: verdict == Verdict::Storable && !policy.is_immutable(),
+            keep_for,
+        })
+    }
+}
+
+/// The admin view of one plan.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Explain {
+    pub key: Option<String>,
+    pub method: Option<&'static str>,
+    /// What a call would be planned as now.
+    pub policy: String,
+    pub cached: bool,
+    /// Would be served as a hit now.
+    pub fresh: bool,
+    /// The policy the stored entry was kept under (a pinned key may hold an older one).
+    pub stored_policy: Option<String>,
+    pub age_ms: Option<u64>,
+    pub bytes: Option<usize>,
+}

@@ -1,0 +1,245 @@
+//! Follows the chain head: one `tm.event='NewBlock'` subscription on the node's
+//! `/websocket`, with `status` polling while the websocket is down or disabled (and now
+//! and then alongside it, for `catching_up` and the chain id).
+//!
+//! The head only ever rises: heights come from the node itself, from events, polls and
+//! the answers passing through the gateway (`observe`), and a lower one is an older view.
+
+mod poll;
+mod ws;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::HeadConfig;
+
+/// Cheap to clone. The background task ends when every clone is dropped, or on
+/// `shutdown`.
+#[derive(Clone)]
+pub struct Head {
+    handle: Arc<Handle>,
+}
+
+/// Owned by the `Head` clones only: its drop is what stops the task.
+struct Handle {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+}
+
+pub(crate) struct Shared {
+    height: watch::Sender<Option<u64>>,
+    state: Mutex<State>,
+    stall_after: Duration,
+}
+
+struct State {
+    advanced_at: Option<Instant>,
+    catching_up: bool,
+    chain_id: Option<String>,
+    source: &'static str,
+}
+
+impl Shared {
+    fn new(stall_after: Duration) -> Shared {
+        Shared {
+            height: watch::Sender::new(None),
+            state: Mutex::new(State {
+                advanced_at: None,
+                catching_up: false,
+                chain_id: None,
+                source: "none",
+            }),
+            stall_after,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Raises the head; a height at or below it changes nothing.
+    pub(crate) fn advance(&self, height: u64) {
+        let raised = self.height.send_if_modified(|current| {
+            let higher = current.is_none_or(|c| height > c);
+            if higher {
+                *current = Some(height);
+            }
+            higher
+        });
+        if raised {
+            self.state().advanced_at = Some(Instant::now());
+        }
+    }
+
+    pub(crate) fn set_status(&self, catching_up: bool, chain_id: String) {
+        let mut state = self.state();
+        state.catching_up = catching_up;
+        state.chain_id = Some(chain_id);
+    }
+
+    pub(crate) fn set_source(&self, source: &'static str) {
+        self.state().source = source;
+    }
+}
+
+impl Head {
+    /// Starts following the node at `upstream` (its RPC url). Must be called inside a
+    /// tokio runtime.
+    pub fn spawn(upstream: &http::Uri, config: &HeadConfig) -> Head {
+        let head = Head::with_stall_after(config.stall_after);
+        let shared = Arc::clone(&head.handle.shared);
+        let stop = head.handle.stop.subscribe();
+        tokio::spawn(ws::run(shared, upstream.clone(), config.clone(), stop));
+        head
+    }
+
+    /// A head nobody follows but the caller (`set`); for tests and tools.
+    pub fn manual() -> Head {
+        Head::with_stall_after(HeadConfig::default().stall_after)
+    }
+
+    pub fn with_stall_after(stall_after: Duration) -> Head {
+        Head {
+            handle: Arc::new(Handle {
+                shared: Arc::new(Shared::new(stall_after)),
+                stop: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// Sets the head outright (it may go down: tests replay what they need).
+    pub fn set(&self, height: u64) {
+        let shared = &self.handle.shared;
+        if shared.height.send_replace(Some(height)) != Some(height) {
+            shared.state().advanced_at = Some(Instant::now());
+        }
+    }
+
+    pub fn height(&self) -> Option<u64> {
+        *self.handle.shared.height.borrow()
+    }
+
+    /// Since the head last advanced.
+    pub fn age(&self) -> Option<Duration> {
+        self.handle
+            .shared
+            .state()
+            .advanced_at
+            .map(|at| at.elapsed())
+    }
+
+    pub fn catching_up(&self) -> bool {
+        self.handle.shared.state().catching_up
+    }
+
+    pub fn chain_id(&self) -> Option<String> {
+        self.handle.shared.state().chain_id.clone()
+    }
+
+    /// No height yet, or none newer within `stall_after`: the chain may have moved on
+    /// without us.
+    pub fn blind(&self) -> bool {
+        self.age()
+            .is_none_or(|age| age >= self.handle.shared.stall_after)
+    }
+
+    pub fn stall_after(&self) -> Duration {
+        self.handle.shared.stall_after
+    }
+
+    pub fn watch(&self) -> watch::Receiver<Option<u64>> {
+        self.handle.shared.height.subscribe()
+    }
+
+    /// A height seen passing through the gateway; only ever raises the head.
+    pub fn observe(&self, height: u64) {
+        self.handle.shared.advance(height);
+    }
+
+    /// "websocket" | "polling" | "none".
+    pub fn source(&self) -> &'static str {
+        self.handle.shared.state().source
+    }
+
+    pub fn shutdown(&self) {
+        self.handle.stop.send_replace(true);
+    }
+}
+
+/// Resolves when the task should end: `shutdown` was called or every `Head` is gone.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender (the last `Head`) is gone.
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn only_rises_and_turns_blind_when_it_stalls() {
+        let head = Head::with_stall_after(Duration::from_secs(30));
+        assert!(head.blind());
+        assert_eq!((head.height(), head.age()), (None, None));
+        let mut rx = head.watch();
+        head.observe(10);
+        assert_eq!(head.height(), Some(10));
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        head.observe(9);
+        head.observe(10);
+        assert_eq!(head.height(), Some(10));
+        assert!(
+            !rx.has_changed().unwrap(),
+            "a lower or equal height is no news"
+        );
+        assert!(!head.blind());
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(!head.blind());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(head.blind());
+        head.observe(11);
+        assert!(!head.blind());
+        assert_eq!(head.age(), Some(Duration::ZERO));
+        assert_eq!(head.source(), "none");
+    }
+
+    /// Waits (in virtual time) until only `head` still holds the shared state.
+    async fn task_gone(shared: &Arc<Shared>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Arc::strong_count(shared) > 1 {
+            assert!(Instant::now() < deadline, "the head task is still running");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_task_ends_with_the_last_head_or_on_shutdown() {
+        let config = HeadConfig {
+            websocket: false,
+            ..HeadConfig::default()
+        };
+        // Nothing listens here; the task keeps polling until told to stop.
+        let url: http::Uri = "http://127.0.0.1:9/".parse().unwrap();
+        let head = Head::spawn(&url, &config);
+        let shared = Arc::clone(&head.handle.shared);
+        let clone = head.clone();
+        drop(head);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            Arc::strong_count(&shared),
+            3,
+            "a clone keeps the task alive"
+        );
+        drop(clone);
+        task_gone(&shared).await;
+
+        let head = Head::spawn(&url, &config);
+        head.shutdown();
+        task_gone(&head.handle.shared).await;
+        assert_eq!((head.height(), head.source()), (None, "none"));
+    }
+}
