@@ -1,6 +1,7 @@
 //! The `cometgate` binary: reads the config once at the edge, binds the listeners, wires
 //! signals (SIGTERM/SIGINT drain and exit 0; SIGHUP reloads) and watches the config file.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,7 +77,10 @@ fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true);
+        .with_target(true)
+        // Logs go to stderr, coloured only on a terminal, so files and collectors get plain text.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder
             .json()

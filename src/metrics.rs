@@ -161,8 +161,6 @@ impl Metrics {
         self.rejections.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    pub fn cache_outcome(&self, _method: &'static str, _status: CacheStatus) {}
-
     pub fn node_call(&self, method: &'static str, elapsed: Duration, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.node_calls

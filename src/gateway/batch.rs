@@ -184,7 +184,9 @@ async fn fetch_batch(
     calls: &[&Canonical],
 ) -> Result<Vec<Answer>, Rejection> {
     let _probe = gw.breaker.admit()?;
+    let queued = Instant::now();
     let _slot = gw.admission.lane_slot(lane).await?;
+    gw.metrics.lane_waited(lane, queued.elapsed());
     let started = Instant::now();
     let result = gw.upstream.call_batch(calls).await;
     gw.breaker.record(&result);

@@ -82,7 +82,6 @@ pub(super) async fn run(
             gw2.fetch(lane, &canonical, &latency).await
         })
         .await;
-    gw.metrics.cache_outcome(policy.spec.name, status);
     (outcome_of(gw, result), status)
 }
 
@@ -105,7 +104,9 @@ impl Gateway {
         latency: &NodeLatency,
     ) -> Result<Answer, Rejection> {
         let _probe = self.breaker.admit()?;
+        let queued = Instant::now();
         let _slot = self.admission.lane_slot(lane).await?;
+        self.metrics.lane_waited(lane, queued.elapsed());
         let started = Instant::now();
         let result = self.upstream.call(call).await;
         let elapsed = started.elapsed();

@@ -2,7 +2,6 @@
 //! port: `/metrics`, `/healthz`, `/readyz` and the admin routes (`/admin/purge`,
 //! `/admin/explain`, `/admin/config`).
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -164,53 +163,9 @@ fn redacted_config(gw: &Gateway) -> String {
 
 fn metrics(gw: &Gateway) -> String {
     let mut out = String::with_capacity(16 * 1024);
-    live_metrics(gw, &mut out);
+    live::write(gw, &mut out);
     gw.metrics().encode_registry(&mut out);
     out
-}
-
-fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    let _ = writeln!(
-        out,
-        "# HELP cometgate_{name} {help}\n# TYPE cometgate_{name} gauge\ncometgate_{name} {value}"
-    );
-}
-
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP cometgate_{name} {help}\n# TYPE cometgate_{name} counter\ncometgate_{name}_total {value}");
-}
-
-/// Values read from the components at scrape time rather than counted twice.
-fn live_metrics(gw: &Gateway, out: &mut String) {
-    let head = gw.head();
-    gauge(
-        out,
-        "head_height",
-        "Latest block height seen from the node",
-        head.height().unwrap_or(0) as f64,
-    );
-    gauge(
-        out,
-        "head_age_seconds",
-        "Time since the head last advanced",
-        head.age().map_or(-1.0, |d| d.as_secs_f64()),
-    );
-    let up = gw.breaker().state() == BreakerState::Closed && !head.blind();
-    gauge(
-        out,
-        "node_up",
-        "1 when the node answers and its head advances",
-        if up { 1.0 } else { 0.0 },
-    );
-    if let Some(rss) = process_rss() {
-        gauge(
-            out,
-            "process_resident_memory_bytes",
-            "Resident set size of this process",
-            rss.as_u64() as f64,
-        );
-    }
-    live::components(gw, out, gauge, counter);
 }
 
 /// RSS from /proc/self/statm (pages), Linux only; None elsewhere.

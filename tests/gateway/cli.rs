@@ -162,3 +162,85 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
         .expect("exits");
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn sighup_applies_a_tighter_rate_limit_and_keeps_the_old_config_on_a_broken_file() {
+    let node = SimNode::start(SimNodeConfig {
+        block_interval: Duration::ZERO,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let port = free_port();
+    let base = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"{}\"\n[metrics]\nlisten = \"off\"\n",
+        node.url()
+    );
+    let file = temp_config(&format!(
+        "{base}[rate_limit]\nrequests_per_second = 100000\nburst = 100000\n"
+    ));
+    let log = std::env::temp_dir().join(format!("cometgate-sighup-{}.log", std::process::id()));
+    let mut child = cometgate()
+        .arg("--config")
+        .arg(&file.0)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("starts");
+    eventually("the gateway listens", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let url = format!("http://127.0.0.1:{port}/block?height=2");
+    let get = || send(&http, http::Method::GET, &url, bytes::Bytes::new(), &[]);
+    let hup = || {
+        Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    };
+
+    std::fs::write(
+        &file.0,
+        format!("{base}[rate_limit]\nrequests_per_second = \"fast\"\n"),
+    )
+    .unwrap();
+    assert!(hup());
+    eventually("the broken file is rejected", || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("config rejected")
+    })
+    .await;
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("rate_limit.requests_per_second"));
+    for _ in 0..20 {
+        assert_eq!(get().await.status, 200, "still serving on the old config");
+    }
+
+    std::fs::write(
+        &file.0,
+        format!("{base}[rate_limit]\nrequests_per_second = 1\nburst = 3\n"),
+    )
+    .unwrap();
+    assert!(hup());
+    eventually("the tighter limit applies", || async {
+        get().await.status == 429
+    })
+    .await;
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .expect("exits");
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_file(&log);
+}

@@ -5,4 +5,5 @@ mod support;
 
 mod cli;
 mod clients;
+mod ops;
 mod proxy;

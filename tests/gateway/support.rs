@@ -26,6 +26,8 @@ pub struct Harness {
     pub node: SimNode,
     pub gateway: Arc<Gateway>,
     pub addr: SocketAddr,
+    /// The operator listener (metrics, health, admin), also on port 0.
+    pub ops_addr: SocketAddr,
     http: Client<HttpConnector, Full<Bytes>>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -76,6 +78,13 @@ pub async fn spawn_gateway_with(node: SimNodeConfig, tweak: impl FnOnce(&mut Con
     let addr = listener.local_addr().expect("addr");
     let gateway = Gateway::new(config);
     let (stop, stopped) = oneshot::channel::<()>();
+    let ops = TcpListener::bind("127.0.0.1:0").await.expect("bind ops");
+    let ops_addr = ops.local_addr().expect("ops addr");
+    tokio::spawn(cometgate::ops::run(
+        ops,
+        gateway.clone(),
+        std::future::pending(),
+    ));
     let server = tokio::spawn(cometgate::server::run(
         listener,
         gateway.clone(),
@@ -87,6 +96,7 @@ pub async fn spawn_gateway_with(node: SimNodeConfig, tweak: impl FnOnce(&mut Con
         node,
         gateway,
         addr,
+        ops_addr,
         http: Client::builder(TokioExecutor::new()).build_http(),
         stop: Some(stop),
         server: Some(server),
@@ -116,6 +126,18 @@ impl Harness {
             async move { gw.head().height() >= Some(height) }
         })
         .await;
+    }
+
+    pub async fn ops(&self, method: Method, path: &str, body: &str) -> Reply {
+        let url = format!("http://{}{path}", self.ops_addr);
+        send(&self.http, method, &url, Bytes::from(body.to_owned()), &[]).await
+    }
+
+    /// The value of one sample in `/metrics`: `name` with every `labels` fragment.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        let text = String::from_utf8(self.ops(Method::GET, "/metrics", "").await.body.to_vec())
+            .expect("utf-8");
+        metric_value(&text, name, labels).unwrap_or(0.0)
     }
 
     pub async fn post(&self, body: &str) -> Reply {
@@ -245,4 +267,19 @@ pub fn rpc_view(v: &serde_json::Value) -> serde_json::Value {
         obj.remove("id");
     }
     v
+}
+
+/// Finds `name{...}` (or bare `name`) whose labels contain every fragment in `labels`.
+pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest),
+                None => (series, ""),
+            };
+            (series_name == name && labels.iter().all(|l| series_labels.contains(l)))
+                .then(|| value.parse().ok())?
+        })
 }
