@@ -12,7 +12,7 @@ use http::{Response, StatusCode};
 use super::call::{outcome_of, prepare, AccessLog};
 use super::Gateway;
 use crate::admission::ClientKey;
-use crate::cache::{Begin, CacheStatus, Follower, Leader};
+use crate::cache::{Begin, CacheStatus, Follower, Leader, Plan};
 use crate::config::Lane;
 use crate::error::Rejection;
 use crate::jsonrpc::{Call, Form, Id};
@@ -22,7 +22,8 @@ use crate::upstream::Answer;
 
 enum Slot {
     Done(Outcome, CacheStatus),
-    Wait(Follower),
+    /// Another caller's fetch; the plan lets a failure fall back to a stale answer.
+    Wait(Follower, Plan),
     /// Index into the list of calls sent upstream.
     Fetch(usize),
 }
@@ -31,7 +32,7 @@ enum Slot {
 struct Miss {
     canonical: Canonical,
     lane: Lane,
-    leader: Option<Leader>,
+    leader: Option<(Leader, Plan)>,
 }
 
 pub(super) async fn serve(
@@ -64,14 +65,14 @@ pub(super) async fn serve(
         let mut canonical = prepared.canonical;
         let plan = gw.cache.plan(&mut canonical, prepared.policy.cache_ttl);
         let lane = prepared.policy.lane;
-        let slot = match gw.cache.begin(plan).await {
+        let slot = match gw.cache.begin(plan.clone()).await {
             Begin::Hit(answer) => Slot::Done(Outcome::Answer(answer), CacheStatus::Hit),
-            Begin::Wait(follower) => Slot::Wait(follower),
+            Begin::Wait(follower) => Slot::Wait(follower, plan),
             Begin::Lead(leader) => {
                 misses.push(Miss {
                     canonical,
                     lane,
-                    leader: Some(leader),
+                    leader: Some((leader, plan)),
                 });
                 Slot::Fetch(misses.len() - 1)
             }
@@ -104,10 +105,13 @@ pub(super) async fn serve(
     for (i, (id, slot)) in ids.iter().zip(slots).enumerate() {
         let (outcome, status) = match slot {
             Slot::Done(outcome, status) => (outcome, status),
-            Slot::Wait(follower) => (
-                outcome_of(gw, follower.wait().await),
-                CacheStatus::Coalesced,
-            ),
+            Slot::Wait(follower, plan) => match follower.wait().await {
+                Ok(answer) => (Outcome::Answer(answer), CacheStatus::Coalesced),
+                Err(e) => match gw.cache.stale(&plan, &e).await {
+                    Some(answer) => (Outcome::Answer(answer), CacheStatus::Stale),
+                    None => (outcome_of(gw, Err(e)), CacheStatus::Coalesced),
+                },
+            },
             Slot::Fetch(n) => {
                 let (result, status) = fetched.get(n).cloned().unwrap_or((
                     Err(Rejection::UpstreamInvalid(
@@ -160,20 +164,24 @@ async fn fetch_detached(
             Err(r) => vec![Err(r); calls.len()],
         };
         drop(calls);
-        misses
-            .into_iter()
-            .zip(results)
-            .map(|(miss, result)| {
-                let status = match miss.leader {
-                    Some(leader) => {
-                        leader.finish(&result);
-                        CacheStatus::Miss
-                    }
-                    None => CacheStatus::Bypass,
-                };
-                (result, status)
-            })
-            .collect::<Vec<_>>()
+        let mut out = Vec::with_capacity(misses.len());
+        for (miss, result) in misses.into_iter().zip(results) {
+            let Some((leader, plan)) = miss.leader else {
+                out.push((result, CacheStatus::Bypass));
+                continue;
+            };
+            leader.finish(&result);
+            // A node failure may still be covered by a recent "latest" answer.
+            let stale = match &result {
+                Err(e) => gw.cache.stale(&plan, e).await,
+                Ok(_) => None,
+            };
+            out.push(match stale {
+                Some(answer) => (Ok(answer), CacheStatus::Stale),
+                None => (result, CacheStatus::Miss),
+            });
+        }
+        out
     });
     task.await.unwrap_or_default()
 }

@@ -3,7 +3,9 @@
 
 mod support;
 
+mod cache;
 mod cli;
 mod clients;
+mod faults;
 mod ops;
 mod proxy;
