@@ -280,3 +280,34 @@ async fn a_reload_under_steady_load_drops_no_request() {
         ok.load(Ordering::Relaxed)
     );
 }
+
+#[tokio::test]
+async fn the_grafana_dashboard_only_uses_metrics_the_gateway_exports() {
+    let h = spawn_gateway().await;
+    h.post(BLOCK_3).await;
+    h.post(BLOCK_3).await;
+    h.post(r#"{"jsonrpc":"2.0","id":1,"method":"dump_consensus_state"}"#)
+        .await;
+    let text = String::from_utf8(h.ops(Method::GET, "/metrics", "").await.body.to_vec()).unwrap();
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/grafana-dashboard.json"
+    ))
+    .unwrap();
+    let mut checked = 0;
+    for (i, _) in dashboard.match_indices("cometgate_") {
+        let name: String = dashboard[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name == "cometgate_" {
+            continue;
+        }
+        assert!(
+            text.lines().any(|l| l.starts_with(&name)),
+            "{name} is on the dashboard but not in /metrics"
+        );
+        checked += 1;
+    }
+    assert!(checked > 10);
+}
