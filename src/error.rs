@@ -36,7 +36,8 @@ pub enum Rejection {
     #[error("rate limited")]
     RateLimited { retry_after: Duration },
     #[error("too many concurrent requests from one client")]
-    ClientBusy { max: usize },
+    /// `key` names the cap's config key: the request or the websocket connection cap.
+    ClientBusy { max: usize, key: &'static str },
     #[error("{lane:?} lane full")]
     Overloaded { lane: Lane, retry_after: Duration },
     #[error("upstream timeout after {0:?}")]
@@ -77,20 +78,10 @@ fn node_status(form: Form) -> StatusCode {
     }
 }
 
+/// A duration as config spells it ("10s", "1s250ms"), rounded to milliseconds so an
+/// operator can grep the message for the key's value.
 fn secs(d: Duration) -> String {
-    humanise(d)
-}
-
-/// "10s", "250ms", "1.5s": how config spells durations, so an operator can grep for it.
-pub fn humanise(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else if ms < 1000 {
-        format!("{ms}ms")
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
+    crate::config::format_duration(Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64))
 }
 
 impl Rejection {
@@ -179,11 +170,11 @@ impl Rejection {
                 format!("rate limit exceeded: retry after {}", secs(*retry_after)),
                 Some(*retry_after),
             ),
-            ClientBusy { max } => (
+            ClientBusy { max, key } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 -32000,
                 "Server error",
-                format!("too many concurrent requests from this client (rate_limit.max_concurrent_per_client = {max})"),
+                format!("too many concurrent requests from this client ({key} = {max})"),
                 Some(Duration::from_secs(1)),
             ),
             Overloaded { lane, retry_after } => (
@@ -282,7 +273,15 @@ mod tests {
                 429,
                 -32000,
             ),
-            (Rejection::ClientBusy { max: 4 }, Form::Uri, 429, -32000),
+            (
+                Rejection::ClientBusy {
+                    max: 4,
+                    key: "rate_limit.max_concurrent_per_client",
+                },
+                Form::Uri,
+                429,
+                -32000,
+            ),
             (
                 Rejection::Overloaded {
                     lane: Lane::Heavy,

@@ -66,8 +66,6 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     #[serde(serialize_with = "ser_duration")]
     pub write_timeout: Duration,
-    #[serde(serialize_with = "ser_duration")]
-    pub idle_timeout: Duration,
     pub max_connections: usize,
     /// Connections that have not yet sent a full request head.
     pub max_pending_connections: usize,
@@ -86,7 +84,6 @@ impl Default for ServerConfig {
             header_read_timeout: secs(10),
             body_read_timeout: secs(10),
             write_timeout: secs(30),
-            idle_timeout: secs(60),
             max_connections: 4096,
             max_pending_connections: 256,
             shutdown_grace: secs(30),

@@ -49,7 +49,6 @@ fn server(s: &mut Section, p: &mut Problems, c: &mut ServerConfig) {
     );
     s.read(p, "body_read_timeout", &mut c.body_read_timeout, duration);
     s.read(p, "write_timeout", &mut c.write_timeout, duration);
-    s.read(p, "idle_timeout", &mut c.idle_timeout, duration);
     s.read(p, "max_connections", &mut c.max_connections, unsigned);
     s.read(
         p,

@@ -193,8 +193,8 @@ fn bad_values_name_their_key() {
         "fractions",
     );
     assert_error(
-        "[server]\nidle_timeout = 10",
-        "server.idle_timeout",
+        "[server]\nheader_read_timeout = 10",
+        "server.header_read_timeout",
         "\"10s\"",
     );
     assert_error(

@@ -32,7 +32,6 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
         ("server.header_read_timeout", s.header_read_timeout),
         ("server.body_read_timeout", s.body_read_timeout),
         ("server.write_timeout", s.write_timeout),
-        ("server.idle_timeout", s.idle_timeout),
         ("upstream.timeout", u.timeout),
         ("upstream.connect_timeout", u.connect_timeout),
         ("upstream.pool_idle_timeout", u.pool_idle_timeout),

@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn suggests_near_misses_only() {
-        let known = ["listen", "max_body_bytes", "idle_timeout"];
+        let known = ["listen", "max_body_bytes", "write_timeout"];
         assert_eq!(closest("lisen", &known), Some("listen"));
         assert_eq!(closest("max_body_byte", &known), Some("max_body_bytes"));
         assert_eq!(closest("frobnicate", &known), None);

@@ -168,9 +168,10 @@ fn metrics(gw: &Gateway) -> String {
     out
 }
 
-/// RSS from /proc/self/statm (pages), Linux only; None elsewhere.
+/// Resident set size from /proc/self/status (`VmRSS`, in kB): Linux only, None elsewhere.
 pub fn process_rss() -> Option<ByteSize> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(ByteSize::bytes(pages * 4096))
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(ByteSize::kib(kib))
 }
