@@ -12,7 +12,8 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -155,6 +156,15 @@ async fn pump<C, N>(
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "client websocket error");
+                    if matches!(e, tokio_tungstenite::tungstenite::Error::Capacity(_)) {
+                        // Tell the client which cap it hit rather than just hanging up.
+                        let reason = format!(
+                            "message over websocket.max_message_bytes ({} bytes)",
+                            conn.max_message_bytes()
+                        );
+                        let frame = CloseFrame { code: CloseCode::Size, reason: reason.into() };
+                        let _ = client_tx.send(Message::Close(Some(frame))).await;
+                    }
                     let _ = node_tx.send(Message::Close(None)).await;
                     break;
                 }

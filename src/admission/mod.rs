@@ -168,7 +168,10 @@ impl Admission {
         let max = limits.max_concurrent;
         match self.clients.try_take(client, max) {
             Some(slot) => Ok(ClientPermit { _slot: Some(slot) }),
-            None => Err(Rejection::ClientBusy { max }),
+            None => Err(Rejection::ClientBusy {
+                max,
+                key: "rate_limit.max_concurrent_per_client",
+            }),
         }
     }
 

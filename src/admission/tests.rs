@@ -86,7 +86,10 @@ fn client_slots_cap_concurrency_and_follow_reloads() {
     let _p2 = a.client_slot(&c).unwrap();
     assert_eq!(
         a.client_slot(&c).unwrap_err(),
-        Rejection::ClientBusy { max: 2 }
+        Rejection::ClientBusy {
+            max: 2,
+            key: "rate_limit.max_concurrent_per_client"
+        }
     );
     drop(a.client_slot(&ClientKey::Ip(ip("192.0.2.2"))).unwrap());
     assert_eq!(

@@ -91,7 +91,10 @@ pub(super) fn open(
     let slot = counts
         .per_client
         .try_take(client, max)
-        .ok_or(Rejection::ClientBusy { max })?;
+        .ok_or(Rejection::ClientBusy {
+            max,
+            key: "websocket.max_connections_per_client",
+        })?;
     let total = limits.max_connections;
     if counts
         .open
@@ -157,6 +160,11 @@ impl WsConnection {
         self.subscriptions = 0;
     }
 
+    /// `websocket.max_message_bytes` as this connection was opened under.
+    pub fn max_message_bytes(&self) -> u64 {
+        self.limits.max_message_bytes
+    }
+
     pub fn subscriptions(&self) -> usize {
         self.subscriptions
     }
@@ -190,7 +198,10 @@ mod tests {
         let _a2 = open(&l, &counts, &ip("1.1.1.1")).unwrap();
         assert_eq!(
             open(&l, &counts, &ip("1.1.1.1")).unwrap_err(),
-            Rejection::ClientBusy { max: 2 }
+            Rejection::ClientBusy {
+                max: 2,
+                key: "websocket.max_connections_per_client"
+            }
         );
         let _b1 = open(&l, &counts, &ip("2.2.2.2")).unwrap();
         assert!(matches!(

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admission;
 mod cache;
 mod cli;
 mod clients;
