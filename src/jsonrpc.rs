@@ -39,8 +39,15 @@ impl Id {
     fn from_raw(raw: &RawValue) -> Result<Option<Id>, String> {
         let text = raw.get();
         match text.as_bytes().first() {
-            Some(b'"') | Some(b'-') | Some(b'0'..=b'9') => {
+            Some(b'"') => Ok(Some(Id(Bytes::copy_from_slice(text.as_bytes())))),
+            // A number the node (and most clients' JSON parsers) can read as a float:
+            // `1e99999` is valid JSON text, but echoed back it would make the reply
+            // unreadable to the caller, and the node refuses it as unparsable.
+            Some(b'-') | Some(b'0'..=b'9') if text.parse::<f64>().is_ok_and(f64::is_finite) => {
                 Ok(Some(Id(Bytes::copy_from_slice(text.as_bytes()))))
+            }
+            Some(b'-') | Some(b'0'..=b'9') => {
+                Err(format!("JSON-RPC ID ({text}) is out of range for a number"))
             }
             Some(b'n') => Ok(None),
             _ => Err(format!("JSON-RPC ID ({text}) is of unknown type")),
@@ -260,6 +267,15 @@ mod tests {
     }
 
     #[test]
+    fn ids_out_of_a_floats_range_fail_the_body() {
+        for id in ["1e99999", "-123456789012345678901234567890e400"] {
+            let e =
+                parse_body(format!(r#"{{"id":{id},"method":"status"}}"#).as_bytes()).unwrap_err();
+            assert!(e.0.contains("out of range"), "{}", e.0);
+        }
+    }
+
+    #[test]
     fn a_null_or_missing_id_is_a_notification() {
         assert_eq!(single(r#"{"id":null,"method":"status"}"#).id, None);
         assert_eq!(single(r#"{"method":"status"}"#).id, None);
@@ -302,7 +318,11 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         // Params past serde_json's recursion limit are malformed params (-32602 later)...
         let call = single(&format!(r#"{{"id":1,"method":"m","params":{deep}}}"#));
-        assert!(matches!(call.params, Params::Malformed(_)), "{:?}", call.params);
+        assert!(
+            matches!(call.params, Params::Malformed(_)),
+            "{:?}",
+            call.params
+        );
         // ...and a body that is itself too deep is a parse error.
         assert!(parse_body(deep.as_bytes()).is_err());
     }

@@ -219,6 +219,15 @@ async fn inspect(
         }
         Err(e) => return refuse(None, &Rejection::Parse(e.0)),
     };
+    // Subscriptions are relayed rather than served, so their policy is checked here:
+    // a method the operator denied is denied over the websocket too.
+    if let Some(spec) = crate::methods::lookup(&call.method).filter(|s| s.websocket_only) {
+        if !gw.admission().policy(spec).allowed {
+            let r = Rejection::MethodDenied(spec.name.to_owned());
+            gw.metrics().rejected(r.reason());
+            return refuse(call.id.as_ref(), &r);
+        }
+    }
     match call.method.as_str() {
         "subscribe" => match conn.add_subscription() {
             Ok(()) => Verdict::Forward,

@@ -244,7 +244,8 @@ fn uri_value(kind: ArgKind, raw: &str) -> Result<Value, String> {
         let digits = raw.strip_prefix('-').unwrap_or(raw);
         !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
     };
-    let is_hex = raw.len() >= 2 && raw[..2].eq_ignore_ascii_case("0x");
+    // Bytes, not `raw[..2]`: a multi-byte first character must not panic the slice.
+    let is_hex = raw.len() >= 2 && raw.as_bytes()[..2].eq_ignore_ascii_case(b"0x");
     let is_quoted = raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"');
     match kind {
         ArgKind::Int | ArgKind::Uint if is_int => int_value(kind, parse_int(raw)?),
