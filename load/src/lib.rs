@@ -10,6 +10,7 @@ mod control;
 mod cost;
 mod faults;
 mod fixtures;
+pub mod harness;
 mod http;
 mod lenient;
 mod node;

@@ -1,0 +1,224 @@
+//! `cometgate-load`: load scenarios against any CometBFT RPC URL, the full benchmark with
+//! its report, and a one-command demo.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use cometgate_load::harness::drive::{drive, end_progress, progress, Live, Load, Mode};
+use cometgate_load::harness::mix::{Form, Mix};
+use cometgate_load::harness::plan::{ABUSER, ABUSER_RATE};
+use cometgate_load::harness::record::Recorder;
+use cometgate_load::harness::{bench, ceiling, demo, sampler};
+use cometgate_load::parse_duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cometgate-load",
+    about = "Load scenarios and benchmark report for cometgate"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum ScenarioArg {
+    LcdStorm,
+    Explorer,
+    Abuse,
+    CacheHit,
+    MissOverhead,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum FormArg {
+    Post,
+    Get,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Drive one scenario against a URL and print its latency and status summary.
+    Run {
+        /// Target, e.g. http://127.0.0.1:26658
+        #[arg(long)]
+        url: String,
+        #[arg(long, value_enum)]
+        scenario: ScenarioArg,
+        /// Closed loop with this many clients (the default, 16).
+        #[arg(long, conflicts_with = "rate")]
+        clients: Option<usize>,
+        /// Open loop at this many requests per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// JSON-RPC POST or URI GET.
+        #[arg(long, value_enum, default_value = "post")]
+        form: FormArg,
+        /// `abuse` only: the abuser's source address and its open-loop rate (req/s).
+        #[arg(long, default_value_t = ABUSER)]
+        abuser_from: IpAddr,
+        #[arg(long, default_value_t = ABUSER_RATE)]
+        abuser_rate: f64,
+    },
+    /// Start simnode, cometgate, nginx and a ceiling server; run every scenario; write
+    /// REPORT.md, report.json and PNG charts.
+    Bench {
+        /// About 3 minutes instead of about 10.
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value = "bench-report")]
+        out: PathBuf,
+        /// Only scenarios whose name starts with one of these.
+        #[arg(long)]
+        only: Vec<String>,
+    },
+    /// A storm against a simulated node, direct then through cometgate, and what the node
+    /// went through each time.
+    Demo {
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        duration: Duration,
+    },
+    /// The bench's ceiling server: answers every request with the file's bytes.
+    #[command(hide = true)]
+    Ceiling {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        body: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            url,
+            scenario,
+            clients,
+            rate,
+            duration,
+            form,
+            abuser_from,
+            abuser_rate,
+        } => {
+            let mix = match scenario {
+                ScenarioArg::LcdStorm => Mix::Storm,
+                ScenarioArg::Explorer | ScenarioArg::Abuse => Mix::Explorer,
+                ScenarioArg::CacheHit => Mix::CacheHit,
+                ScenarioArg::MissOverhead => Mix::MissOverhead,
+            };
+            let mode = match rate {
+                Some(rate) => Mode::Open { rate },
+                None => Mode::Closed {
+                    clients: clients.unwrap_or(16),
+                },
+            };
+            let form = match form {
+                FormArg::Post => Form::Post,
+                FormArg::Get => Form::Get,
+            };
+            let load = Load {
+                mix,
+                form,
+                mode,
+                duration,
+                seed: 7,
+                local: None,
+            };
+            let abuser = (scenario == ScenarioArg::Abuse).then(|| Load {
+                mix: Mix::Abuser,
+                mode: Mode::Open { rate: abuser_rate },
+                local: Some(abuser_from),
+                ..load.clone()
+            });
+            run(url, load, abuser).await
+        }
+        Command::Bench { quick, out, only } => {
+            let began = Instant::now();
+            bench::bench(bench::Options {
+                quick,
+                out: out.clone(),
+                only,
+            })
+            .await
+            .map(|report| {
+                for v in &report.targets {
+                    let verdict = match v.met {
+                        Some(true) => "met",
+                        Some(false) => "MISSED",
+                        None => "not measured",
+                    };
+                    println!("{:<14} {verdict:<12} {}", v.scenario, v.measured);
+                }
+                println!(
+                    "report in {} ({:.0} s)",
+                    out.join("REPORT.md").display(),
+                    began.elapsed().as_secs_f64()
+                );
+            })
+        }
+        Command::Demo { duration } => demo::demo(duration).await,
+        Command::Ceiling { listen, body } => match std::fs::read(&body) {
+            Ok(bytes) => ceiling::serve(listen, bytes.into())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("{}: {e}", body.display())),
+        },
+    };
+    if let Err(e) = result {
+        eprintln!("cometgate-load: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(url: String, load: Load, abuser: Option<Load>) -> Result<(), String> {
+    let live = Arc::new(Live::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(sampler::follow_head(url.clone(), live.clone(), stop_rx));
+    // Give the follower a moment so the first requests aim at the real head.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let bar = progress(format!("{:?}", load.mix), live.clone(), load.duration);
+    let background = abuser.map(|a| {
+        let (url, live) = (url.clone(), live.clone());
+        tokio::spawn(async move { drive(&a, &url, live).await })
+    });
+    let began = Instant::now();
+    let rec = drive(&load, &url, live.clone()).await?;
+    let elapsed = began.elapsed();
+    end_progress(bar);
+    let abused = match background {
+        Some(task) => Some(task.await.map_err(|e| e.to_string())??),
+        None => None,
+    };
+    let _ = stop_tx.send(true);
+    let _ = follower.await;
+    summary("measured clients", &rec, elapsed);
+    if let Some(a) = abused {
+        summary("abuser", &a, elapsed);
+    }
+    Ok(())
+}
+
+fn summary(who: &str, rec: &Recorder, elapsed: Duration) {
+    println!(
+        "{who}: {} requests in {:.1} s ({:.0} req/s), p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms, errors {}",
+        rec.count(),
+        elapsed.as_secs_f64(),
+        rec.count() as f64 / elapsed.as_secs_f64(),
+        rec.quantile_ms(0.5),
+        rec.quantile_ms(0.99),
+        rec.quantile_ms(0.999),
+        rec.quantile_ms(1.0),
+        rec.errors()
+    );
+    println!(
+        "  statuses: {:?}  failures: {:?}",
+        rec.statuses, rec.failures
+    );
+}

@@ -1,0 +1,132 @@
+//! One measurement: a scenario against one target, on fresh processes, with the node's
+//! counters reset after the warm-up so that they count the measured load alone.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::drive::{drive, end_progress, progress, Live, Load};
+use super::plan::Scenario;
+use super::procs::hwm_bytes;
+use super::record::Recorder;
+use super::sampler::{node_post, node_stats, watch as sample, Watch, Watched};
+use super::stack::{self, Bins, Target};
+use crate::Stats;
+
+pub struct Measured {
+    pub scenario: &'static str,
+    pub target: Target,
+    pub round: usize,
+    pub rec: Recorder,
+    /// The unmeasured background load's own figures (the abuser's).
+    pub background: Option<Recorder>,
+    pub elapsed: Duration,
+    pub node: Stats,
+    pub start_height: u64,
+    pub watched: Watched,
+    /// The front's peak resident memory: sampled, and for one process also its VmHWM.
+    pub front_peak_rss: Option<u64>,
+    pub config_text: Option<String>,
+}
+
+pub async fn measure(
+    bins: &Bins,
+    sc: &Scenario,
+    target: Target,
+    round: usize,
+    dir: &Path,
+) -> Result<Measured, String> {
+    let stack = stack::start(bins, target, &sc.node, sc.limits, dir).await?;
+    let control = stack.node.control;
+    let live = Arc::new(Live::default());
+    let start = node_stats(control).await?;
+    live.head.store(start.height, Ordering::Relaxed);
+    if !sc.warmup.is_zero() {
+        let warm = Load {
+            duration: sc.warmup,
+            ..sc.load.clone()
+        };
+        drive(&warm, &stack.url, live.clone()).await?;
+    }
+    // Readiness probes and warm-up are not the scenario's load.
+    node_post(control, "/_simnode/reset-counters").await?;
+    let start = node_stats(control).await?;
+    let live = Arc::new(Live::default());
+    live.head.store(start.height, Ordering::Relaxed);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let watcher = tokio::spawn(sample(
+        Watch {
+            control: Some(control),
+            poll_node: sc.poll_node,
+            pids: stack.front_pids(),
+            every: Duration::from_millis(100),
+        },
+        live.clone(),
+        stop_rx,
+    ));
+    let label = format!("{}/{}", sc.name, target.name());
+    let bar = progress(label, live.clone(), sc.load.duration);
+    let background = sc.background.clone().map(|load| {
+        let (url, live) = (stack.url.clone(), Arc::new(Live::default()));
+        live.head.store(start.height, Ordering::Relaxed);
+        let head_src = live.clone();
+        (
+            tokio::spawn(async move { drive(&load, &url, live).await }),
+            head_src,
+        )
+    });
+    let began = std::time::Instant::now();
+    let mirror = background.as_ref().map(|(_, l)| l.clone());
+    let rec = {
+        let run = drive(&sc.load, &stack.url, live.clone());
+        tokio::pin!(run);
+        // The abuser's mix needs the head too; mirror the sampler's view into its counters.
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                r = &mut run => break r?,
+                _ = tick.tick() => {
+                    if let Some(m) = &mirror {
+                        m.head.store(live.head.load(Ordering::Relaxed), Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    };
+    let elapsed = began.elapsed();
+    let background = match background {
+        Some((task, _)) => task.await.ok().and_then(|r| r.ok()),
+        None => None,
+    };
+    end_progress(bar);
+    let _ = stop_tx.send(true);
+    let watched = watcher.await.map_err(|e| e.to_string())?;
+    let node = node_stats(control).await?;
+    let front_peak_rss = match target {
+        Target::Direct => None,
+        Target::Nginx => Some(watched.peak_rss),
+        _ => {
+            let hwm = stack.front.as_ref().and_then(|p| hwm_bytes(p.pid()));
+            Some(watched.peak_rss.max(hwm.unwrap_or(0)))
+        }
+    };
+    let config_text = stack.config_text.clone();
+    drop(stack);
+    Ok(Measured {
+        scenario: sc.name,
+        target,
+        round,
+        rec,
+        background,
+        elapsed,
+        node,
+        start_height: start.height,
+        watched,
+        front_peak_rss,
+        config_text,
+    })
+}

@@ -1,0 +1,25 @@
+//! The load harness behind `cometgate-load`: drives scenarios against any URL (closed or
+//! open loop, JSON-RPC POST or URI GET, HDR latency histograms), and the `bench` that starts
+//! the simulated node, cometgate, nginx and a ceiling server itself and writes the report.
+
+pub mod bench;
+pub mod ceiling;
+mod charts;
+pub mod client;
+pub mod configs;
+pub mod demo;
+pub mod drive;
+mod markdown;
+mod measure;
+pub mod mix;
+pub mod plan;
+mod procs;
+pub mod record;
+pub mod report;
+pub mod rng;
+pub mod sampler;
+pub mod schedule;
+mod stack;
+mod verdict;
+
+pub use stack::Target;
