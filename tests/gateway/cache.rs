@@ -72,7 +72,10 @@ async fn twenty_distinct_questions_from_fifty_clients_each_reach_the_node_twenty
 #[tokio::test]
 async fn after_a_new_block_each_latest_form_is_fetched_again_once_and_pinned_heights_never() {
     // The head tracker polls `status` itself; slow its polling so the node's count is ours.
-    let h = spawn_gateway_with(Default::default(), |c| c.head.poll_interval = Duration::from_secs(60)).await;
+    let h = spawn_gateway_with(Default::default(), |c| {
+        c.head.poll_interval = Duration::from_secs(60)
+    })
+    .await;
     h.node.reset_counters();
     let latest = [
         call(1, "status", json!({})),

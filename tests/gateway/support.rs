@@ -73,6 +73,8 @@ pub async fn spawn_gateway_with(node: SimNodeConfig, tweak: impl FnOnce(&mut Con
     // Tests fire requests far faster than one client should; rate-limit tests set their own.
     config.rate_limit.requests_per_second = 1_000_000;
     config.rate_limit.burst = 1_000_000;
+    config.rate_limit.max_concurrent_per_client = 100_000;
+    config.server.max_pending_connections = config.server.max_connections;
     tweak(&mut config);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
