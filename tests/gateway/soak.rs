@@ -4,7 +4,7 @@
 //!
 //! Runs in its own test binary (`tests/soak/main.rs`) so that the process's readings are
 //! this run's. `COMETGATE_SOAK_SECS` (default 15) and `COMETGATE_SOAK_RATE` (requests per
-//! second, default 100) size it; `tests/soak/soak.sh` runs it for 10 minutes.
+//! second, default 100) size it; `load/soak.sh` runs it for 10 minutes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
