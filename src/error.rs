@@ -81,7 +81,9 @@ fn node_status(form: Form) -> StatusCode {
 /// A duration as config spells it ("10s", "1s250ms"), rounded to milliseconds so an
 /// operator can grep the message for the key's value.
 fn secs(d: Duration) -> String {
-    crate::config::format_duration(Duration::from_millis(d.as_millis().min(u128::from(u64::MAX)) as u64))
+    crate::config::format_duration(Duration::from_millis(
+        d.as_millis().min(u128::from(u64::MAX)) as u64,
+    ))
 }
 
 impl Rejection {
