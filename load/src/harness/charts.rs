@@ -14,7 +14,7 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
-const SIZE: (u32, u32) = (760, 420);
+const SIZE: (u32, u32) = (720, 400);
 
 fn colour(i: usize) -> RGBColor {
     [
@@ -67,6 +67,7 @@ pub fn memory(
         .configure_mesh()
         .x_desc("seconds into the run")
         .y_desc("node live memory (MiB)")
+        .light_line_style(WHITE)
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(err)?;
@@ -121,6 +122,7 @@ pub fn cdf(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
         .configure_mesh()
         .x_desc("latency (ms, log scale)")
         .y_desc("fraction of requests")
+        .light_line_style(WHITE)
         .x_label_formatter(&|v| format!("{v}"))
         .label_style(("sans-serif", 13))
         .draw()

@@ -72,7 +72,7 @@ pub fn render(report: &Report, charts: &[(String, String)], shown: &Shown, setup
             let _ = writeln!(out, "- {s}");
         }
     }
-    out.push_str("\n## Every measurement\n\nOne row per scenario and target (`report.json` has the same, plus statuses, per-method node counts and per-round figures). Where a pair ran several rounds (alternating targets), timings are medians of the rounds and counts are sums. `errors` counts every answer that was not 2xx (429 and 503 refusals included) and every failed connection. `abuse` rows are the well-behaved clients' figures with the abuser running; `abuse-baseline` is the same load without it.\n\n");
+    out.push_str("\n## Every measurement\n\nOne row per scenario and target (`report.json` has the same, plus statuses, per-method node counts and per-round figures). Where a pair ran several rounds (alternating targets), timings are medians of the rounds and counts are sums. `errors` counts every answer that was not 2xx (429 and 503 refusals included) and every failed connection. Latencies cover every request, failed ones included: a refused connection fails in microseconds, so read a low direct `lcd-storm` p50 together with its success rate. `abuse` rows are the well-behaved clients' figures with the abuser running; `abuse-baseline` is the same load without it.\n\n");
     results_table(&mut out, &report.scenarios);
     out.push_str("\n## Charts\n\n");
     for (file, caption) in charts {

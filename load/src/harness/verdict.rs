@@ -53,7 +53,7 @@ pub fn verdicts(entries: &[Entry]) -> Vec<Verdict> {
 }
 
 fn storm(entries: &[Entry]) -> Verdict {
-    let goal = "the node OOMs direct and never through cometgate; through cometgate the node gets one request per unique question per block";
+    let goal = "the node OOMs direct and never through cometgate; through cometgate the node gets one request per unique question per block (counted per canonical question; cometgate's own `status` poll every 10 s is not a client's question)";
     let (Some(d), Some(c)) = (
         find(entries, "lcd-storm", "direct"),
         find(entries, "lcd-storm", "cometgate"),
