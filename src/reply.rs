@@ -109,14 +109,15 @@ impl Outcome {
     }
 }
 
-/// The JSON of one entry in a reply; `id` is `None` where the request's id is unknown.
-pub fn entry(id: Option<&Id>, outcome: &Outcome, form: Form) -> Vec<Bytes> {
+/// Appends the JSON of one entry of a reply to `out`; `id` is `None` where the
+/// request's id is unknown.
+pub fn entry(out: &mut Vec<Bytes>, id: Option<&Id>, outcome: &Outcome, form: Form) {
     match (outcome, id) {
-        (Outcome::Answer(a), Some(id)) => a.parts(id).to_vec(),
-        (Outcome::Answer(a), None) => a.parts(&Id::uri()).to_vec(),
+        (Outcome::Answer(a), Some(id)) => out.extend(a.parts(id)),
+        (Outcome::Answer(a), None) => out.extend(a.parts(&Id::uri())),
         (Outcome::Rejected(r), id) => {
             let w = r.to_wire(form);
-            vec![error_body(id, w.code, w.message, &w.data)]
+            out.push(error_body(id, w.code, w.message, &w.data));
         }
     }
 }

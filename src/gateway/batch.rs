@@ -127,7 +127,7 @@ pub(super) async fn serve(
         if i > 0 {
             entries.push(Bytes::from_static(b","));
         }
-        entries.extend(reply::entry(Some(id), &outcome, Form::JsonRpc));
+        reply::entry(&mut entries, Some(id), &outcome, Form::JsonRpc);
     }
     if !single {
         entries.push(Bytes::from_static(b"]"));

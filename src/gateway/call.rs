@@ -191,8 +191,8 @@ impl AccessLog {
         elapsed: Duration,
         enabled: bool,
     ) {
-        let blame_server = status.is_server_error() && self.rejection.is_none();
-        if !enabled && !blame_server {
+        // Failures are logged where they happen (`refused`); this line is the access log.
+        if !enabled {
             return;
         }
         let cache = self.cache.map_or("-", CacheStatus::as_str);

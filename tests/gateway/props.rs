@@ -193,7 +193,9 @@ pub fn query() -> impl Strategy<Value = String> {
 
 /// Every error the gateway could build from an input is JSON-RPC in CometBFT's shape.
 fn check_rejection(id: Option<&Id>, r: &Rejection, form: Form) {
-    let body = entry(id, &Outcome::Rejected(r.clone()), form).concat();
+    let mut parts = Vec::new();
+    entry(&mut parts, id, &Outcome::Rejected(r.clone()), form);
+    let body = parts.concat();
     let v: Value = serde_json::from_slice(&body)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)));
     assert_rpc_error(&v);
