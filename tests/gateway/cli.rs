@@ -5,7 +5,7 @@ use std::net::TcpListener as StdListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cometgate_load::{Fault, SimNode, SimNodeConfig};
+use cometgate_load::{Fault, SimNodeConfig};
 
 use crate::support::*;
 
@@ -101,12 +101,7 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
-    let node = SimNode::start(SimNodeConfig {
-        block_interval: Duration::ZERO,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let node = frozen_node(SimNodeConfig::default()).await;
     let port = free_port();
     let file = temp_config("[metrics]\nlisten = \"off\"\n[log]\naccess_log = false\n");
     let mut child = cometgate()
@@ -165,12 +160,7 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
 
 #[tokio::test]
 async fn sighup_applies_a_tighter_rate_limit_and_keeps_the_old_config_on_a_broken_file() {
-    let node = SimNode::start(SimNodeConfig {
-        block_interval: Duration::ZERO,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let node = frozen_node(SimNodeConfig::default()).await;
     let port = free_port();
     let base = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"{}\"\n[metrics]\nlisten = \"off\"\n",

@@ -59,13 +59,18 @@ pub async fn spawn_gateway() -> Harness {
     spawn_gateway_with(SimNodeConfig::default(), |_| {}).await
 }
 
-pub async fn spawn_gateway_with(node: SimNodeConfig, tweak: impl FnOnce(&mut Config)) -> Harness {
-    let node = SimNode::start(SimNodeConfig {
+/// A simulated node whose chain advances only when a test says so.
+pub async fn frozen_node(config: SimNodeConfig) -> SimNode {
+    SimNode::start(SimNodeConfig {
         block_interval: Duration::ZERO,
-        ..node
+        ..config
     })
     .await
-    .expect("simnode starts");
+    .expect("simnode starts")
+}
+
+pub async fn spawn_gateway_with(node: SimNodeConfig, tweak: impl FnOnce(&mut Config)) -> Harness {
+    let node = frozen_node(node).await;
     let mut config = Config::default();
     config.upstream.url = node.url().parse().expect("node url");
     config.metrics.listen = None;
