@@ -18,16 +18,18 @@ use crate::faults::{CutCtl, CutIo};
 use crate::http;
 use crate::node::Node;
 
-/// Binds with `SO_REUSEADDR` (std does on Unix), retrying while a just-closed listener on
-/// the same port is still being torn down.
+/// A real node listens with the system's backlog (Go asks for somaxconn, 4096 on current
+/// kernels); std's 128 would make bursts of connects wait for a SYN retransmit, which
+/// no CometBFT node does.
+const BACKLOG: i32 = 4096;
+
+/// Binds with `SO_REUSEADDR`, retrying while a just-closed listener on the same port is
+/// still being torn down.
 fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let mut last = None;
     for _ in 0..100 {
-        match std::net::TcpListener::bind(addr) {
-            Ok(l) => {
-                l.set_nonblocking(true)?;
-                return Ok(l);
-            }
+        match listen(addr) {
+            Ok(l) => return Ok(l),
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
                 last = Some(e);
                 std::thread::sleep(Duration::from_millis(20));
@@ -36,6 +38,19 @@ fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
         }
     }
     Err(last.unwrap_or_else(|| io::ErrorKind::AddrInUse.into()))
+}
+
+fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// Opens the RPC listener (no-op when already up) and records the bound address.
