@@ -92,6 +92,31 @@ fn version_is_printed() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
+/// The gateway process; killed if a test fails before it has exited by itself.
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self.0.take() {
+            Some(mut child) => child.wait(),
+            None => Err(std::io::ErrorKind::NotFound.into()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -104,7 +129,7 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
     let node = frozen_node(SimNodeConfig::default()).await;
     let port = free_port();
     let file = temp_config("[metrics]\nlisten = \"off\"\n[log]\naccess_log = false\n");
-    let mut child = cometgate()
+    let child = cometgate()
         .arg("--config")
         .arg(&file.0)
         .args([
@@ -116,6 +141,7 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(|c| Running(Some(c)))
         .expect("starts");
     let url = format!("http://127.0.0.1:{port}");
     eventually("the gateway listens", || async {
@@ -170,12 +196,13 @@ async fn sighup_applies_a_tighter_rate_limit_and_keeps_the_old_config_on_a_broke
         "{base}[rate_limit]\nrequests_per_second = 100000\nburst = 100000\n"
     ));
     let log = std::env::temp_dir().join(format!("cometgate-sighup-{}.log", std::process::id()));
-    let mut child = cometgate()
+    let child = cometgate()
         .arg("--config")
         .arg(&file.0)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
+        .map(|c| Running(Some(c)))
         .expect("starts");
     eventually("the gateway listens", || async {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
