@@ -416,4 +416,22 @@ mod tests {
             br#"{"id":42,"jsonrpc":"2.0","method":"block","params":{"height":"7"}}"#
         );
     }
+
+    #[test]
+    fn a_float_param_reads_back_to_the_same_key() {
+        // serde_json's default float parser is off by one ulp on some inputs, which made
+        // the key of what we send upstream differ from the key it was stored under.
+        let c = post(r#"{"id":1,"method":"broadcast_evidence","params":{"evidence":[1.3892672156957662e+59]}}"#)
+            .unwrap();
+        let Envelope::Single(again) = parse_body(&c.upstream_body(1)).unwrap() else {
+            panic!()
+        };
+        let again = canonicalize(
+            lookup("broadcast_evidence").unwrap(),
+            &again.params,
+            again.form,
+        )
+        .unwrap();
+        assert_eq!(again.key(), c.key());
+    }
 }
