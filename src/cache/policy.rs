@@ -105,13 +105,6 @@ pub(crate) fn decide(
                 None => (latest, None),
             },
         },
-        // Both ends given and the top already exists: the node's clamps cannot move it.
-        CacheRule::Range => match (call.int("minHeight"), call.int("maxHeight"), head.height) {
-            (Some(_), Some(max), Some(top)) if max > 0 && max as u64 <= top => {
-                (Policy::Immutable, None)
-            }
-            _ => (latest, None),
-        },
         CacheRule::AbciQuery => match (call.int("height"), head.height) {
             (Some(h), _) if h < 0 => return Decision::Bypass,
             (Some(h), Some(top)) if h > 0 && h as u64 > top => return Decision::Bypass,
@@ -296,28 +289,19 @@ mod tests {
     }
 
     #[test]
-    fn range_needs_both_ends_at_or_below_the_head() {
+    fn a_blockchain_range_follows_the_head_because_it_carries_last_height() {
         let both = |min: &str, max: &str| json!({"minHeight": min, "maxHeight": max});
-        assert_eq!(
-            policy("blockchain", both("1", "20"), AT_100),
-            Cache(Immutable)
-        );
-        assert_eq!(
-            policy("blockchain", both("81", "100"), AT_100),
-            Cache(Immutable)
-        );
-        assert_eq!(
-            policy("blockchain", both("90", "101"), AT_100),
-            Cache(UntilNextBlock { height: 100 })
-        );
-        assert_eq!(
-            policy("blockchain", both("1", "0"), AT_100),
-            Cache(UntilNextBlock { height: 100 })
-        );
-        assert_eq!(
-            policy("blockchain", json!({"maxHeight": "20"}), AT_100),
-            Cache(UntilNextBlock { height: 100 })
-        );
+        for range in [
+            both("1", "20"),
+            both("90", "101"),
+            json!({"maxHeight": "20"}),
+        ] {
+            assert_eq!(
+                policy("blockchain", range.clone(), AT_100),
+                Cache(UntilNextBlock { height: 100 }),
+                "{range}"
+            );
+        }
         assert_eq!(
             policy("blockchain", both("1", "20"), UNKNOWN),
             Cache(Ttl(TTL))

@@ -52,8 +52,6 @@ pub enum CacheRule {
     Commit,
     /// A lookup by hash: immutable once it has found something.
     Hash,
-    /// `blockchain`: immutable when the range's top is at or below the head.
-    Range,
     /// `abci_query`: a height > 0 pins it; otherwise it follows the head.
     AbciQuery,
     /// Follows the head: valid until the next block.

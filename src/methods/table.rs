@@ -100,7 +100,10 @@ pub static ROUTES: &[MethodSpec] = &[
             ],
             Light,
             2,
-            Range,
+            // The block metas of a past range never change, but the answer also carries
+            // `last_height`, the head when it was built: kept whole, it is only true
+            // until the next block.
+            UntilNextBlock,
         ),
         DefaultCaps {
             max_range: Some(20),

@@ -84,6 +84,8 @@ async fn after_a_new_block_each_latest_form_is_fetched_again_once_and_pinned_hei
         call(1, "block", json!({})),
         call(1, "block_results", json!({})),
         call(1, "tx_search", json!({"query": "tx.height>1"})),
+        // A past range, but its answer carries the head as `last_height`.
+        call(1, "blockchain", json!({"minHeight": "1", "maxHeight": "5"})),
     ];
     let pinned = [
         call(1, "header", json!({"height": "3"})),
@@ -102,23 +104,30 @@ async fn after_a_new_block_each_latest_form_is_fetched_again_once_and_pinned_hei
             "block",
             "block_results",
             "tx_search",
+            "blockchain",
             "header",
             "commit",
         ]
         .map(|m| h.node.requests_for(m))
     };
-    assert_eq!(counts(&h), [1, 1, 1, 1, 1, 1, 1, 1]);
+    assert_eq!(counts(&h), [1, 1, 1, 1, 1, 1, 1, 1, 1]);
     h.advance_block().await;
     for _ in 0..3 {
         for body in latest.iter().chain(&pinned) {
             h.post(body).await;
         }
     }
-    assert_eq!(counts(&h), [2, 2, 2, 2, 2, 2, 1, 1]);
+    assert_eq!(counts(&h), [2, 2, 2, 2, 2, 2, 2, 1, 1]);
     let head = h.post(&call(1, "block", json!({}))).await.json();
     assert_eq!(
         head["result"]["block"]["header"]["height"],
         h.node.height().to_string()
+    );
+    let range = h.post(&latest[6]).await.json();
+    assert_eq!(
+        range["result"]["last_height"],
+        h.node.height().to_string(),
+        "{range}"
     );
 }
 
