@@ -31,6 +31,8 @@ pub struct Node {
 pub(crate) struct Life {
     pub addr: SocketAddr,
     pub kill: Option<watch::Sender<bool>>,
+    /// The accept loop, which owns the listener: the port is free once it has ended.
+    pub accepting: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How one call is made and how the current fault bends it.
@@ -72,7 +74,11 @@ impl Node {
             rt,
             fault: RwLock::new((Fault::None, None)),
             abci_lock: tokio::sync::Mutex::new(()),
-            life: Mutex::new(Life { addr, kill: None }),
+            life: Mutex::new(Life {
+                addr,
+                kill: None,
+                accepting: None,
+            }),
             cfg,
         }
     }
@@ -201,6 +207,20 @@ impl Node {
             .take();
         if let Some(k) = kill {
             let _ = k.send(true);
+        }
+    }
+
+    /// Dies, and resolves once the listener is closed: its port may be bound again.
+    pub async fn die_and_close(&self) {
+        self.die();
+        let accepting = self
+            .life
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .accepting
+            .take();
+        if let Some(task) = accepting {
+            let _ = task.await;
         }
     }
 

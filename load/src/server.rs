@@ -68,7 +68,7 @@ pub fn bring_up(node: &Arc<Node>) -> io::Result<SocketAddr> {
     let (kill, dead) = watch::channel(false);
     life.addr = addr;
     life.kill = Some(kill);
-    node.rt.spawn(accept_loop(node.clone(), listener, dead));
+    life.accepting = Some(node.rt.spawn(accept_loop(node.clone(), listener, dead)));
     Ok(addr)
 }
 

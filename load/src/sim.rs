@@ -131,8 +131,9 @@ impl SimNode {
         self.node.mem.is_oom()
     }
 
+    /// Stops the node; its port is free to bind again once this returns.
     pub async fn shutdown(mut self) {
-        self.node.die();
+        self.node.die_and_close().await;
         let _ = self.stop.send(true);
         for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
