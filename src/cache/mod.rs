@@ -24,7 +24,7 @@ mod lifetime_tests;
 mod tests;
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,6 +121,8 @@ struct Inner {
     max_bytes: u64,
     counters: Counters,
     removals: Arc<Removals>,
+    /// The chain generation the stored entries were last purged for.
+    chain: AtomicU64,
 }
 
 /// Cheap to clone: every clone shares one store.
@@ -133,6 +135,7 @@ impl Cache {
     pub fn new(config: &CacheConfig, head: Head) -> Cache {
         let removals = Arc::new(Removals::default());
         let max_bytes = config.max_bytes.as_u64();
+        let chain = AtomicU64::new(head.chain_generation());
         Cache {
             inner: Arc::new(Inner {
                 store: store::build(max_bytes, Arc::clone(&removals)),
@@ -142,6 +145,7 @@ impl Cache {
                 max_bytes,
                 counters: Counters::default(),
                 removals,
+                chain,
             }),
         }
     }
@@ -171,6 +175,7 @@ impl Cache {
         if !settings.enabled {
             return Plan::Bypass;
         }
+        self.follow_chain();
         match policy::decide(
             call,
             self.head_view(),
@@ -267,6 +272,7 @@ impl Cache {
                     key: flight.key,
                     method,
                     policy,
+                    chain: self.inner.head.chain_generation(),
                     ticket,
                 })
             }
@@ -286,11 +292,32 @@ impl Cache {
         }
         let window = self.inner.settings.load().stale_if_error;
         let entry = self.inner.store.get(key).await?;
-        if !entry.stale_ok || entry.age(Instant::now()) > window {
+        if !entry.stale_ok
+            || entry.age(Instant::now()) > window
+            || entry.chain != self.inner.head.chain_generation()
+        {
             return None;
         }
         self.inner.counters.stale.fetch_add(1, Ordering::Relaxed);
         Some(entry.answer)
+    }
+
+    /// Once the node serves another chain, its entries can never be served again: free
+    /// their bytes now rather than as they age out. Only the first caller to see the new
+    /// generation purges.
+    fn follow_chain(&self) {
+        let now = self.inner.head.chain_generation();
+        let had = self.inner.chain.load(Ordering::Acquire);
+        if now != had
+            && self
+                .inner
+                .chain
+                .compare_exchange(had, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        {
+            let dropped = self.purge(None);
+            tracing::warn!(dropped, "the node's chain id changed: cache purged");
+        }
     }
 
     /// Drops every entry, or one method's; returns how many there were.
@@ -373,9 +400,9 @@ impl Cache {
     async fn fresh(&self, key: &CacheKey) -> Option<Answer> {
         let entry = self.inner.store.get(key).await?;
         let latest_ttl = self.inner.settings.load().latest_max_ttl;
-        entry
-            .is_fresh(Instant::now(), self.head_view(), latest_ttl)
-            .then_some(entry.answer)
+        (entry.chain == self.inner.head.chain_generation()
+            && entry.is_fresh(Instant::now(), self.head_view(), latest_ttl))
+        .then_some(entry.answer)
     }
 
     /// The entry an answer becomes, if its verdict and size allow one.
@@ -383,6 +410,7 @@ impl Cache {
         &self,
         method: &str,
         policy: Policy,
+        chain: u64,
         result: &Result<Answer, Rejection>,
     ) -> Option<Entry> {
         let Ok(answer) = result else { return None };
@@ -417,6 +445,7 @@ impl Cache {
             policy,
             stale_ok: verdict == Verdict::Storable && !policy.is_immutable(),
             keep_for,
+            chain,
         })
     }
 }

@@ -26,6 +26,9 @@ pub(crate) struct Entry {
     pub stale_ok: bool,
     /// How long moka keeps it at all; `None` until evicted for space.
     pub keep_for: Option<Duration>,
+    /// The head's chain generation when it was fetched: another chain's answer is never
+    /// served, however "immutable".
+    pub chain: u64,
 }
 
 impl Entry {
@@ -132,6 +135,7 @@ mod tests {
             policy,
             stale_ok: !policy.is_immutable(),
             keep_for: None,
+            chain: 0,
         }
     }
 

@@ -4,10 +4,15 @@
 //!
 //! The head only ever rises: heights come from the node itself, from events, polls and
 //! the answers passing through the gateway (`observe`), and a lower one is an older view.
+//! The one exception is a new chain id in `status`: another chain now answers behind the
+//! same url (a testnet reset, a restart from an exported genesis). Its heights start
+//! over, and `chain_generation` moves on so that nothing kept from the old chain is
+//! served again.
 
 mod poll;
 mod ws;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,6 +38,8 @@ pub(crate) struct Shared {
     height: watch::Sender<Option<u64>>,
     state: Mutex<State>,
     stall_after: Duration,
+    /// Moves on each time the node reports a different chain id.
+    generation: AtomicU64,
 }
 
 struct State {
@@ -53,6 +60,7 @@ impl Shared {
                 source: "none",
             }),
             stall_after,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -74,10 +82,28 @@ impl Shared {
         }
     }
 
-    pub(crate) fn set_status(&self, catching_up: bool, chain_id: String) {
-        let mut state = self.state();
-        state.catching_up = catching_up;
-        state.chain_id = Some(chain_id);
+    /// What `status` says: the head, and the node's view of itself. A chain id unlike
+    /// the one seen before replaces the head outright, even with a lower one.
+    pub(crate) fn record_status(&self, height: u64, catching_up: bool, chain_id: String) {
+        let previous = {
+            let mut state = self.state();
+            state.catching_up = catching_up;
+            state.chain_id.replace(chain_id.clone())
+        };
+        match previous {
+            Some(old) if old != chain_id => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.height.send_replace(Some(height));
+                self.state().advanced_at = Some(Instant::now());
+                tracing::warn!(
+                    old = %old,
+                    new = %chain_id,
+                    height,
+                    "the node now serves another chain; nothing cached from the old one is served"
+                );
+            }
+            _ => self.advance(height),
+        }
     }
 
     pub(crate) fn set_source(&self, source: &'static str) {
@@ -137,6 +163,12 @@ impl Head {
 
     pub fn chain_id(&self) -> Option<String> {
         self.handle.shared.state().chain_id.clone()
+    }
+
+    /// Moves on each time the node's chain id changes; answers fetched under an older
+    /// generation belong to another chain. One atomic load: it is read on every lookup.
+    pub fn chain_generation(&self) -> u64 {
+        self.handle.shared.generation.load(Ordering::Acquire)
     }
 
     /// No height yet, or none newer within `stall_after`: the chain may have moved on
@@ -205,6 +237,22 @@ mod tests {
         assert!(!head.blind());
         assert_eq!(head.age(), Some(Duration::ZERO));
         assert_eq!(head.source(), "none");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_chain_id_replaces_the_head_and_moves_the_generation() {
+        let head = Head::manual();
+        let shared = &head.handle.shared;
+        shared.record_status(50, false, "one".into());
+        shared.record_status(40, false, "one".into());
+        assert_eq!((head.height(), head.chain_generation()), (Some(50), 0));
+        shared.record_status(3, true, "two".into());
+        assert_eq!(head.height(), Some(3), "the new chain's heights start over");
+        assert_eq!(head.chain_generation(), 1);
+        assert_eq!(head.chain_id().as_deref(), Some("two"));
+        assert!(head.catching_up());
+        shared.record_status(4, false, "two".into());
+        assert_eq!((head.height(), head.chain_generation()), (Some(4), 1));
     }
 
     /// Waits (in virtual time) until only `head` still holds the shared state.

@@ -50,8 +50,7 @@ impl Poller {
             .await
             .map_err(|_| format!("status timed out after {:?}", self.timeout))??;
         let info = parse_status(&body)?;
-        shared.advance(info.height);
-        shared.set_status(info.catching_up, info.chain_id);
+        shared.record_status(info.height, info.catching_up, info.chain_id);
         Ok(())
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use cometgate_load::Fault;
+use cometgate_load::{Fault, SimNodeConfig};
 use serde_json::json;
 
 use crate::support::*;
@@ -281,5 +281,56 @@ async fn a_batch_sends_only_its_misses_to_the_node_as_one_batch() {
         h.node.stats().total_requests,
         2,
         "the second batch was all hits"
+    );
+}
+
+#[tokio::test]
+async fn a_node_now_serving_another_chain_is_never_answered_from_the_old_chains_cache() {
+    let mut h = spawn_gateway().await;
+    let questions = [
+        call(1, "genesis", json!({})),
+        call(1, "block", json!({"height": "3"})),
+        call(1, "status", json!({})),
+    ];
+    let mut before = Vec::new();
+    for q in &questions {
+        let first = h.post(q).await;
+        assert_eq!(h.post(q).await.cache(), "hit", "{q}");
+        before.push(first.json()["result"].clone());
+    }
+    assert_eq!(before[0]["genesis"]["chain_id"], "dockerchain");
+
+    // A testnet reset: another chain behind the same address, its heights starting over.
+    h.replace_node(SimNodeConfig {
+        chain_id: "resetchain".into(),
+        seed: 7,
+        start_height: 5,
+        ..SimNodeConfig::default()
+    })
+    .await;
+    let gw = h.gateway.clone();
+    eventually("the gateway reads the new chain id", || {
+        let gw = gw.clone();
+        async move { gw.head().chain_id().as_deref() == Some("resetchain") }
+    })
+    .await;
+    assert_eq!(h.gateway.head().height(), Some(5), "the head starts over");
+
+    for (q, old) in questions.iter().zip(&before) {
+        let now = h.post(q).await;
+        assert_eq!(now.cache(), "miss", "{q}");
+        let direct = h.post_node(q).await.json()["result"].clone();
+        assert_ne!(&now.json()["result"], old, "{q}");
+        assert_eq!(now.json()["result"], direct, "{q}");
+    }
+    let genesis = h.post(&questions[0]).await;
+    assert_eq!(
+        genesis.cache(),
+        "hit",
+        "the new chain's answers are cached in turn"
+    );
+    assert_eq!(
+        genesis.json()["result"]["genesis"]["chain_id"],
+        "resetchain"
     );
 }

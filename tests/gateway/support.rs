@@ -208,6 +208,20 @@ impl Harness {
         .await
     }
 
+    /// Puts another node (another chain, say) at the old node's address, as an operator
+    /// replacing the node behind a running gateway would.
+    pub async fn replace_node(&mut self, config: SimNodeConfig) {
+        let addr = self.node.addr();
+        let stand_in = frozen_node(SimNodeConfig::default()).await;
+        std::mem::replace(&mut self.node, stand_in).shutdown().await;
+        let node = frozen_node(SimNodeConfig {
+            listen: addr,
+            ..config
+        })
+        .await;
+        std::mem::replace(&mut self.node, node).shutdown().await;
+    }
+
     /// Stops the gateway the way SIGTERM does and waits for the drain.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
