@@ -92,6 +92,23 @@ async fn main() {
     if let Some(c) = node.control_addr() {
         println!("simnode control on http://{c}/_simnode/stats");
     }
-    let _ = tokio::signal::ctrl_c().await;
+    stop_signal().await;
     node.shutdown().await;
+}
+
+/// Ctrl-C, or SIGTERM from `docker stop`: as PID 1 in a container a signal without a
+/// handler is ignored, and the stop would wait for SIGKILL.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
