@@ -85,7 +85,10 @@ fn strip_version(path: &str) -> &str {
 /// One path segment of route-name characters: no traversal, no encodings, no trailing
 /// slash, so what the gateway checks is exactly what the node would serve.
 fn is_route_name(path: &str) -> bool {
-    let name = &path[1..];
+    // hyper hands over an origin-less target (`GET x`, `CONNECT a:1`) with an empty path.
+    let Some(name) = path.strip_prefix('/') else {
+        return false;
+    };
     !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')

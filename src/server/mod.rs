@@ -98,7 +98,7 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
         let mut drain = drain_rx.clone();
         tokio::spawn(async move {
             let _conn_permit: OwnedSemaphorePermit = conn_permit;
-            gw.metrics().connection_opened();
+            let _open = OpenConnection::count(gw.clone());
             let mut conn = std::pin::pin!(conn);
             let draining = async move {
                 let _ = drain.wait_for(|d| *d).await;
@@ -126,7 +126,6 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-            gw.metrics().connection_closed();
         });
     }
 
@@ -139,6 +138,22 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
     tokio::select! {
         _ = connections.acquire_many(all) => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over: closing remaining connections"),
+    }
+}
+
+/// Counts a connection open for as long as its task lives, however the task ends.
+struct OpenConnection(Arc<Gateway>);
+
+impl OpenConnection {
+    fn count(gw: Arc<Gateway>) -> OpenConnection {
+        gw.metrics().connection_opened();
+        OpenConnection(gw)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.metrics().connection_closed();
     }
 }
 

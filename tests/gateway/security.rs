@@ -110,13 +110,20 @@ async fn odd_paths_on_uri_routes_are_refused() {
             String::from_utf8_lossy(&r.body)
         );
     }
-    // Raw request targets hyper's client would normalise.
-    for target in ["/..%2fstatus", "/%2e%2e/status", "/status\\..\\"] {
-        let req = format!("GET {target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+    // Raw request targets hyper's client would normalise, and ones without a path at all.
+    for (method, target) in [
+        ("GET", "/..%2fstatus"),
+        ("GET", "/%2e%2e/status"),
+        ("GET", "/status\\..\\"),
+        ("GET", "x"),
+        ("OPTIONS", "*"),
+        ("CONNECT", "node:26657"),
+    ] {
+        let req = format!("{method} {target} HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
         let answer = raw_exchange(h.addr, req.as_bytes()).await;
         assert!(
             answer.starts_with("HTTP/1.1 404") || answer.starts_with("HTTP/1.1 400"),
-            "{target}: {answer}"
+            "{method} {target}: {answer:?}"
         );
     }
     assert_eq!(h.get("/v1/status").await.status, 200);
