@@ -18,12 +18,14 @@ fn admission() -> &'static Admission {
 }
 
 fn refused(call: Option<&Call>, r: Rejection, form: Form) {
-    let body = entry(
+    let mut parts = Vec::new();
+    entry(
+        &mut parts,
         call.and_then(|c| c.id.as_ref()),
         &Outcome::Rejected(r),
         form,
-    )
-    .concat();
+    );
+    let body = parts.concat();
     let v: serde_json::Value = serde_json::from_slice(&body).expect("error bodies are JSON");
     assert!(v["error"]["code"].is_i64());
 }
