@@ -46,6 +46,16 @@ impl Answer {
         [Bytes::from(head), body.clone(), Bytes::from_static(b"}")]
     }
 
+    /// A copy owning exactly its bytes. A slice keeps its whole response buffer alive
+    /// (a batch's other answers, the read buffer's spare capacity), which a cache entry
+    /// weighed by its own length must not do.
+    pub fn detached(&self) -> Answer {
+        match self {
+            Answer::Result(b) => Answer::Result(Bytes::copy_from_slice(b)),
+            Answer::Error(b) => Answer::Error(Bytes::copy_from_slice(b)),
+        }
+    }
+
     pub fn is_error(&self) -> bool {
         matches!(self, Answer::Error(_))
     }

@@ -440,7 +440,7 @@ impl Cache {
             self.inner.head.stall_after(),
         );
         Some(Entry {
-            answer: answer.clone(),
+            answer: answer.detached(),
             stored_at: Instant::now(),
             policy,
             stale_ok: verdict == Verdict::Storable && !policy.is_immutable(),

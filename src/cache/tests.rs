@@ -294,3 +294,26 @@ async fn the_two_phase_form_leads_follows_and_stores() {
     assert_eq!(cache.inner.flights.len(), 0);
     assert!(matches!(cache.begin(Plan::Bypass).await, Begin::Bypass));
 }
+
+#[tokio::test]
+async fn a_stored_answer_does_not_keep_its_response_buffer_alive() {
+    let cache = Cache::new(&config(), at(100));
+    // One small answer sliced out of a large body, as a batch answer is.
+    let body = Bytes::from(format!(r#"[{{"a":1}},"{}"]"#, "x".repeat(1 << 20)));
+    let small = body.slice(1..8);
+    let p = plan(&cache, "header", json!({"height": "50"}));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (got, _) = cache
+        .get_or_fetch(p.clone(), counted(&calls, Answer::Result(small.clone())))
+        .await;
+    assert_eq!(got, Ok(Answer::Result(small.clone())));
+    let Begin::Hit(Answer::Result(stored)) = cache.begin(p).await else {
+        panic!("the answer was stored")
+    };
+    assert_eq!(stored, small);
+    let within = body.as_ptr_range();
+    assert!(
+        !within.contains(&stored.as_ptr()),
+        "the entry shares the 1 MiB body it was sliced from"
+    );
+}
