@@ -136,6 +136,7 @@ pub struct Leader {
     pub(super) key: CacheKey,
     pub(super) method: &'static str,
     pub(super) policy: Policy,
+    pub(super) asked_height: Option<u64>,
     /// The chain generation the fetch was planned under.
     pub(super) chain: u64,
     pub(super) ticket: Ticket,
@@ -147,10 +148,13 @@ impl Leader {
     /// entry is stored, so that no identical call slips past to the node meanwhile.
     pub fn finish(self, result: &Result<Answer, Rejection>) {
         self.ticket.publish(result);
-        if let Some(entry) = self
-            .cache
-            .entry_for(self.method, self.policy, self.chain, result)
-        {
+        if let Some(entry) = self.cache.entry_for(
+            self.method,
+            self.policy,
+            self.asked_height,
+            self.chain,
+            result,
+        ) {
             tokio::spawn(async move {
                 self.cache.insert(self.key.clone(), entry).await;
                 drop(self.ticket);
@@ -160,10 +164,13 @@ impl Leader {
 
     pub(super) async fn complete(self, result: &Result<Answer, Rejection>) {
         self.ticket.publish(result);
-        if let Some(entry) = self
-            .cache
-            .entry_for(self.method, self.policy, self.chain, result)
-        {
+        if let Some(entry) = self.cache.entry_for(
+            self.method,
+            self.policy,
+            self.asked_height,
+            self.chain,
+            result,
+        ) {
             self.cache.insert(self.key, entry).await;
         }
     }

@@ -202,8 +202,15 @@ async fn verdicts_decide_what_is_kept() {
         (
             "abci_query",
             json!({"path": "/q", "height": "80"}),
-            r#"{"response":{"code":0,"value":"AA=="}}"#,
+            r#"{"response":{"code":0,"height":"80","value":"AA=="}}"#,
             true,
+        ),
+        // The app answered from its latest state, not the height asked for.
+        (
+            "abci_query",
+            json!({"path": "/r", "height": "80"}),
+            r#"{"response":{"code":0,"height":"100","value":"AA=="}}"#,
+            false,
         ),
         ("block_results", json!({"height": "80"}), "null", false),
     ];

@@ -78,6 +78,8 @@ pub enum Plan {
         key: CacheKey,
         method: &'static str,
         policy: Policy,
+        /// The explicit height an immutable answer was asked for, which it must report.
+        asked_height: Option<u64>,
     },
 }
 
@@ -187,6 +189,11 @@ impl Cache {
                 key: call.key(),
                 method: call.spec.name,
                 policy,
+                asked_height: policy
+                    .is_immutable()
+                    .then(|| call.int("height"))
+                    .flatten()
+                    .and_then(|h| u64::try_from(h).ok()),
             },
         }
     }
@@ -238,6 +245,7 @@ impl Cache {
             key,
             method,
             policy,
+            asked_height,
         } = plan
         else {
             self.inner.counters.bypass.fetch_add(1, Ordering::Relaxed);
@@ -272,6 +280,7 @@ impl Cache {
                     key: flight.key,
                     method,
                     policy,
+                    asked_height,
                     chain: self.inner.head.chain_generation(),
                     ticket,
                 })
@@ -346,6 +355,7 @@ impl Cache {
             key,
             method,
             policy,
+            ..
         } = plan
         else {
             return Explain {
@@ -410,12 +420,18 @@ impl Cache {
         &self,
         method: &str,
         policy: Policy,
+        asked_height: Option<u64>,
         chain: u64,
         result: &Result<Answer, Rejection>,
     ) -> Option<Entry> {
         let Ok(answer) = result else { return None };
         let settings = self.inner.settings.load();
-        let verdict = judge(method, policy, answer);
+        let verdict = match judge(method, policy, answer) {
+            Verdict::Storable if !verdict::answers_for(method, asked_height, answer) => {
+                Verdict::PassThrough
+            }
+            verdict => verdict,
+        };
         let policy = match verdict {
             Verdict::Storable => policy,
             Verdict::CodeError if !settings.code_error_ttl.is_zero() => {

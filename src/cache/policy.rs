@@ -93,6 +93,14 @@ pub(crate) fn decide(
                 None => (Policy::Ttl(latest_ttl), None),
             },
         },
+        // No height is the node's head + 1, which no explicit height at or below the head
+        // shares; the node accepts head + 1 explicitly too, which is above our head.
+        CacheRule::NextHeight => match call.int("height") {
+            Some(h) if h <= 0 => return Decision::Bypass,
+            Some(h) if above(h, head) => return Decision::Bypass,
+            Some(_) => (Policy::Immutable, None),
+            None => (latest, None),
+        },
         // The commit for H is the node's "seen" commit (canonical: false) until block H+1
         // carries it; the verdict also insists on `"canonical":true` before keeping one.
         CacheRule::Commit => match call.int("height") {
@@ -175,13 +183,7 @@ mod tests {
 
     #[test]
     fn height_rule_pins_latest_and_refuses_the_future() {
-        for m in [
-            "block",
-            "block_results",
-            "header",
-            "validators",
-            "consensus_params",
-        ] {
+        for m in ["block", "block_results", "header"] {
             assert_eq!(
                 policy(m, json!({"height": "99"}), AT_100),
                 Cache(Immutable),
@@ -216,6 +218,27 @@ mod tests {
                 Cache(Immutable),
                 "{m}"
             );
+        }
+    }
+
+    #[test]
+    fn validators_and_params_follow_the_head_for_latest_because_it_is_head_plus_one() {
+        for m in ["validators", "consensus_params"] {
+            let (d, c) = plan(m, json!({}), AT_100);
+            assert_eq!(d, Cache(UntilNextBlock { height: 100 }), "{m}");
+            assert_eq!(
+                c.int("height"),
+                None,
+                "{m}: latest is not pinned to the head"
+            );
+            assert_eq!(policy(m, json!({}), UNKNOWN), Cache(Ttl(TTL)), "{m}");
+            assert_eq!(
+                policy(m, json!({"height": "100"}), AT_100),
+                Cache(Immutable),
+                "{m}"
+            );
+            assert_eq!(policy(m, json!({"height": "101"}), AT_100), Bypass, "{m}");
+            assert_eq!(policy(m, json!({"height": "0"}), AT_100), Bypass, "{m}");
         }
     }
 
@@ -266,6 +289,7 @@ mod tests {
             "broadcast_tx_commit",
             "check_tx",
             "unconfirmed_txs",
+            "num_unconfirmed_txs",
             "health",
         ] {
             assert_eq!(policy(m, json!({}), AT_100), Bypass, "{m}");
@@ -273,7 +297,6 @@ mod tests {
         for m in [
             "status",
             "abci_info",
-            "num_unconfirmed_txs",
             "net_info",
             "tx_search",
             "block_search",

@@ -50,6 +50,12 @@ struct Tx {
 }
 
 #[derive(Deserialize)]
+struct Search<'a> {
+    #[serde(borrow)]
+    total_count: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
 struct Commit {
     canonical: Option<bool>,
 }
@@ -102,6 +108,14 @@ pub fn judge(method: &str, policy: Policy, answer: &Answer) -> Verdict {
             }
             _ => Verdict::PassThrough,
         },
+        // The node indexes a block's txs after its events fire: a search run on NewBlock
+        // can find nothing that is there a moment later. An empty page is not kept.
+        (_, "tx_search" | "block_search") => match serde_json::from_str::<Search>(text) {
+            Ok(Search {
+                total_count: Some("0"),
+            }) => Verdict::PassThrough,
+            _ => Verdict::Storable,
+        },
         // Only a commit that a later block carries is final; the head's own seen commit
         // may still be kept until the next block.
         (CacheRule::Commit, _) if policy.is_immutable() => {
@@ -113,6 +127,36 @@ pub fn judge(method: &str, policy: Policy, answer: &Answer) -> Verdict {
             }
         }
         _ => Verdict::Storable,
+    }
+}
+
+#[derive(Deserialize)]
+struct AbciHeight<'a> {
+    #[serde(borrow)]
+    response: Option<ResponseHeight<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ResponseHeight<'a> {
+    #[serde(borrow)]
+    height: Option<&'a str>,
+}
+
+/// Whether an answer to an explicit height is that height's. An application may ignore
+/// the height of an `abci_query` (CometBFT's kvstore does) and answer from its latest
+/// state, which must not be kept as the asked height's forever. Routes the node itself
+/// resolves by height always answer for it.
+pub fn answers_for(method: &str, asked_height: Option<u64>, answer: &Answer) -> bool {
+    let (Some(asked), "abci_query", Answer::Result(bytes)) = (asked_height, method, answer) else {
+        return true;
+    };
+    match serde_json::from_slice::<AbciHeight>(bytes) {
+        Ok(AbciHeight {
+            response: Some(ResponseHeight {
+                height: Some(height),
+            }),
+        }) => height.parse::<u64>() == Ok(asked),
+        _ => false,
     }
 }
 
@@ -171,6 +215,48 @@ mod tests {
         assert_eq!(
             judge("no_such_method", UNB, &result(r#"{"a":1}"#)),
             Verdict::PassThrough
+        );
+    }
+
+    #[test]
+    fn an_abci_answer_is_kept_for_a_height_only_if_it_reports_that_height() {
+        let at = |h: &'static str| -> Answer {
+            Answer::Result(Bytes::from(format!(
+                r#"{{"response":{{"code":0,"height":"{h}","value":"AQ=="}}}}"#
+            )))
+        };
+        assert!(answers_for("abci_query", Some(100), &at("100")));
+        assert!(!answers_for("abci_query", Some(100), &at("150")));
+        assert!(!answers_for(
+            "abci_query",
+            Some(100),
+            &result(r#"{"response":{}}"#)
+        ));
+        assert!(answers_for("abci_query", None, &at("150")));
+        assert!(answers_for("block", Some(100), &at("150")));
+    }
+
+    #[test]
+    fn a_search_that_found_nothing_yet_is_not_kept() {
+        assert_eq!(
+            judge("tx_search", UNB, &result(r#"{"txs":[],"total_count":"0"}"#)),
+            Verdict::PassThrough
+        );
+        assert_eq!(
+            judge(
+                "block_search",
+                UNB,
+                &result(r#"{"blocks":[],"total_count":"0"}"#)
+            ),
+            Verdict::PassThrough
+        );
+        assert_eq!(
+            judge(
+                "tx_search",
+                UNB,
+                &result(r#"{"txs":[{}],"total_count":"1"}"#)
+            ),
+            Verdict::Storable
         );
     }
 

@@ -52,6 +52,9 @@ pub enum CacheRule {
     Commit,
     /// A lookup by hash: immutable once it has found something.
     Hash,
+    /// `validators`, `consensus_params`: like `Height`, but no height means the node's
+    /// next height (`latestUncommittedHeight`, head + 1), so "latest" is never pinned.
+    NextHeight,
     /// `abci_query`: a height > 0 pins it; otherwise it follows the head.
     AbciQuery,
     /// Follows the head: valid until the next block.

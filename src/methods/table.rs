@@ -161,7 +161,7 @@ pub static ROUTES: &[MethodSpec] = &[
             &[arg("height", ArgKind::Int), PAGE, PER_PAGE],
             Light,
             2,
-            Height,
+            NextHeight,
         ),
         DefaultCaps {
             max_per_page: Some(100),
@@ -171,7 +171,7 @@ pub static ROUTES: &[MethodSpec] = &[
     ),
     denied(route("dump_consensus_state", NO_ARGS, Heavy, 20, Never)),
     route("consensus_state", NO_ARGS, Light, 2, Never),
-    route("consensus_params", HEIGHT, Light, 1, Height),
+    route("consensus_params", HEIGHT, Light, 1, NextHeight),
     caps(
         route(
             "unconfirmed_txs",
@@ -185,7 +185,8 @@ pub static ROUTES: &[MethodSpec] = &[
             ..NO_CAPS
         },
     ),
-    route("num_unconfirmed_txs", NO_ARGS, Light, 1, UntilNextBlock),
+    // The mempool changes with every tx it admits, not once per block.
+    route("num_unconfirmed_txs", NO_ARGS, Light, 1, Never),
     route("broadcast_tx_sync", TX, Light, 2, Never),
     route("broadcast_tx_async", TX, Light, 2, Never),
     route("broadcast_tx_commit", TX, Heavy, 10, Never),

@@ -80,7 +80,6 @@ async fn after_a_new_block_each_latest_form_is_fetched_again_once_and_pinned_hei
     let latest = [
         call(1, "status", json!({})),
         call(1, "abci_info", json!({})),
-        call(1, "num_unconfirmed_txs", json!({})),
         call(1, "block", json!({})),
         call(1, "block_results", json!({})),
         call(1, "tx_search", json!({"query": "tx.height>1"})),
@@ -100,7 +99,6 @@ async fn after_a_new_block_each_latest_form_is_fetched_again_once_and_pinned_hei
         [
             "status",
             "abci_info",
-            "num_unconfirmed_txs",
             "block",
             "block_results",
             "tx_search",
@@ -110,20 +108,20 @@ async fn after_a_new_block_each_latest_form_is_fetched_again_once_and_pinned_hei
         ]
         .map(|m| h.node.requests_for(m))
     };
-    assert_eq!(counts(&h), [1, 1, 1, 1, 1, 1, 1, 1, 1]);
+    assert_eq!(counts(&h), [1, 1, 1, 1, 1, 1, 1, 1]);
     h.advance_block().await;
     for _ in 0..3 {
         for body in latest.iter().chain(&pinned) {
             h.post(body).await;
         }
     }
-    assert_eq!(counts(&h), [2, 2, 2, 2, 2, 2, 2, 1, 1]);
+    assert_eq!(counts(&h), [2, 2, 2, 2, 2, 2, 1, 1]);
     let head = h.post(&call(1, "block", json!({}))).await.json();
     assert_eq!(
         head["result"]["block"]["header"]["height"],
         h.node.height().to_string()
     );
-    let range = h.post(&latest[6]).await.json();
+    let range = h.post(&latest[5]).await.json();
     assert_eq!(
         range["result"]["last_height"],
         h.node.height().to_string(),
@@ -167,7 +165,7 @@ async fn uri_and_post_named_and_positional_hex_and_base64_share_one_entry() {
 }
 
 #[tokio::test]
-async fn errors_broadcasts_and_heights_above_the_head_always_reach_the_node() {
+async fn errors_broadcasts_mempool_views_and_heights_above_the_head_always_reach_the_node() {
     let h = spawn_gateway().await;
     let above = call(1, "block", json!({"height": "9999"}));
     let missing = call(1, "tx", json!({"hash": BASE64.encode([9u8; 32])}));
@@ -179,12 +177,14 @@ async fn errors_broadcasts_and_heights_above_the_head_always_reach_the_node() {
             .await;
         h.post(&call(1, "check_tx", json!({ "tx": tx }))).await;
         h.post(&call(1, "unconfirmed_txs", json!({}))).await;
+        h.post(&call(1, "num_unconfirmed_txs", json!({}))).await;
     }
     assert_eq!(h.node.requests_for("block"), 3);
     assert_eq!(h.node.requests_for("tx"), 3);
     assert_eq!(h.node.requests_for("broadcast_tx_sync"), 3);
     assert_eq!(h.node.requests_for("check_tx"), 3);
     assert_eq!(h.node.requests_for("unconfirmed_txs"), 3);
+    assert_eq!(h.node.requests_for("num_unconfirmed_txs"), 3);
 }
 
 #[tokio::test]
@@ -333,4 +333,28 @@ async fn a_node_now_serving_another_chain_is_never_answered_from_the_old_chains_
         genesis.json()["result"]["genesis"]["chain_id"],
         "resetchain"
     );
+}
+
+#[tokio::test]
+async fn latest_validators_and_params_are_the_next_heights_as_the_node_answers_them() {
+    let h = spawn_gateway().await;
+    for method in ["validators", "consensus_params"] {
+        let q = call(1, method, json!({}));
+        for _ in 0..2 {
+            let through = h.post(&q).await.json();
+            let direct = h.post_node(&q).await.json();
+            assert_eq!(through["result"], direct["result"], "{method}");
+            assert_eq!(
+                through["result"]["block_height"],
+                (h.node.height() + 1).to_string(),
+                "{method}: latest is the node's next height"
+            );
+        }
+        h.advance_block().await;
+        assert_eq!(
+            h.post(&q).await.json()["result"]["block_height"],
+            (h.node.height() + 1).to_string(),
+            "{method}: fetched again after the block"
+        );
+    }
 }
