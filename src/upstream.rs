@@ -204,8 +204,18 @@ impl Upstream {
                 .into(),
             )
         })?;
-        if response.status() != StatusCode::OK {
-            return Err(invalid(format!("HTTP {}", response.status().as_u16())));
+        match response.status() {
+            StatusCode::OK => {}
+            // The node refused what we sent (a body over its max_body_bytes, a batch over
+            // its max_request_batch_size): the request's fault, not the node's health.
+            status @ (StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE) => {
+                let why = refusal(response.into_body()).await;
+                return Err(Rejection::InvalidRequest(format!(
+                    "the node refused the request (HTTP {}): {why}",
+                    status.as_u16()
+                )));
+            }
+            status => return Err(invalid(format!("HTTP {}", status.as_u16()))),
         }
         let cap = self.max_response.as_u64();
         let declared = response
@@ -236,6 +246,32 @@ impl Upstream {
             }
         }
         Ok(buf.freeze())
+    }
+}
+
+/// What a node's refusal says: its JSON-RPC error's data or message, read from at most
+/// 4 KiB of the body. Never the body itself, which an operator's proxy may have written.
+async fn refusal(body: hyper::body::Incoming) -> String {
+    #[derive(Deserialize)]
+    struct Refusal {
+        error: RefusalError,
+    }
+    #[derive(Deserialize)]
+    struct RefusalError {
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        data: Option<String>,
+    }
+    let Ok(body) = http_body_util::Limited::new(body, 4096).collect().await else {
+        return "no readable reason".into();
+    };
+    match serde_json::from_slice::<Refusal>(&body.to_bytes()) {
+        Ok(Refusal { error }) => error
+            .data
+            .filter(|d| !d.is_empty())
+            .unwrap_or(error.message),
+        Err(_) => "no JSON-RPC reason".into(),
     }
 }
 

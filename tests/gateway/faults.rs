@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cometgate::breaker::BreakerState;
 use cometgate::config::ByteSize;
 use cometgate_load::{Fault, SimNodeConfig};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::*;
 
@@ -357,4 +357,34 @@ async fn coalesced_callers_each_get_their_own_id_and_a_wrong_id_is_nobodys_answe
         assert_rpc_error(entry);
         assert_eq!(entry["id"], id);
     }
+}
+
+#[tokio::test]
+async fn requests_the_node_refuses_as_too_large_are_the_clients_error_and_spare_the_breaker() {
+    // The node's own limit is below the gateway's, as after a node config change.
+    let h = spawn_gateway_with(
+        SimNodeConfig {
+            max_body_bytes: 2_000,
+            ..SimNodeConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let tx = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 3_000]);
+    for id in 0..20 {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "broadcast_tx_sync", "params": {"tx": tx}});
+        let r = h.post(&body.to_string()).await;
+        assert_eq!(r.status, 200);
+        let v = r.json();
+        assert_eq!(assert_rpc_error(&v), -32600, "{v}");
+        assert_eq!(v["id"], id);
+        let data = v["error"]["data"].as_str().unwrap_or_default();
+        assert!(data.contains("request body too large"), "{v}");
+    }
+    assert_eq!(h.gateway.breaker().state(), BreakerState::Closed);
+    let v = h.post(&block(3, 99)).await.json();
+    assert!(
+        v.get("result").is_some(),
+        "other calls still reach the node: {v}"
+    );
 }
