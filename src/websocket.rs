@@ -20,7 +20,7 @@ use tokio_tungstenite::WebSocketStream;
 use crate::admission::{ClientKey, WsConnection};
 use crate::error::Rejection;
 use crate::gateway::Gateway;
-use crate::jsonrpc::{error_body, parse_body, Envelope, Form};
+use crate::jsonrpc::{batch_len, error_body, parse_body, Envelope, Form};
 use crate::reply::{self, Chunks};
 
 pub async fn relay(
@@ -208,7 +208,14 @@ async fn inspect(
         gw.metrics().rejected(r.reason());
         return refuse(None, &r);
     }
-    // The node's websocket takes one call per message: no batches.
+    // The node's websocket takes one call per message: no batches (refused before
+    // their calls are built).
+    if batch_len(&data).is_some() {
+        return refuse(
+            None,
+            &Rejection::InvalidRequest("batches are not supported over websocket".into()),
+        );
+    }
     let call = match parse_body(&data) {
         Ok(Envelope::Single(call)) => call,
         Ok(Envelope::Batch(_)) => {

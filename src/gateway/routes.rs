@@ -15,7 +15,7 @@ use super::{batch, call, Gateway};
 use crate::admission::ClientKey;
 use crate::config::{ByteSize, Config};
 use crate::error::Rejection;
-use crate::jsonrpc::{parse_body, parse_uri, Envelope, Form};
+use crate::jsonrpc::{batch_len, parse_body, parse_uri, Envelope, Form};
 use crate::methods::{self, ROUTES};
 use crate::reply::{self, Chunks};
 
@@ -136,6 +136,11 @@ async fn root(
     if body.is_empty() {
         return listing(gw, host.as_deref());
     }
+    // Counted before the calls are built: refusing 333 000 of them must not cost 80 MB.
+    let max = config.server.max_batch_size;
+    if let Some(got) = batch_len(&body).filter(|n| *n > max) {
+        return batch_too_large(gw, log, got, max);
+    }
     let envelope = match parse_body(&body) {
         Ok(e) => e,
         Err(e) => {
@@ -151,19 +156,16 @@ async fn root(
             log.method(&call.method);
             call::serve_single(gw, client, call, log).await
         }
-        Envelope::Batch(calls) => {
-            if calls.len() > config.server.max_batch_size {
-                let r = Rejection::BatchTooLarge {
-                    got: calls.len(),
-                    max: config.server.max_batch_size,
-                };
-                call::refused(gw, &r);
-                log.rejected(r.reason());
-                return reply::rejection(None, &r, Form::JsonRpc);
-            }
-            batch::serve(gw, client, calls, log).await
-        }
+        Envelope::Batch(calls) if calls.len() > max => batch_too_large(gw, log, calls.len(), max),
+        Envelope::Batch(calls) => batch::serve(gw, client, calls, log).await,
     }
+}
+
+fn batch_too_large(gw: &Gateway, log: &mut AccessLog, got: usize, max: usize) -> Response<Chunks> {
+    let r = Rejection::BatchTooLarge { got, max };
+    call::refused(gw, &r);
+    log.rejected(r.reason());
+    reply::rejection(None, &r, Form::JsonRpc)
 }
 
 /// Reads a request body bounded in bytes and in time. A declared length over the cap

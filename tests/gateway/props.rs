@@ -12,7 +12,9 @@ use std::time::Instant;
 use cometgate::admission::Admission;
 use cometgate::config::Config;
 use cometgate::error::Rejection;
-use cometgate::jsonrpc::{error_body, parse_body, parse_uri, Call, Envelope, Form, Id, Params};
+use cometgate::jsonrpc::{
+    batch_len, error_body, parse_body, parse_uri, Call, Envelope, Form, Id, Params,
+};
 use cometgate::methods::{canonicalize, lookup, ROUTES};
 use cometgate::reply::{entry, Outcome};
 use proptest::prelude::*;
@@ -241,7 +243,15 @@ fn check_call(admission: &Admission, call: &Call) -> bool {
 }
 
 fn check_body(admission: &Admission, body: &[u8]) {
-    match parse_body(body) {
+    let parsed = parse_body(body);
+    // The batch cap is checked on a count taken before the calls are built: it must be
+    // the count of exactly the calls `parse_body` would build.
+    let built = match &parsed {
+        Ok(Envelope::Batch(calls)) => Some(calls.len()),
+        _ => None,
+    };
+    assert_eq!(batch_len(body), built, "{}", String::from_utf8_lossy(body));
+    match parsed {
         Err(e) => check_rejection(None, &Rejection::Parse(e.0), Form::JsonRpc),
         Ok(Envelope::Single(call)) => {
             check_call(admission, &call);
