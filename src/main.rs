@@ -156,6 +156,15 @@ async fn serve(cli: Cli, config: Config) -> std::io::Result<()> {
             _ = int.recv() => tracing::info!("SIGINT: finishing requests in flight"),
         }
         let _ = stop_tx.send(true);
+        // An operator who signals again does not want to sit out the grace period.
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::warn!("second signal: exiting without waiting for requests in flight");
+            std::process::exit(1);
+        });
     };
     cometgate::server::run(listener, gateway, shutdown).await;
     tracing::info!("cometgate stopped");

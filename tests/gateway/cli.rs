@@ -261,3 +261,73 @@ async fn sighup_applies_a_tighter_rate_limit_and_keeps_the_old_config_on_a_broke
     assert_eq!(status.code(), Some(0));
     let _ = std::fs::remove_file(&log);
 }
+
+#[tokio::test]
+async fn a_second_signal_exits_without_waiting_out_the_grace_period() {
+    let node = frozen_node(SimNodeConfig::default()).await;
+    let port = free_port();
+    let file = temp_config(
+        "[server]\nshutdown_grace = \"120s\"\n[upstream]\ntimeout = \"120s\"\n\
+         [metrics]\nlisten = \"off\"\n[log]\naccess_log = false\n",
+    );
+    let child = cometgate()
+        .arg("--config")
+        .arg(&file.0)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            &node.url(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(|c| Running(Some(c)))
+        .expect("starts");
+    let url = format!("http://127.0.0.1:{port}");
+    eventually("the gateway listens", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    // A request the node never answers keeps the drain waiting.
+    node.set_fault(Fault::Hang);
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let _in_flight = tokio::spawn(async move {
+        send(
+            &http,
+            http::Method::GET,
+            &format!("{url}/block?height=3"),
+            bytes::Bytes::new(),
+            &[],
+        )
+        .await
+    });
+    eventually("the hung request reaches the node", || async {
+        node.stats().inflight >= 1
+    })
+    .await;
+    let signal = |name: &str| {
+        let sent = Command::new("kill")
+            .args([name, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+    };
+    signal("-TERM");
+    eventually("the gateway stops accepting: it is draining", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+    })
+    .await;
+    signal("-INT");
+    let exited = tokio::time::timeout(DEADLINE, tokio::task::spawn_blocking(move || child.wait()))
+        .await
+        .expect("exits long before the 120 s grace period")
+        .unwrap()
+        .expect("exit status");
+    assert_eq!(exited.code(), Some(1));
+}
