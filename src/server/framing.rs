@@ -16,11 +16,19 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 #[derive(Default)]
 pub(super) struct Framing {
     verdicts: VecDeque<bool>,
+    /// A 101 went out: what follows is the upgraded protocol, not HTTP/1.
+    upgraded: bool,
 }
 
 impl Framing {
     pub(super) fn next(&mut self) -> bool {
         self.verdicts.pop_front().unwrap_or(false)
+    }
+
+    /// Only an upgrade that happened ends the scan: a request merely carrying an
+    /// `Upgrade` header is served as plain HTTP, and so is what follows it.
+    pub(super) fn upgraded(&mut self) {
+        self.upgraded = true;
     }
 }
 
@@ -33,7 +41,7 @@ enum Scan {
     ChunkData(u64),
     ChunkDataEnd,
     Trailer,
-    /// Not HTTP/1 framing any more (an upgrade), or not something hyper will serve.
+    /// Not HTTP/1 framing any more (upgraded), or not something hyper will serve.
     Off,
 }
 
@@ -48,7 +56,6 @@ pub(super) struct HeadScan<T> {
     lines_in_head: usize,
     content_length: Option<Option<u64>>,
     transfer_encoding: Option<bool>,
-    upgrade: bool,
 }
 
 impl<T> HeadScan<T> {
@@ -62,11 +69,13 @@ impl<T> HeadScan<T> {
             lines_in_head: 0,
             content_length: None,
             transfer_encoding: None,
-            upgrade: false,
         }
     }
 
     fn scan(&mut self, mut bytes: &[u8]) {
+        if self.state != Scan::Off && self.framing.lock().is_ok_and(|f| f.upgraded) {
+            self.state = Scan::Off;
+        }
         while !bytes.is_empty() {
             match self.state {
                 Scan::Off => return,
@@ -132,8 +141,6 @@ impl<T> HeadScan<T> {
                     let last = value.rsplit(|b| *b == b',').next().unwrap_or(b"");
                     self.transfer_encoding =
                         Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-                } else if name.eq_ignore_ascii_case(b"upgrade") {
-                    self.upgrade = true;
                 }
             }
             Scan::ChunkSize => {
@@ -170,7 +177,6 @@ impl<T> HeadScan<T> {
     fn end_of_head(&mut self) {
         let cl = self.content_length.take();
         let te = self.transfer_encoding.take();
-        let upgrade = std::mem::take(&mut self.upgrade);
         self.lines_in_head = 0;
         let conflict = cl.is_some() && te.is_some();
         if let Ok(mut f) = self.framing.lock() {
@@ -180,7 +186,7 @@ impl<T> HeadScan<T> {
             }
             f.verdicts.push_back(conflict);
         }
-        self.state = match (conflict || upgrade, te, cl) {
+        self.state = match (conflict, te, cl) {
             (true, _, _) => Scan::Off,
             (false, Some(true), _) => Scan::ChunkSize,
             (false, Some(false), _) => Scan::Off,
@@ -272,9 +278,22 @@ mod tests {
     }
 
     #[test]
-    fn an_upgrade_or_an_endless_line_stops_the_scan() {
-        let (v, state) = verdicts(&[b"GET /websocket HTTP/1.1\r\nUpgrade: websocket\r\n\r\nPOST"]);
-        assert_eq!((v, state), (vec![false], Scan::Off));
+    fn only_an_upgrade_that_happened_or_an_endless_line_stops_the_scan() {
+        // An Upgrade header hyper does not act on: the next request is still checked.
+        let (v, state) = verdicts(&[
+            b"POST / HTTP/1.1\r\nUpgrade: foo\r\nContent-Length: 2\r\n\r\n{}",
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ]);
+        assert_eq!((v, state), (vec![false, true], Scan::Off));
+
+        let framing = Arc::new(Mutex::new(Framing::default()));
+        let mut scan = HeadScan::new((), framing.clone(), 8192);
+        scan.scan(b"GET /websocket HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(scan.state, Scan::Head);
+        framing.lock().unwrap().upgraded();
+        scan.scan(b"\x81\x05hello");
+        assert_eq!(scan.state, Scan::Off);
+
         let long = vec![b'a'; 10_000];
         assert_eq!(verdicts(&[&long]).1, Scan::Off);
     }

@@ -80,11 +80,18 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
             }
             let conflicting = framing.lock().map(|mut f| f.next()).unwrap_or(false);
             let gw = gw.clone();
+            let framing = framing.clone();
             async move {
                 if conflicting {
                     return Ok::<_, std::convert::Infallible>(refuse_conflicting_framing(&gw));
                 }
-                Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await)
+                let response = gw.handle(req, peer).await;
+                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                    if let Ok(mut f) = framing.lock() {
+                        f.upgraded();
+                    }
+                }
+                Ok::<_, std::convert::Infallible>(response)
             }
         });
         let conn = http1::Builder::new()

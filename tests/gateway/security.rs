@@ -74,6 +74,23 @@ async fn conflicting_content_length_and_transfer_encoding_are_refused() {
         let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
         assert_rpc_error(&serde_json::from_str(body).expect("JSON"));
     }
+    // An Upgrade header hyper does not act on leaves the connection plain HTTP, and
+    // the request after it is checked like any other.
+    let decoy = format!(
+        "POST / HTTP/1.1\r\nHost: gw\r\nUpgrade: foo\r\nContent-Length: {}\r\n\r\n{STATUS}",
+        STATUS.len()
+    );
+    let chunk = format!("{:x}\r\n{STATUS}\r\n0\r\n\r\n", STATUS.len());
+    let request = format!(
+        "{decoy}POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{}",
+        String::from_utf8(post_request(smuggled)).unwrap()
+    );
+    let answer = raw_exchange(h.addr, request.as_bytes()).await;
+    let statuses: Vec<&str> = answer
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &answer[i + 9..i + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "400"], "{answer}");
     // A plain chunked request is fine.
     let chunked = format!(
         "POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{STATUS}\r\n0\r\n\r\n",
