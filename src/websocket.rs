@@ -7,7 +7,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -20,7 +21,7 @@ use tokio_tungstenite::WebSocketStream;
 use crate::admission::{ClientKey, WsConnection};
 use crate::error::Rejection;
 use crate::gateway::Gateway;
-use crate::jsonrpc::{batch_len, error_body, parse_body, Envelope, Form};
+use crate::jsonrpc::{batch_len, error_body, parse_body, Call, Envelope, Form, Params};
 use crate::reply::{self, Chunks};
 
 pub async fn relay(
@@ -113,9 +114,15 @@ enum Verdict {
     Forward,
     /// Answer it here; the node never sees it.
     Answer(Bytes),
+    /// Serve it through the pipeline, beside the relay.
+    Serve(Call),
     /// A notification: neither run nor answered, as on the node.
     Ignore,
 }
+
+/// Calls one connection may have in the pipeline at once; past it the relay stops
+/// reading the client (the node's events still flow) until one is answered.
+const CALLS_IN_FLIGHT: usize = 16;
 
 async fn pump<C, N>(
     gw: Arc<Gateway>,
@@ -129,15 +136,30 @@ async fn pump<C, N>(
 {
     let (mut client_tx, mut client_rx) = client_ws.split();
     let (mut node_tx, mut node_rx) = node.split();
+    // A slow call (a heavy search queued behind its lane) must not hold up the node's
+    // events, which the node stops sending to a client that falls behind.
+    let mut calls = FuturesUnordered::new();
     loop {
         tokio::select! {
-            from_client = client_rx.next() => match from_client {
+            Some(answer) = calls.next(), if !calls.is_empty() => {
+                let Some(answer): Option<Bytes> = answer else { continue };
+                let text = String::from_utf8_lossy(&answer).into_owned();
+                if client_tx.send(Message::text(text)).await.is_err() {
+                    let _ = node_tx.send(Message::Close(None)).await;
+                    break;
+                }
+            }
+            from_client = client_rx.next(), if calls.len() < CALLS_IN_FLIGHT => match from_client {
                 Some(Ok(Message::Close(frame))) => {
                     let _ = node_tx.send(Message::Close(frame)).await;
                     break;
                 }
                 Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => {
-                    match inspect(&gw, &client, &mut conn, msg.clone().into_data()).await {
+                    match inspect(&gw, &mut conn, msg.clone().into_data()) {
+                        Verdict::Serve(call) => {
+                            let (gw, client) = (gw.clone(), client.clone());
+                            calls.push(async move { gw.serve_ws_call(&client, call).await }.boxed());
+                        }
                         Verdict::Forward => {
                             if node_tx.send(msg).await.is_err() {
                                 break;
@@ -194,12 +216,7 @@ async fn pump<C, N>(
     }
 }
 
-async fn inspect(
-    gw: &Arc<Gateway>,
-    client: &ClientKey,
-    conn: &mut WsConnection,
-    data: Bytes,
-) -> Verdict {
+fn inspect(gw: &Arc<Gateway>, conn: &mut WsConnection, data: Bytes) -> Verdict {
     let refuse = |id: Option<&crate::jsonrpc::Id>, r: &Rejection| {
         let w = r.to_wire(Form::JsonRpc);
         Verdict::Answer(error_body(id, w.code, w.message, &w.data))
@@ -235,23 +252,40 @@ async fn inspect(
             return refuse(call.id.as_ref(), &r);
         }
     }
-    match call.method.as_str() {
-        "subscribe" => match conn.add_subscription() {
+    let subscription = matches!(
+        call.method.as_str(),
+        "subscribe" | "unsubscribe" | "unsubscribe_all"
+    );
+    if subscription && call.id.is_none() {
+        // The node neither runs nor answers a notification; nothing to count either.
+        return Verdict::Ignore;
+    }
+    match (call.method.as_str(), query_of(&call.params)) {
+        ("subscribe", Some(query)) => match conn.add_subscription(query) {
             Ok(()) => Verdict::Forward,
             Err(r) => refuse(call.id.as_ref(), &r),
         },
-        "unsubscribe" => {
-            conn.remove_subscription();
+        ("unsubscribe", Some(query)) => {
+            conn.remove_subscription(query);
             Verdict::Forward
         }
-        "unsubscribe_all" => {
+        ("unsubscribe_all", _) => {
             conn.clear_subscriptions();
             Verdict::Forward
         }
-        _ => match gw.serve_ws_call(client, call).await {
-            Some(answer) => Verdict::Answer(answer),
-            None => Verdict::Ignore,
-        },
+        // Without a query the node answers with an error: nothing to count.
+        ("subscribe" | "unsubscribe", None) => Verdict::Forward,
+        _ if call.id.is_none() => Verdict::Ignore,
+        _ => Verdict::Serve(call),
+    }
+}
+
+/// The `query` of a subscription call, by name or first position.
+fn query_of(params: &Params) -> Option<&str> {
+    match params {
+        Params::Named(map) => map.get("query").and_then(|q| q.as_str()),
+        Params::Positional(items) => items.first().and_then(|q| q.as_str()),
+        _ => None,
     }
 }
 

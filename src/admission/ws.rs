@@ -5,6 +5,7 @@
 //! new connections only (the relay would otherwise need a lock per message). Connection
 //! counts are shared, so closing an old connection frees room under the new caps.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +66,9 @@ pub struct WsConnection {
     limits: Arc<WsLimits>,
     messages: Direct<DefaultClock>,
     clock: DefaultClock,
-    subscriptions: usize,
+    /// The queries subscribed to, as the node keys them: subscribing to one twice or
+    /// unsubscribing from one never held changes nothing, at the node or here.
+    subscriptions: HashSet<String>,
     _client: Slot,
     _open: Open,
 }
@@ -113,7 +116,7 @@ pub(super) fn open(
         limits: limits.clone(),
         messages: RateLimiter::direct_with_clock(limits.rate.quota(), clock.clone()),
         clock,
-        subscriptions: 0,
+        subscriptions: HashSet::new(),
         _client: slot,
         _open: Open(counts.open.clone()),
     })
@@ -138,26 +141,31 @@ impl WsConnection {
     }
 
     /// Call before relaying a `subscribe`; refused once the connection holds its cap.
-    pub fn add_subscription(&mut self) -> Result<(), Rejection> {
+    /// A subscription the node then refuses stays counted until `unsubscribe_all`:
+    /// counting too many is safe, too few is a way around the cap.
+    pub fn add_subscription(&mut self, query: &str) -> Result<(), Rejection> {
+        if self.subscriptions.contains(query) {
+            return Ok(());
+        }
         let max = self.limits.max_subscriptions;
-        if self.subscriptions >= max {
+        if self.subscriptions.len() >= max {
             return Err(Rejection::ParamCap(format!(
                 "this connection already holds {max} subscriptions, this gateway's cap \
                  (websocket.max_subscriptions_per_connection); unsubscribe first"
             )));
         }
-        self.subscriptions += 1;
+        self.subscriptions.insert(query.to_owned());
         Ok(())
     }
 
-    /// After a successful `unsubscribe` (or a failed `subscribe` that was counted).
-    pub fn remove_subscription(&mut self) {
-        self.subscriptions = self.subscriptions.saturating_sub(1);
+    /// Before relaying an `unsubscribe`: only a query held is given back.
+    pub fn remove_subscription(&mut self, query: &str) {
+        self.subscriptions.remove(query);
     }
 
-    /// After `unsubscribe_all`.
+    /// Before relaying `unsubscribe_all`.
     pub fn clear_subscriptions(&mut self) {
-        self.subscriptions = 0;
+        self.subscriptions.clear();
     }
 
     /// `websocket.max_message_bytes` as this connection was opened under.
@@ -166,7 +174,7 @@ impl WsConnection {
     }
 
     pub fn subscriptions(&self) -> usize {
-        self.subscriptions
+        self.subscriptions.len()
     }
 }
 
@@ -237,19 +245,24 @@ mod tests {
     #[test]
     fn subscriptions_are_counted() {
         let mut c = open(&limits(), &WsCounts::default(), &ip("1.1.1.1")).unwrap();
-        c.add_subscription().unwrap();
-        c.add_subscription().unwrap();
-        let Err(Rejection::ParamCap(m)) = c.add_subscription() else {
+        c.add_subscription("a").unwrap();
+        c.add_subscription("b").unwrap();
+        c.add_subscription("a").unwrap();
+        let Err(Rejection::ParamCap(m)) = c.add_subscription("c") else {
             panic!()
         };
         assert!(
             m.contains("websocket.max_subscriptions_per_connection"),
             "{m}"
         );
-        c.remove_subscription();
-        c.add_subscription().unwrap();
+        // Unsubscribing from a query never held gives nothing back.
+        c.remove_subscription("bogus");
+        assert!(c.add_subscription("c").is_err());
+        c.remove_subscription("a");
+        c.add_subscription("c").unwrap();
+        assert_eq!(c.subscriptions(), 2);
         c.clear_subscriptions();
-        c.remove_subscription();
+        c.remove_subscription("c");
         assert_eq!(c.subscriptions(), 0);
     }
 

@@ -152,8 +152,14 @@ impl Gateway {
     ) -> Option<bytes::Bytes> {
         let id = call.id.clone()?;
         let latency = call::NodeLatency::default();
-        let outcome = match call::prepare(self, client, &call) {
-            Ok(prepared) => call::run(self, prepared, &latency).await.0,
+        // Calls on a websocket run side by side: each holds one of the client's
+        // concurrent-request slots, as over HTTP.
+        let prepared = self
+            .admission
+            .client_slot(client)
+            .and_then(|slot| Ok((slot, call::prepare(self, client, &call)?)));
+        let outcome = match prepared {
+            Ok((_slot, prepared)) => call::run(self, prepared, &latency).await.0,
             Err(r) => {
                 call::refused(self, &r);
                 crate::reply::Outcome::Rejected(r)

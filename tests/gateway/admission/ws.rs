@@ -142,6 +142,21 @@ async fn a_connection_may_hold_only_max_subscriptions_per_connection() {
         "the third never reached the node"
     );
 
+    // Unsubscribing from a query never held frees nothing: the node refuses it.
+    send(
+        &mut ws,
+        call(10, "unsubscribe", json!({"query": "tm.event='Bogus'"})),
+    )
+    .await;
+    assert!(next(&mut ws).await.unwrap().get("error").is_some());
+    send(&mut ws, subscribe(11, "tm.event='NewBlockHeader'")).await;
+    let v = next(&mut ws).await.unwrap();
+    assert_eq!(
+        (v["id"].clone(), v["error"]["code"].clone()),
+        (json!(11), json!(-32602)),
+        "{v}"
+    );
+
     send(
         &mut ws,
         call(4, "unsubscribe", json!({"query": "tm.event='Tx'"})),
@@ -222,4 +237,39 @@ async fn messages_past_the_per_connection_rate_get_a_rate_limit_error() {
         "{limited:?}"
     );
     assert_eq!(h.node.requests_for("health"), results as u64);
+}
+
+#[tokio::test]
+async fn a_slow_call_on_a_websocket_does_not_hold_up_its_events() {
+    let h = gateway(|c| c.upstream.timeout = std::time::Duration::from_secs(60)).await;
+    let mut ws = ws_from(&h, "127.0.0.1").await.expect("upgrade");
+    send(&mut ws, subscribe(1, "tm.event='NewBlock'")).await;
+    assert_eq!(next(&mut ws).await.unwrap()["result"], json!({}));
+
+    // A call the node sits on, then a block while it is still in flight.
+    h.node
+        .set_fault_for("block_results", cometgate_load::Fault::Hang);
+    send(&mut ws, call(2, "block_results", json!({"height": "3"}))).await;
+    let node = &h.node;
+    eventually("the slow call reaches the node", || async move {
+        node.stats().inflight >= 1
+    })
+    .await;
+    h.node.advance_block();
+    let event = next(&mut ws)
+        .await
+        .expect("the event, while the call still waits");
+    assert_eq!(
+        event["result"]["data"]["type"], "tendermint/event/NewBlock",
+        "{event}"
+    );
+
+    // Other calls are served meanwhile too.
+    send(&mut ws, call(3, "health", json!({}))).await;
+    let v = next(&mut ws).await.unwrap();
+    assert_eq!(
+        (v["id"].clone(), v["result"].clone()),
+        (json!(3), json!({})),
+        "{v}"
+    );
 }
