@@ -1,12 +1,13 @@
 //! The request parser and the canonicaliser on arbitrary bytes: a POST body, or (when the
 //! first byte is odd) a URI-form call whose path and query are the rest split at `?`.
-//! Never a panic; every refusal renders as JSON-RPC; the canonical form is a fixed point.
+//! Never a panic; every refusal renders as JSON-RPC; the canonical form is a fixed point;
+//! a batch's pre-count agrees with what the parser builds.
 #![no_main]
 
 use cometgate::admission::Admission;
 use cometgate::config::Config;
 use cometgate::error::Rejection;
-use cometgate::jsonrpc::{parse_body, parse_uri, Call, Envelope, Form};
+use cometgate::jsonrpc::{batch_len, parse_body, parse_uri, Call, Envelope, Form};
 use cometgate::methods::{canonicalize, lookup};
 use cometgate::reply::{entry, Outcome};
 use libfuzzer_sys::fuzz_target;
@@ -57,10 +58,19 @@ fuzz_target!(|data: &[u8]| {
             let (path, query) = text.split_once('?').unwrap_or((&text, ""));
             call(&parse_uri(&format!("/{path}"), Some(query)));
         }
-        _ => match parse_body(data) {
-            Err(e) => refused(None, Rejection::Parse(e.0), Form::JsonRpc),
-            Ok(Envelope::Single(c)) => call(&c),
-            Ok(Envelope::Batch(cs)) => cs.iter().for_each(call),
-        },
+        _ => {
+            let parsed = parse_body(data);
+            // The batch cap is checked on this count, taken before any call is built.
+            let built = match &parsed {
+                Ok(Envelope::Batch(cs)) => Some(cs.len()),
+                _ => None,
+            };
+            assert_eq!(batch_len(data), built);
+            match parsed {
+                Err(e) => refused(None, Rejection::Parse(e.0), Form::JsonRpc),
+                Ok(Envelope::Single(c)) => call(&c),
+                Ok(Envelope::Batch(cs)) => cs.iter().for_each(call),
+            }
+        }
     }
 });
