@@ -197,35 +197,56 @@ fn params_from_raw(raw: &RawValue) -> Params {
 pub fn parse_uri(path: &str, query: Option<&str>) -> Call {
     let method = path.trim_start_matches('/').to_owned();
     let mut args = Vec::new();
-    if let Some(q) = query {
-        for (k, v) in form_urlencoded_pairs(q) {
+    let mut unreadable = None;
+    for pair in query.map(form_urlencoded_pairs).into_iter().flatten() {
+        match pair {
             // Go's Query().Get returns the first value of a repeated key.
-            if !args.iter().any(|(seen, _): &(String, String)| *seen == k) {
-                args.push((k, v));
+            Ok((k, v)) => {
+                if !args.iter().any(|(seen, _): &(String, String)| *seen == k) {
+                    args.push((k, v));
+                }
             }
+            Err(key) => unreadable = unreadable.or(Some(key)),
         }
     }
+    // Go keeps such bytes as they are; dropping or mending them here would answer
+    // another question than the one asked, so the call is refused instead.
+    let params = match unreadable {
+        Some(key) => Params::Malformed(format!(
+            "argument {key} is not UTF-8 once percent-decoded; send bytes as 0x-prefixed hex"
+        )),
+        None => Params::Query(args),
+    };
     Call {
         id: Some(Id::uri()),
         method,
-        params: Params::Query(args),
+        params,
         form: Form::Uri,
     }
 }
 
-/// `application/x-www-form-urlencoded` decoding as Go's `url.ParseQuery` does it:
-/// `+` is a space, `%XX` is a byte, and a pair that fails to decode is skipped.
-fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+/// `application/x-www-form-urlencoded` decoding as Go's `url.ParseQuery` does it: pairs
+/// split at `&` only (a pair holding `;` is dropped, as Go 1.17+ does), `+` is a space,
+/// `%XX` is a byte, and a pair that fails to decode is skipped. A pair whose bytes are
+/// not UTF-8 comes out as `Err(key)`.
+fn form_urlencoded_pairs(
+    query: &str,
+) -> impl Iterator<Item = Result<(String, String), String>> + '_ {
     query
-        .split(['&', ';'])
-        .filter(|p| !p.is_empty())
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.contains(';'))
         .filter_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Some((percent_decode(k)?, percent_decode(v)?))
+            let (k, v) = (percent_decode(k)?, percent_decode(v)?);
+            Some(match (String::from_utf8(k), String::from_utf8(v)) {
+                (Ok(k), Ok(v)) => Ok((k, v)),
+                (Ok(k), Err(_)) => Err(k),
+                (Err(k), _) => Err(String::from_utf8_lossy(k.as_bytes()).into_owned()),
+            })
         })
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+fn percent_decode(s: &str) -> Option<Vec<u8>> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -243,7 +264,7 @@ fn percent_decode(s: &str) -> Option<String> {
         }
         i += 1;
     }
-    String::from_utf8(out).ok()
+    Some(out)
 }
 
 /// A JSON-RPC error object in CometBFT's shape: no `id` member when it is unknown,
@@ -407,5 +428,26 @@ mod tests {
         );
         assert_eq!(batch_len(b"[{}] x"), None);
         assert_eq!(batch_len(b"[{},"), None);
+    }
+
+    #[test]
+    fn uri_pairs_with_semicolons_are_dropped_as_go_drops_them() {
+        let Params::Query(args) = parse_uri("/block", Some("height=5;x=1&page=2")).params else {
+            panic!()
+        };
+        assert_eq!(args, vec![("page".into(), "2".into())]);
+    }
+
+    #[test]
+    fn uri_bytes_that_are_not_utf8_refuse_the_call_instead_of_changing_it() {
+        let c = parse_uri("/abci_query", Some("path=%22/x%22&data=%22%FF%FE%22"));
+        let Params::Malformed(why) = c.params else {
+            panic!("{:?}", c.params)
+        };
+        assert!(why.contains("argument data"), "{why}");
+        assert!(matches!(
+            parse_uri("/abci_query", Some("data=0xFFFE")).params,
+            Params::Query(_)
+        ));
     }
 }

@@ -75,6 +75,13 @@ pub async fn handle(
         .unwrap_or("")
         .to_string();
     let query = req.uri().query().unwrap_or("").to_string();
+    // Go's FormValue, which getParam falls back to, also reads a form-encoded POST body.
+    let form_post = req.method() == hyper::Method::POST
+        && req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
     let body = match Limited::new(req.into_body(), HARD_BODY_CAP).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
@@ -102,6 +109,10 @@ pub async fn handle(
         .iter()
         .find(|r| rest.strip_prefix('/') == Some(r.name))
     {
+        let query = match (form_post, std::str::from_utf8(&body)) {
+            (true, Ok(form)) if !form.is_empty() => format!("{query}&{form}"),
+            _ => query,
+        };
         uri_call(&node, route, &query).await
     } else {
         node.count_only("(not_found)", "(not_found)");

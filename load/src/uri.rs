@@ -1,9 +1,10 @@
-//! Go's `url.Values` parsing for the URI form: `&`-separated pairs, `+` as space,
-//! percent-decoding, malformed pairs skipped, first value wins at lookup.
+//! Go's `url.Values` parsing for the URI form: `&`-separated pairs (one holding `;` is
+//! dropped, as Go 1.17+ does), `+` as space, percent-decoding, malformed pairs skipped,
+//! first value wins at lookup.
 
 pub fn parse_query(raw: &str) -> Vec<(String, String)> {
     raw.split('&')
-        .filter(|p| !p.is_empty())
+        .filter(|p| !p.is_empty() && !p.contains(';'))
         .filter_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             Some((unescape(k)?, unescape(v)?))

@@ -67,8 +67,17 @@ pub(super) async fn route(
         root(gw, config, req, client, &mut log).await
     } else {
         log.method(&path[1..]);
-        let call = parse_uri(&path, req.uri().query());
-        call::serve_single(gw, client, call, &mut log).await
+        match uri_arguments(config, req).await {
+            Ok(args) => {
+                let call = parse_uri(&path, args.as_deref());
+                call::serve_single(gw, client, call, &mut log).await
+            }
+            Err(r) => {
+                call::refused(gw, &r);
+                log.rejected(r.reason());
+                reply::rejection(None, &r, Form::Uri)
+            }
+        }
     };
     (response, log)
 }
@@ -97,6 +106,37 @@ fn is_route_name(path: &str) -> bool {
 fn not_found(log: &mut AccessLog) -> Response<Chunks> {
     log.rejected("route");
     reply::plain(StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+/// A URI route's arguments: the query, then (as Go's `FormValue` falls back to it) a
+/// form-encoded POST body, read under the same caps as a JSON-RPC body.
+async fn uri_arguments(
+    config: &Config,
+    req: Request<Incoming>,
+) -> Result<Option<String>, Rejection> {
+    let query = req.uri().query().map(str::to_owned);
+    let form = req.method() == Method::POST
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !form {
+        return Ok(query);
+    }
+    let body = read_body(
+        req.into_body(),
+        config.server.max_body_bytes,
+        config.server.body_read_timeout,
+    )
+    .await?;
+    let body = std::str::from_utf8(&body)
+        .map_err(|_| Rejection::InvalidRequest("form body is not UTF-8".into()))?;
+    // First occurrence wins in parse_uri: the query's value before the body's.
+    Ok(Some(match query {
+        Some(q) => format!("{q}&{body}"),
+        None => body.to_owned(),
+    }))
 }
 
 async fn root(

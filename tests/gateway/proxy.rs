@@ -282,3 +282,38 @@ async fn an_unreachable_node_is_a_clear_internal_error() {
     let reply = h.get("/health").await;
     assert_eq!(reply.status, 500);
 }
+
+#[tokio::test]
+async fn uri_routes_read_form_bodies_and_drop_semicolon_pairs_as_the_node_does() {
+    let h = spawn_gateway().await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    for (path, body) in [
+        ("/block", "height=5"),
+        ("/block?height=4", "height=5"),
+        ("/block?height=5;x=1", ""),
+        ("/validators", "height=3&per_page=1"),
+    ] {
+        let through = h.request(http::Method::POST, path, body, &form).await;
+        let direct = h.request_node(http::Method::POST, path, body, &form).await;
+        assert_eq!(through.status, direct.status, "{path} {body}");
+        assert_eq!(
+            rpc_view(&through.json()),
+            rpc_view(&direct.json()),
+            "{path} {body}"
+        );
+    }
+    let body_height = h
+        .request(http::Method::POST, "/block", "height=5", &form)
+        .await;
+    assert_eq!(
+        body_height.json()["result"]["block"]["header"]["height"],
+        "5"
+    );
+    let query_first = h
+        .request(http::Method::POST, "/block?height=4", "height=5", &form)
+        .await;
+    assert_eq!(
+        query_first.json()["result"]["block"]["header"]["height"],
+        "4"
+    );
+}

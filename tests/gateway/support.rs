@@ -208,6 +208,24 @@ impl Harness {
         .await
     }
 
+    /// As `request`, straight to the node.
+    pub async fn request_node(
+        &self,
+        method: Method,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        send(
+            &self.http,
+            method,
+            &format!("{}{path}", self.node.url()),
+            Bytes::from(body.to_owned()),
+            headers,
+        )
+        .await
+    }
+
     /// Puts another node (another chain, say) at the old node's address, as an operator
     /// replacing the node behind a running gateway would.
     pub async fn replace_node(&mut self, config: SimNodeConfig) {
@@ -241,7 +259,10 @@ pub async fn send(
     headers: &[(&str, &str)],
 ) -> Reply {
     let mut builder = Request::builder().method(method).uri(url);
-    if !body.is_empty() {
+    let typed = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+    if !body.is_empty() && !typed {
         builder = builder.header("content-type", "application/json");
     }
     for (k, v) in headers {
