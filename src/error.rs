@@ -155,7 +155,18 @@ impl Rejection {
                 "error reading request body: timed out (server.body_read_timeout)".to_owned(),
                 None,
             ),
-            MethodNotFound => (node_status(form), -32601, "Method not found", String::new(), None),
+            // Over URI only websocket-only routes get here (an unknown path is Go's plain
+            // 404 before any parsing), and the node answers those with 404.
+            MethodNotFound => (
+                match form {
+                    Form::JsonRpc => StatusCode::OK,
+                    Form::Uri => StatusCode::NOT_FOUND,
+                },
+                -32601,
+                "Method not found",
+                String::new(),
+                None,
+            ),
             MethodDenied(m) => (
                 node_status(form),
                 -32601,
@@ -255,7 +266,7 @@ mod tests {
             ),
             (Rejection::BodyTimeout, Form::JsonRpc, 408, -32600),
             (Rejection::MethodNotFound, Form::JsonRpc, 200, -32601),
-            (Rejection::MethodNotFound, Form::Uri, 500, -32601),
+            (Rejection::MethodNotFound, Form::Uri, 404, -32601),
             (
                 Rejection::MethodDenied("dial_seeds".into()),
                 Form::Uri,

@@ -317,3 +317,22 @@ async fn uri_routes_read_form_bodies_and_drop_semicolon_pairs_as_the_node_does()
         "4"
     );
 }
+
+#[tokio::test]
+async fn websocket_only_routes_over_uri_answer_as_the_node_does() {
+    let h = spawn_gateway().await;
+    for path in [
+        "/subscribe?query=%22tm.event%3D%27NewBlock%27%22",
+        "/unsubscribe_all",
+    ] {
+        let through = h.get(path).await;
+        let direct = h.get_node(path).await;
+        assert_eq!(through.status, direct.status, "{path}");
+        assert_eq!(through.status, 404, "{path}");
+        assert_eq!(
+            rpc_view(&through.json()),
+            rpc_view(&direct.json()),
+            "{path}"
+        );
+    }
+}
