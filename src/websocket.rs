@@ -12,6 +12,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -23,6 +24,48 @@ use crate::error::Rejection;
 use crate::gateway::Gateway;
 use crate::jsonrpc::{batch_len, error_body, parse_body, Call, Envelope, Form, Params};
 use crate::reply::{self, Chunks};
+
+/// The relays open now. An upgraded connection leaves hyper (and the server's drain),
+/// so shutdown closes relays through here: 1001 to both sides, then waits for them.
+#[derive(Default)]
+pub struct Relays {
+    open: watch::Sender<usize>,
+    closing: watch::Sender<bool>,
+}
+
+impl Relays {
+    fn enter(self: &Arc<Self>) -> RelayGuard {
+        self.open.send_modify(|n| *n += 1);
+        RelayGuard(self.clone())
+    }
+
+    /// Tells every relay, and any opened from now on, to close.
+    pub fn close_all(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once no relay is open.
+    pub async fn closed(&self) {
+        let _ = self.open.subscribe().wait_for(|n| *n == 0).await;
+    }
+
+    pub fn open(&self) -> usize {
+        *self.open.borrow()
+    }
+}
+
+async fn closing_time(closing: &mut watch::Receiver<bool>) {
+    // An error means the gateway itself is gone: nothing to wait for then.
+    let _ = closing.wait_for(|c| *c).await;
+}
+
+struct RelayGuard(Arc<Relays>);
+
+impl Drop for RelayGuard {
+    fn drop(&mut self) {
+        self.0.open.send_modify(|n| *n -= 1);
+    }
+}
 
 pub async fn relay(
     gw: Arc<Gateway>,
@@ -69,7 +112,9 @@ pub async fn relay(
         Err(_) => return bad_gateway(&Rejection::UpstreamTimeout(config.upstream.connect_timeout)),
     };
     let upgrade = hyper::upgrade::on(&mut req);
+    let guard = gw.relays().enter();
     tokio::spawn(async move {
+        let _open = guard;
         match upgrade.await {
             Ok(upgraded) => {
                 let client_ws = WebSocketStream::from_raw_socket(
@@ -136,11 +181,21 @@ async fn pump<C, N>(
 {
     let (mut client_tx, mut client_rx) = client_ws.split();
     let (mut node_tx, mut node_rx) = node.split();
+    let mut closing = gw.relays().closing.subscribe();
     // A slow call (a heavy search queued behind its lane) must not hold up the node's
     // events, which the node stops sending to a client that falls behind.
     let mut calls = FuturesUnordered::new();
     loop {
         tokio::select! {
+            _ = closing_time(&mut closing) => {
+                let frame = CloseFrame {
+                    code: CloseCode::Away,
+                    reason: "cometgate is shutting down".into(),
+                };
+                let _ = client_tx.send(Message::Close(Some(frame))).await;
+                let _ = node_tx.send(Message::Close(None)).await;
+                break;
+            }
             Some(answer) = calls.next(), if !calls.is_empty() => {
                 let Some(answer): Option<Bytes> = answer else { continue };
                 let text = String::from_utf8_lossy(&answer).into_owned();

@@ -48,6 +48,7 @@ pub struct Gateway {
     cache: Cache,
     head: Head,
     metrics: Metrics,
+    relays: Arc<crate::websocket::Relays>,
 }
 
 impl Gateway {
@@ -66,10 +67,16 @@ impl Gateway {
             cache: Cache::new(&config.cache, head.clone()),
             head,
             metrics: Metrics::new(),
+            relays: Arc::default(),
             config: ArcSwap::from_pointee(config),
         });
         gateway.admission.spawn_gc();
         gateway
+    }
+
+    /// The websocket relays, which shutdown closes and waits for.
+    pub fn relays(&self) -> &Arc<crate::websocket::Relays> {
+        &self.relays
     }
 
     pub fn config(&self) -> Arc<Config> {

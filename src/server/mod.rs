@@ -142,8 +142,14 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
     let _ = drain_tx.send(true);
     // Every open connection holds a permit: holding them all means all have closed.
     let all = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
+    // Upgraded connections have left hyper: their relays are told to close apart.
+    gateway.relays().close_all();
+    let drained = async {
+        let _ = connections.acquire_many(all).await;
+        gateway.relays().closed().await;
+    };
     tokio::select! {
-        _ = connections.acquire_many(all) => tracing::info!("all connections drained"),
+        _ = drained => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over: closing remaining connections"),
     }
 }

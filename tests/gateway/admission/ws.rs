@@ -273,3 +273,31 @@ async fn a_slow_call_on_a_websocket_does_not_hold_up_its_events() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn shutdown_closes_open_websockets_with_going_away_and_waits_for_them() {
+    let h = gateway(|_| {}).await;
+    let mut ws = ws_from(&h, "127.0.0.1").await.expect("upgrade");
+    send(&mut ws, subscribe(1, "tm.event='NewBlock'")).await;
+    assert_eq!(next(&mut ws).await.unwrap()["result"], json!({}));
+    let relays = h.gateway.relays().clone();
+    assert_eq!(relays.open(), 1);
+
+    let stopping = tokio::spawn(h.shutdown());
+    let close = loop {
+        match tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("the gateway closes the websocket")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
+    tokio::time::timeout(DEADLINE, stopping)
+        .await
+        .expect("the drain ends")
+        .unwrap();
+    assert_eq!(relays.open(), 0);
+}
