@@ -125,6 +125,11 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cli: Cli, config: Config) -> std::io::Result<()> {
+    // Handlers first: once the port is open a signal may come at any time, and an
+    // unhandled SIGHUP or SIGTERM kills the process outright.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let hup = signal(SignalKind::hangup());
     let listener = TcpListener::bind(config.server.listen).await?;
     let ops_listener = match config.metrics.listen {
         Some(addr) => Some(TcpListener::bind(addr).await?),
@@ -146,10 +151,8 @@ async fn serve(cli: Cli, config: Config) -> std::io::Result<()> {
             stopped(stop_rx.clone()),
         ));
     }
-    tokio::spawn(watch_reloads(cli, gateway.clone(), stop_rx.clone()));
+    tokio::spawn(watch_reloads(cli, gateway.clone(), hup, stop_rx.clone()));
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM: finishing requests in flight"),
@@ -181,8 +184,13 @@ fn modified(path: &Path) -> Option<SystemTime> {
 
 /// Reloads on SIGHUP and when the config file changes (polled: no watcher dependency,
 /// and it works on every filesystem, bind mounts and ConfigMaps included).
-async fn watch_reloads(cli: Cli, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+async fn watch_reloads(
+    cli: Cli,
+    gateway: Arc<Gateway>,
+    hup: std::io::Result<tokio::signal::unix::Signal>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Ok(mut hup) = hup else {
         tracing::warn!("cannot listen for SIGHUP: reload by signal is off");
         return;
     };
