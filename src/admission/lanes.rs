@@ -6,12 +6,18 @@
 //! Waiting happens in a bounded queue (`lanes.<lane>.max_queue` waiters) for at most
 //! `lanes.<lane>.queue_timeout`; past either the call is refused with `Overloaded`.
 //! Dropping a waiting call's future gives back its queue place and anything it holds.
+//!
+//! With `lanes.<lane>.max_per_client`, a call first takes one of its client's places
+//! in the lane (`shares`), so the lane's queue holds at most that many of one client's
+//! calls: a flood from one client waits behind itself, not in front of everyone.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::client::ClientKey;
 use super::gate::{Gate, Pass};
+use super::shares::{Share, Shares};
 use crate::config::{Config, Lane, LaneConfig};
 use crate::error::Rejection;
 
@@ -21,6 +27,8 @@ struct LaneState {
     queue_timeout_ms: AtomicU64,
     queued: AtomicUsize,
     in_flight: AtomicUsize,
+    shares: Arc<Shares>,
+    max_per_client: AtomicUsize,
 }
 
 impl LaneState {
@@ -31,6 +39,8 @@ impl LaneState {
             queue_timeout_ms: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
+            shares: Arc::default(),
+            max_per_client: AtomicUsize::new(0),
         };
         s.set_queue(cfg);
         s
@@ -40,6 +50,8 @@ impl LaneState {
         self.max_queue.store(cfg.max_queue, Ordering::Relaxed);
         let ms = u64::try_from(cfg.queue_timeout.as_millis()).unwrap_or(u64::MAX);
         self.queue_timeout_ms.store(ms, Ordering::Relaxed);
+        self.max_per_client
+            .store(cfg.max_per_client, Ordering::Relaxed);
     }
 
     fn queue_timeout(&self) -> Duration {
@@ -73,6 +85,8 @@ pub struct LaneSnapshot {
     pub queued: usize,
     pub capacity: usize,
     pub max_queue: usize,
+    /// Clients holding or waiting for a share of this lane (0 without a per-client cap).
+    pub busy_clients: usize,
 }
 
 /// A slot for one node call, in a lane and in the total. Hold it for the whole upstream
@@ -81,9 +95,11 @@ pub struct LaneSnapshot {
 pub struct LanePermit {
     lane: Lane,
     inner: Arc<Inner>,
-    // Order matters only for tidiness: the total is given back before the lane.
+    // Order matters only for tidiness: the total is given back before the lane, and
+    // the lane before the client's share of it.
     _total: Pass,
     _lane: Pass,
+    _share: Option<Share>,
 }
 
 impl LanePermit {
@@ -141,7 +157,7 @@ impl Lanes {
         self.inner.total.resize(cfg.upstream.max_concurrency);
     }
 
-    fn permit(&self, lane: Lane, lane_pass: Pass, total: Pass) -> LanePermit {
+    fn permit(&self, lane: Lane, share: Option<Share>, lane_pass: Pass, total: Pass) -> LanePermit {
         self.inner
             .lane(lane)
             .in_flight
@@ -151,18 +167,31 @@ impl Lanes {
             inner: self.inner.clone(),
             _total: total,
             _lane: lane_pass,
+            _share: share,
         }
     }
 
-    pub(super) async fn acquire(&self, lane: Lane) -> Result<LanePermit, Rejection> {
+    pub(super) async fn acquire(
+        &self,
+        lane: Lane,
+        client: &ClientKey,
+    ) -> Result<LanePermit, Rejection> {
         let state = self.inner.lane(lane);
-        // The common case: both free, no queue bookkeeping, no timer.
-        let held = match state.gate.try_pass() {
-            Some(lane_pass) => match self.inner.total.try_pass() {
-                Some(total) => return Ok(self.permit(lane, lane_pass, total)),
-                None => Some(lane_pass),
+        let per_client = state.max_per_client.load(Ordering::Relaxed);
+        let share = match per_client {
+            0 => Ok(None),
+            max => state.shares.try_take(client, max).map(Some).ok_or(()),
+        };
+        // The common case: all free, no queue bookkeeping, no timer.
+        let held = match share {
+            Ok(share) => match state.gate.try_pass() {
+                Some(lane_pass) => match self.inner.total.try_pass() {
+                    Some(total) => return Ok(self.permit(lane, share, lane_pass, total)),
+                    None => (share, Some(lane_pass)),
+                },
+                None => (share, None),
             },
-            None => None,
+            Err(()) => (None, None),
         };
         let timeout = state.queue_timeout();
         // A Retry-After under a second reads as "now" to most clients.
@@ -182,15 +211,20 @@ impl Lanes {
         }
         let _place = Place(&state.queued);
         let wait = async {
-            let lane_pass = match held {
+            let share = match held.0 {
+                Some(s) => Some(s),
+                None if per_client > 0 => Some(state.shares.take(client, per_client).await?),
+                None => None,
+            };
+            let lane_pass = match held.1 {
                 Some(p) => p,
                 None => state.gate.pass().await?,
             };
             let total = self.inner.total.pass().await?;
-            Some((lane_pass, total))
+            Some((share, lane_pass, total))
         };
         match tokio::time::timeout(timeout, wait).await {
-            Ok(Some((lane_pass, total))) => Ok(self.permit(lane, lane_pass, total)),
+            Ok(Some((share, lane_pass, total))) => Ok(self.permit(lane, share, lane_pass, total)),
             _ => Err(overloaded),
         }
     }
@@ -202,6 +236,7 @@ impl Lanes {
             queued: s.queued.load(Ordering::Relaxed),
             capacity: s.gate.capacity(),
             max_queue: s.max_queue.load(Ordering::Relaxed),
+            busy_clients: s.shares.busy_clients(),
         }
     }
 

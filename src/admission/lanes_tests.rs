@@ -10,11 +10,13 @@ fn config(heavy: usize, heavy_queue: usize, total: usize) -> Config {
         max_concurrency: heavy,
         max_queue: heavy_queue,
         queue_timeout: Duration::from_secs(2),
+        max_per_client: 0,
     };
     c.lanes.light = LaneConfig {
         max_concurrency: 8,
         max_queue: 8,
         queue_timeout: Duration::from_secs(1),
+        max_per_client: 0,
     };
     c
 }
@@ -27,10 +29,10 @@ fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
 #[tokio::test(start_paused = true)]
 async fn a_third_heavy_call_waits_then_times_out() {
     let lanes = Lanes::new(&config(2, 4, 3));
-    let _h1 = lanes.acquire(Lane::Heavy).await.unwrap();
-    let _h2 = lanes.acquire(Lane::Heavy).await.unwrap();
+    let _h1 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
+    let _h2 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
     let started = tokio::time::Instant::now();
-    let err = lanes.acquire(Lane::Heavy).await.unwrap_err();
+    let err = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap_err();
     assert_eq!(
         err,
         Rejection::Overloaded {
@@ -45,13 +47,13 @@ async fn a_third_heavy_call_waits_then_times_out() {
 #[tokio::test(start_paused = true)]
 async fn light_flows_while_heavy_is_saturated() {
     let lanes = Lanes::new(&config(2, 4, 3));
-    let _h1 = lanes.acquire(Lane::Heavy).await.unwrap();
-    let _h2 = lanes.acquire(Lane::Heavy).await.unwrap();
+    let _h1 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
+    let _h2 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
     // A queued heavy call holds nothing of the total...
-    let mut waiting = pin!(lanes.acquire(Lane::Heavy));
+    let mut waiting = pin!(lanes.acquire(Lane::Heavy, &ANYONE));
     assert!(poll_once(waiting.as_mut()).is_pending());
     // ...so the last total slot goes to light.
-    let light = lanes.acquire(Lane::Light).await.unwrap();
+    let light = lanes.acquire(Lane::Light, &ANYONE).await.unwrap();
     assert_eq!(light.lane(), Lane::Light);
     let s = lanes.snapshot(Lane::Heavy);
     assert_eq!((s.in_flight, s.queued, s.capacity), (2, 1, 2));
@@ -61,12 +63,12 @@ async fn light_flows_while_heavy_is_saturated() {
 #[tokio::test(start_paused = true)]
 async fn a_full_queue_refuses_at_once() {
     let lanes = Lanes::new(&config(1, 1, 3));
-    let _h1 = lanes.acquire(Lane::Heavy).await.unwrap();
-    let mut queued = pin!(lanes.acquire(Lane::Heavy));
+    let _h1 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
+    let mut queued = pin!(lanes.acquire(Lane::Heavy, &ANYONE));
     assert!(poll_once(queued.as_mut()).is_pending());
     let started = tokio::time::Instant::now();
     assert!(matches!(
-        lanes.acquire(Lane::Heavy).await,
+        lanes.acquire(Lane::Heavy, &ANYONE).await,
         Err(Rejection::Overloaded {
             lane: Lane::Heavy,
             ..
@@ -78,16 +80,16 @@ async fn a_full_queue_refuses_at_once() {
 #[tokio::test(start_paused = true)]
 async fn a_zero_queue_never_waits() {
     let lanes = Lanes::new(&config(1, 0, 3));
-    let _h1 = lanes.acquire(Lane::Heavy).await.unwrap();
-    assert!(lanes.acquire(Lane::Heavy).await.is_err());
+    let _h1 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
+    assert!(lanes.acquire(Lane::Heavy, &ANYONE).await.is_err());
 }
 
 #[tokio::test(start_paused = true)]
 async fn dropping_a_queued_waiter_gives_back_its_place() {
     let lanes = Lanes::new(&config(1, 1, 3));
-    let h1 = lanes.acquire(Lane::Heavy).await.unwrap();
+    let h1 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
     {
-        let mut queued = pin!(lanes.acquire(Lane::Heavy));
+        let mut queued = pin!(lanes.acquire(Lane::Heavy, &ANYONE));
         assert!(poll_once(queued.as_mut()).is_pending());
         assert_eq!(lanes.snapshot(Lane::Heavy).queued, 1);
     }
@@ -97,7 +99,7 @@ async fn dropping_a_queued_waiter_gives_back_its_place() {
         let lanes = Lanes {
             inner: lanes.inner.clone(),
         };
-        async move { lanes.acquire(Lane::Heavy).await.map(|p| p.lane()) }
+        async move { lanes.acquire(Lane::Heavy, &ANYONE).await.map(|p| p.lane()) }
     });
     tokio::task::yield_now().await;
     drop(h1);
@@ -108,9 +110,9 @@ async fn dropping_a_queued_waiter_gives_back_its_place() {
 async fn a_waiter_holding_its_lane_releases_it_when_dropped() {
     // Lane free, total full: the waiter holds a lane permit while it queues for the total.
     let lanes = Lanes::new(&config(2, 4, 1));
-    let light = lanes.acquire(Lane::Light).await.unwrap();
+    let light = lanes.acquire(Lane::Light, &ANYONE).await.unwrap();
     {
-        let mut queued = pin!(lanes.acquire(Lane::Heavy));
+        let mut queued = pin!(lanes.acquire(Lane::Heavy, &ANYONE));
         assert!(poll_once(queued.as_mut()).is_pending());
     }
     assert_eq!(
@@ -120,16 +122,16 @@ async fn a_waiter_holding_its_lane_releases_it_when_dropped() {
     );
     assert_eq!(lanes.snapshot(Lane::Heavy).queued, 0);
     drop(light);
-    drop(lanes.acquire(Lane::Heavy).await.unwrap());
+    drop(lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap());
 }
 
 #[tokio::test(start_paused = true)]
 async fn permits_are_released_on_drop() {
     let lanes = Lanes::new(&config(2, 4, 3));
     for _ in 0..10 {
-        let a = lanes.acquire(Lane::Heavy).await.unwrap();
-        let b = lanes.acquire(Lane::Heavy).await.unwrap();
-        let c = lanes.acquire(Lane::Light).await.unwrap();
+        let a = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
+        let b = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
+        let c = lanes.acquire(Lane::Light, &ANYONE).await.unwrap();
         drop((a, b, c));
     }
     let s = lanes.snapshot(Lane::Heavy);
@@ -140,12 +142,12 @@ async fn permits_are_released_on_drop() {
 #[tokio::test(start_paused = true)]
 async fn raising_a_lane_lets_a_waiter_through() {
     let lanes = Lanes::new(&config(1, 4, 3));
-    let _h1 = lanes.acquire(Lane::Heavy).await.unwrap();
+    let _h1 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
     let waiter = tokio::spawn({
         let lanes = Lanes {
             inner: lanes.inner.clone(),
         };
-        async move { lanes.acquire(Lane::Heavy).await.map(|p| p.lane()) }
+        async move { lanes.acquire(Lane::Heavy, &ANYONE).await.map(|p| p.lane()) }
     });
     tokio::task::yield_now().await;
     assert_eq!(lanes.snapshot(Lane::Heavy).queued, 1);
@@ -157,9 +159,9 @@ async fn raising_a_lane_lets_a_waiter_through() {
 async fn lowering_a_lane_keeps_held_permits_valid() {
     let lanes = Lanes::new(&config(3, 4, 3));
     let held: Vec<LanePermit> = vec![
-        lanes.acquire(Lane::Heavy).await.unwrap(),
-        lanes.acquire(Lane::Heavy).await.unwrap(),
-        lanes.acquire(Lane::Heavy).await.unwrap(),
+        lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap(),
+        lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap(),
+        lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap(),
     ];
     lanes.reconfigure(&config(1, 0, 3));
     assert_eq!(lanes.snapshot(Lane::Heavy).in_flight, 3);
@@ -167,11 +169,42 @@ async fn lowering_a_lane_keeps_held_permits_valid() {
     let last = held.pop().unwrap();
     drop(held);
     // Two released into a lane of one: still full while the third is held.
-    assert!(lanes.acquire(Lane::Heavy).await.is_err());
+    assert!(lanes.acquire(Lane::Heavy, &ANYONE).await.is_err());
     assert_eq!(lanes.snapshot(Lane::Heavy).capacity, 1);
     drop(last);
-    let again = lanes.acquire(Lane::Heavy).await.unwrap();
-    assert!(lanes.acquire(Lane::Heavy).await.is_err());
+    let again = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
+    assert!(lanes.acquire(Lane::Heavy, &ANYONE).await.is_err());
     drop(again);
     assert_eq!(lanes.inner.heavy.gate.available(), 1);
+}
+
+static ANYONE: ClientKey = ClientKey::Ip(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+
+#[tokio::test(start_paused = true)]
+async fn a_clients_next_call_waits_behind_other_clients_first_ones() {
+    let mut c = config(1, 8, 4);
+    c.lanes.heavy.max_per_client = 1;
+    let lanes = Lanes::new(&c);
+    let (a, b) = (
+        ClientKey::Ip(std::net::IpAddr::from([10, 0, 0, 1])),
+        ClientKey::Ip(std::net::IpAddr::from([10, 0, 0, 2])),
+    );
+    let a1 = lanes.acquire(Lane::Heavy, &a).await.unwrap();
+    // A's second call is queued first, B's first call after it.
+    let mut a2 = pin!(lanes.acquire(Lane::Heavy, &a));
+    assert!(poll_once(a2.as_mut()).is_pending());
+    let mut b1 = pin!(lanes.acquire(Lane::Heavy, &b));
+    assert!(poll_once(b1.as_mut()).is_pending());
+    assert_eq!(lanes.snapshot(Lane::Heavy).queued, 2);
+
+    drop(a1);
+    // B's call takes the freed slot: A's second was waiting on A's own share.
+    let b1 = b1.await.unwrap();
+    assert!(poll_once(a2.as_mut()).is_pending());
+    drop(b1);
+    let a2 = a2.await.unwrap();
+    assert_eq!(a2.lane(), Lane::Heavy);
+    drop(a2);
+    let s = lanes.snapshot(Lane::Heavy);
+    assert_eq!((s.in_flight, s.queued, s.busy_clients), (0, 0, 0));
 }

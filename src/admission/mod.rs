@@ -28,6 +28,7 @@ mod params;
 mod policy;
 mod query;
 mod rate;
+mod shares;
 mod slots;
 mod ws;
 
@@ -178,8 +179,8 @@ impl Admission {
     /// A node-call slot in `lane` and in the total; waits in the lane's bounded queue
     /// for at most its `queue_timeout`. Cancel-safe: dropping the future while it waits
     /// gives back the queue place and anything already acquired.
-    pub async fn lane_slot(&self, lane: Lane) -> Result<LanePermit, Rejection> {
-        self.lanes.acquire(lane).await
+    pub async fn lane_slot(&self, lane: Lane, client: &ClientKey) -> Result<LanePermit, Rejection> {
+        self.lanes.acquire(lane, client).await
     }
 
     /// A WebSocket connection slot (per client and overall) carrying the per-connection

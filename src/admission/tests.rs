@@ -119,14 +119,15 @@ async fn lane_slots_through_admission() {
         max_concurrency: 2,
         max_queue: 4,
         queue_timeout: Duration::from_secs(5),
+        max_per_client: 0,
     };
     let a = Arc::new(Admission::new(&c));
-    let h1 = a.lane_slot(Lane::Heavy).await.unwrap();
-    let _h2 = a.lane_slot(Lane::Heavy).await.unwrap();
-    let _l = a.lane_slot(Lane::Light).await.unwrap();
+    let h1 = a.lane_slot(Lane::Heavy, &ANYONE).await.unwrap();
+    let _h2 = a.lane_slot(Lane::Heavy, &ANYONE).await.unwrap();
+    let _l = a.lane_slot(Lane::Light, &ANYONE).await.unwrap();
     let waiter = tokio::spawn({
         let a = a.clone();
-        async move { a.lane_slot(Lane::Heavy).await.map(|p| p.lane()) }
+        async move { a.lane_slot(Lane::Heavy, &ANYONE).await.map(|p| p.lane()) }
     });
     tokio::task::yield_now().await;
     let s = a.snapshot();
@@ -171,3 +172,5 @@ fn gc_outside_a_runtime_spawns_nothing() {
     let a = Arc::new(Admission::new(&config()));
     assert!(a.spawn_gc().is_none());
 }
+
+static ANYONE: ClientKey = ClientKey::Ip(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));

@@ -137,11 +137,13 @@ impl Default for LanesConfig {
                 max_concurrency: 48,
                 max_queue: 1024,
                 queue_timeout: secs(2),
+                max_per_client: 0,
             },
             heavy: LaneConfig {
                 max_concurrency: 4,
                 max_queue: 256,
                 queue_timeout: secs(5),
+                max_per_client: 2,
             },
         }
     }
@@ -156,6 +158,9 @@ pub struct LaneConfig {
     pub max_queue: usize,
     #[serde(serialize_with = "ser_duration")]
     pub queue_timeout: Duration,
+    /// Node calls one client may have in this lane at once, running or waiting to run;
+    /// its others wait behind them, so that one client cannot fill the lane. 0 = no cap.
+    pub max_per_client: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -116,6 +116,7 @@ fn lane(s: &mut Section, p: &mut Problems, c: &mut LaneConfig) {
     s.read(p, "max_concurrency", &mut c.max_concurrency, unsigned);
     s.read(p, "max_queue", &mut c.max_queue, unsigned);
     s.read(p, "queue_timeout", &mut c.queue_timeout, duration);
+    s.read(p, "max_per_client", &mut c.max_per_client, unsigned);
 }
 
 fn rate_limit(s: &mut Section, p: &mut Problems, c: &mut RateLimitConfig) {

@@ -94,7 +94,7 @@ pub(super) async fn serve(
     let fetched = if misses.is_empty() {
         Vec::new()
     } else {
-        fetch_detached(gw, misses).await
+        fetch_detached(gw, client, misses).await
     };
 
     let mut entries: Vec<Bytes> = Vec::with_capacity(ids.len() * 3 + 2);
@@ -148,9 +148,10 @@ fn calls_method<'a>(calls: &'a [Call], id: &Id) -> &'a str {
 /// hangs up does not cancel a fetch other callers are waiting on.
 async fn fetch_detached(
     gw: &Arc<Gateway>,
+    client: &ClientKey,
     misses: Vec<Miss>,
 ) -> Vec<(Result<Answer, Rejection>, CacheStatus)> {
-    let gw = gw.clone();
+    let (gw, client) = (gw.clone(), client.clone());
     let task = tokio::spawn(async move {
         // The node runs a batch's entries one after another: one slot, in the heaviest lane.
         let lane = if misses.iter().any(|m| m.lane == Lane::Heavy) {
@@ -159,10 +160,11 @@ async fn fetch_detached(
             Lane::Light
         };
         let calls: Vec<&Canonical> = misses.iter().map(|m| &m.canonical).collect();
-        let results: Vec<Result<Answer, Rejection>> = match fetch_batch(&gw, lane, &calls).await {
-            Ok(answers) => answers.into_iter().map(Ok).collect(),
-            Err(r) => vec![Err(r); calls.len()],
-        };
+        let results: Vec<Result<Answer, Rejection>> =
+            match fetch_batch(&gw, &client, lane, &calls).await {
+                Ok(answers) => answers.into_iter().map(Ok).collect(),
+                Err(r) => vec![Err(r); calls.len()],
+            };
         drop(calls);
         let mut out = Vec::with_capacity(misses.len());
         for (miss, result) in misses.into_iter().zip(results) {
@@ -188,12 +190,13 @@ async fn fetch_detached(
 
 async fn fetch_batch(
     gw: &Gateway,
+    client: &ClientKey,
     lane: Lane,
     calls: &[&Canonical],
 ) -> Result<Vec<Answer>, Rejection> {
     let _probe = gw.breaker.admit()?;
     let queued = Instant::now();
-    let _slot = gw.admission.lane_slot(lane).await?;
+    let _slot = gw.admission.lane_slot(lane, client).await?;
     gw.metrics.lane_waited(lane, queued.elapsed());
     let started = Instant::now();
     let result = gw.upstream.call_batch(calls).await;

@@ -18,9 +18,10 @@ use crate::methods::{self, canonicalize, Canonical};
 use crate::reply::{self, Chunks, Outcome};
 use crate::upstream::Answer;
 
-/// A call that passed admission: its effective policy and its canonical form.
+/// A call that passed admission: who asked, its effective policy and canonical form.
 #[derive(Clone, Debug)]
 pub struct Prepared {
+    pub client: ClientKey,
     pub policy: MethodPolicy,
     pub canonical: Canonical,
 }
@@ -43,7 +44,11 @@ pub(super) fn prepare(
         canonicalize(spec, &call.params, call.form).map_err(Rejection::InvalidParams)?;
     gw.admission.check_params(&policy, &mut canonical)?;
     gw.admission.check_rate(client, policy.cost)?;
-    Ok(Prepared { policy, canonical })
+    Ok(Prepared {
+        client: client.clone(),
+        policy,
+        canonical,
+    })
 }
 
 /// The node's latency as seen by the caller that led the fetch; followers see none.
@@ -70,6 +75,7 @@ pub(super) async fn run(
     latency: &NodeLatency,
 ) -> (Outcome, CacheStatus) {
     let Prepared {
+        client,
         policy,
         mut canonical,
     } = prepared;
@@ -79,7 +85,7 @@ pub(super) async fn run(
     let (result, status) = gw
         .cache
         .get_or_fetch(plan, move || async move {
-            gw2.fetch(lane, &canonical, &latency).await
+            gw2.fetch(&client, lane, &canonical, &latency).await
         })
         .await;
     (outcome_of(gw, result), status)
@@ -97,15 +103,17 @@ pub(super) fn outcome_of(gw: &Gateway, result: Result<Answer, Rejection>) -> Out
 
 impl Gateway {
     /// A node call: breaker, a lane slot (held only while the node works), the upstream.
+    /// The lane slot is charged to `client`, the caller that leads the fetch.
     pub(super) async fn fetch(
         &self,
+        client: &ClientKey,
         lane: Lane,
         call: &Canonical,
         latency: &NodeLatency,
     ) -> Result<Answer, Rejection> {
         let _probe = self.breaker.admit()?;
         let queued = Instant::now();
-        let _slot = self.admission.lane_slot(lane).await?;
+        let _slot = self.admission.lane_slot(lane, client).await?;
         self.metrics.lane_waited(lane, queued.elapsed());
         let started = Instant::now();
         let result = self.upstream.call(call).await;

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::support::*;
 
 mod caps;
+mod fairness;
 mod limits;
 mod ws;
 
@@ -105,7 +106,8 @@ async fn under_200_distinct_heavy_calls_the_node_never_sees_more_than_the_heavy_
     let url = format!("{}/", h.url());
     let heavy: Vec<_> = (1..=200u64)
         .map(|height| {
-            let http = client_at("127.0.0.1");
+            // From 50 clients: each may hold only lanes.heavy.max_per_client of the lane.
+            let http = client_at(&format!("127.0.0.{}", 1 + height % 50));
             let url = url.clone();
             let body = rpc(
                 height,
