@@ -3,10 +3,15 @@
 //! node is not hammered and clients fail fast (the cache serves stale answers meanwhile).
 //! After a cool-down one probe goes through; its success closes the circuit, its
 //! failure doubles the cool-down up to a ceiling.
+//!
+//! A heavy call that times out says more about the question than about the node (a
+//! client can pick a search that takes longer than `upstream.timeout`): it counts only
+//! as a failed probe, never towards opening a closed circuit.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::config::Lane;
 use crate::error::Rejection;
 
 const FAILURES_TO_OPEN: u32 = 5;
@@ -79,6 +84,18 @@ impl Breaker {
         self.lock().state
     }
 
+    /// Whether calls are being kept off the node right now. An open circuit whose
+    /// cool-down is over is not: the next call probes it. Readiness reads this, so that
+    /// a gateway with no traffic to probe with does not stay unready for good.
+    pub fn holding_off(&self) -> bool {
+        let inner = self.lock();
+        match inner.state {
+            BreakerState::Closed => false,
+            BreakerState::Open => Instant::now() < inner.until,
+            BreakerState::HalfOpen => true,
+        }
+    }
+
     /// Whether a call may go to the node now.
     pub fn admit(&self) -> Result<Probe<'_>, Rejection> {
         let mut inner = self.lock();
@@ -96,15 +113,17 @@ impl Breaker {
         }
     }
 
-    /// Records how a call went; only failures that mean "the node is sick" count.
-    pub fn record<T>(&self, result: &Result<T, Rejection>) {
-        let sick = matches!(
-            result,
-            Err(Rejection::UpstreamUnavailable(_)
-                | Rejection::UpstreamTimeout(_)
-                | Rejection::UpstreamInvalid(_))
-        );
+    /// Records how a call in `lane` went; only failures that mean "the node is sick"
+    /// count.
+    pub fn record<T>(&self, lane: Lane, result: &Result<T, Rejection>) {
         let mut inner = self.lock();
+        let sick = match result {
+            Err(Rejection::UpstreamUnavailable(_) | Rejection::UpstreamInvalid(_)) => true,
+            Err(Rejection::UpstreamTimeout(_)) => {
+                lane == Lane::Light || inner.state == BreakerState::HalfOpen
+            }
+            _ => false,
+        };
         if !sick {
             if result.is_ok() || inner.state == BreakerState::HalfOpen {
                 *inner = Inner {
@@ -142,7 +161,7 @@ mod tests {
         let b = Breaker::new();
         for _ in 0..FAILURES_TO_OPEN {
             drop(b.admit().unwrap());
-            b.record(&fail());
+            b.record(Lane::Light, &fail());
         }
         assert_eq!(b.state(), BreakerState::Open);
         assert!(matches!(b.admit(), Err(Rejection::CircuitOpen { .. })));
@@ -152,9 +171,12 @@ mod tests {
     fn client_errors_do_not_count() {
         let b = Breaker::new();
         for _ in 0..20 {
-            b.record(&Err::<(), _>(Rejection::ResponseTooLarge {
-                max: crate::config::ByteSize::bytes(1),
-            }));
+            b.record(
+                Lane::Light,
+                &Err::<(), _>(Rejection::ResponseTooLarge {
+                    max: crate::config::ByteSize::bytes(1),
+                }),
+            );
         }
         assert_eq!(b.state(), BreakerState::Closed);
     }
@@ -163,13 +185,13 @@ mod tests {
     fn one_probe_after_the_cooldown_closes_it_on_success() {
         let b = Breaker::new();
         for _ in 0..FAILURES_TO_OPEN {
-            b.record(&fail());
+            b.record(Lane::Light, &fail());
         }
         b.lock().until = Instant::now();
         let probe = b.admit().expect("probe allowed");
         assert_eq!(b.state(), BreakerState::HalfOpen);
         assert!(b.admit().is_err(), "only one probe at a time");
-        b.record(&Ok::<(), Rejection>(()));
+        b.record(Lane::Light, &Ok::<(), Rejection>(()));
         drop(probe);
         assert_eq!(b.state(), BreakerState::Closed);
     }
@@ -178,13 +200,47 @@ mod tests {
     fn a_failed_probe_doubles_the_cooldown() {
         let b = Breaker::new();
         for _ in 0..FAILURES_TO_OPEN {
-            b.record(&fail());
+            b.record(Lane::Light, &fail());
         }
         b.lock().until = Instant::now();
         let probe = b.admit().unwrap();
-        b.record(&fail());
+        b.record(Lane::Light, &fail());
         drop(probe);
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.lock().cooldown, FIRST_COOLDOWN * 2);
+    }
+
+    #[test]
+    fn heavy_timeouts_never_open_a_closed_circuit_but_fail_a_probe() {
+        let b = Breaker::new();
+        let timeout = || Err::<(), _>(Rejection::UpstreamTimeout(Duration::from_secs(10)));
+        for _ in 0..50 {
+            b.record(Lane::Heavy, &timeout());
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+        for _ in 0..FAILURES_TO_OPEN {
+            b.record(Lane::Light, &timeout());
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        b.lock().until = Instant::now();
+        let probe = b.admit().unwrap();
+        b.record(Lane::Heavy, &timeout());
+        drop(probe);
+        assert_eq!(b.state(), BreakerState::Open, "a timed-out probe fails");
+    }
+
+    #[test]
+    fn an_open_circuit_past_its_cooldown_no_longer_holds_off() {
+        let b = Breaker::new();
+        assert!(!b.holding_off());
+        for _ in 0..FAILURES_TO_OPEN {
+            b.record(Lane::Light, &fail());
+        }
+        assert!(b.holding_off());
+        b.lock().until = Instant::now();
+        assert!(!b.holding_off(), "ready for the probe that closes it");
+        let probe = b.admit().unwrap();
+        assert!(b.holding_off());
+        drop(probe);
     }
 }

@@ -200,7 +200,7 @@ async fn fetch_batch(
     gw.metrics.lane_waited(lane, queued.elapsed());
     let started = Instant::now();
     let result = gw.upstream.call_batch(calls).await;
-    gw.breaker.record(&result);
+    gw.breaker.record(lane, &result);
     gw.metrics
         .node_call("batch", started.elapsed(), result.is_ok());
     result

@@ -119,7 +119,7 @@ impl Gateway {
         let result = self.upstream.call(call).await;
         let elapsed = started.elapsed();
         latency.record(elapsed);
-        self.breaker.record(&result);
+        self.breaker.record(lane, &result);
         self.metrics
             .node_call(call.spec.name, elapsed, result.is_ok());
         result

@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 
-use crate::breaker::BreakerState;
 use crate::gateway::Gateway;
 
 /// One metric family in the text format; `samples` are (labels, value), labels already
@@ -38,7 +37,7 @@ pub(super) fn write(gw: &Gateway, out: &mut String) {
         "Time since the head last advanced (-1: never seen)",
         &[("", age)],
     );
-    let up = gw.breaker().state() == BreakerState::Closed && !head.blind();
+    let up = !gw.breaker().holding_off() && !head.blind();
     family(
         out,
         "node_up",
@@ -46,7 +45,7 @@ pub(super) fn write(gw: &Gateway, out: &mut String) {
         "1 when the node answers and its head advances",
         &[("", f64::from(u8::from(up)))],
     );
-    let open = f64::from(u8::from(gw.breaker().state() != BreakerState::Closed));
+    let open = f64::from(u8::from(gw.breaker().holding_off()));
     family(
         out,
         "circuit_open",

@@ -13,7 +13,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::breaker::BreakerState;
 use crate::config::ByteSize;
 use crate::gateway::Gateway;
 use crate::reply::Chunks;
@@ -104,7 +103,7 @@ fn readiness(gw: &Gateway) -> Response<Chunks> {
     if head.catching_up() {
         problems.push("the node is catching up");
     }
-    if gw.breaker().state() != BreakerState::Closed {
+    if gw.breaker().holding_off() {
         problems.push("the node is failing (circuit open)");
     }
     let body = serde_json::json!({

@@ -311,3 +311,43 @@ async fn the_grafana_dashboard_only_uses_metrics_the_gateway_exports() {
     }
     assert!(checked > 10);
 }
+
+#[tokio::test]
+async fn readiness_returns_after_the_node_recovers_even_with_no_client_traffic() {
+    let h = spawn_gateway().await;
+    h.node.set_fault_for("block", Fault::Http500);
+    for id in 0..10u64 {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"block","params":{{"height":"{}"}}}}"#,
+            2 + id
+        );
+        h.post(&body).await;
+    }
+    assert_ne!(
+        h.gateway.breaker().state(),
+        cometgate::breaker::BreakerState::Closed
+    );
+    assert_eq!(
+        h.ops(Method::GET, "/readyz", "").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // The node is fine again, and no client calls: nothing will probe the circuit, so
+    // readiness must not wait for one (a load balancer would never send it).
+    h.node.set_fault(Fault::None);
+    eventually("ready again without a client's probe", || async {
+        h.ops(Method::GET, "/readyz", "").await.status == StatusCode::OK
+    })
+    .await;
+    let v = h
+        .post(r#"{"jsonrpc":"2.0","id":1,"method":"block","params":{"height":"3"}}"#)
+        .await;
+    assert!(
+        v.json().get("result").is_some(),
+        "the next call probes and closes it"
+    );
+    assert_eq!(
+        h.gateway.breaker().state(),
+        cometgate::breaker::BreakerState::Closed
+    );
+}
