@@ -105,6 +105,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_tracing(config.log.format);
+    raise_open_files_limit(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -172,6 +173,44 @@ async fn serve(cli: Cli, config: Config) -> std::io::Result<()> {
     cometgate::server::run(listener, gateway, shutdown).await;
     tracing::info!("cometgate stopped");
     Ok(())
+}
+
+/// Every connection is a file descriptor, a websocket relay two, and the node pool more;
+/// systemd's default soft limit of 1024 is far below what the defaults allow. The soft
+/// limit is raised to the hard one, and a limit still short of the config is named.
+fn raise_open_files_limit(config: &Config) {
+    let wanted = config.server.max_connections
+        + 2 * config.websocket.max_connections
+        + config.upstream.max_concurrency
+        + 64;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct passed to them.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if got != 0 {
+        return;
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    if (limit.rlim_cur as u128) < wanted as u128 {
+        tracing::warn!(
+            open_files = limit.rlim_cur,
+            wanted,
+            "the open-files limit is below what server.max_connections, \
+             websocket.max_connections and upstream.max_concurrency allow; raise it \
+             (LimitNOFILE= under systemd, --ulimit nofile= in Docker) or lower them"
+        );
+    }
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {

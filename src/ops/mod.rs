@@ -20,19 +20,35 @@ use crate::reply::Chunks;
 mod explain;
 mod live;
 
+/// Scrapers, probes and an operator's curl: a handful at once. More is refused rather
+/// than letting this port hold file descriptors the proxy needs.
+const MAX_OPS_CONNECTIONS: usize = 64;
+
 /// Serves the operator routes until `shutdown` completes.
 pub async fn run(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_OPS_CONNECTIONS));
     loop {
         let (stream, _) = tokio::select! {
             _ = &mut shutdown => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
-                Err(_) => continue,
+                Err(e) => {
+                    // EMFILE and friends: the listener stays readable, so retrying at
+                    // once would spin.
+                    tracing::warn!(error = %e, "ops accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             },
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
         };
         let gw = gw.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req| {
                 let gw = gw.clone();
                 async move { Ok::<_, std::convert::Infallible>(route(&gw, req).await) }

@@ -331,3 +331,41 @@ async fn a_second_signal_exits_without_waiting_out_the_grace_period() {
         .expect("exit status");
     assert_eq!(exited.code(), Some(1));
 }
+
+/// `Max open files` soft and hard limits of a running process, from /proc.
+fn open_files_limits(pid: u32) -> Option<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+}
+
+#[tokio::test]
+async fn a_low_open_files_soft_limit_is_raised_to_the_hard_one() {
+    let node = frozen_node(SimNodeConfig::default()).await;
+    let port = free_port();
+    let file = temp_config("[metrics]\nlisten = \"off\"\n");
+    // A shell lowers the soft limit, as systemd's default 1024 would, then execs.
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -Sn 100 && exec \"$0\" --config \"$1\" --listen 127.0.0.1:{port} --upstream {}",
+            node.url()
+        ))
+        .arg(env!("CARGO_BIN_EXE_cometgate"))
+        .arg(&file.0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(|c| Running(Some(c)))
+        .expect("starts");
+    eventually("the gateway listens", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    let (soft, hard) = open_files_limits(child.id()).expect("/proc limits");
+    assert_ne!(soft, "100", "the soft limit was raised");
+    assert_eq!(soft, hard);
+}
