@@ -78,7 +78,7 @@ fn customised_config_round_trips() {
         [[rate_limit.api_keys]]
         key = "k2"
         requests_per_second = 5
-        burst = 10
+        burst = 20
         [metrics]
         listen = "off"
         [log]
@@ -354,18 +354,40 @@ fn cross_field_checks() {
     assert_error(
         "[server]\nheader_read_timeout = \"0s\"",
         "server.header_read_timeout",
-        "greater than 0s",
+        "at least 1ms",
     );
     assert_error(
         "[upstream]\ntimeout = \"0s\"",
         "upstream.timeout",
-        "greater than 0s",
+        "at least 1ms",
     );
     assert_error(
         "[upstream]\nconnect_timeout = \"0s\"",
         "upstream.connect_timeout",
-        "greater than 0s",
+        "at least 1ms",
     );
+    assert_error(
+        "[lanes.heavy]\nqueue_timeout = \"500us\"",
+        "lanes.heavy.queue_timeout",
+        "at least 1ms",
+    );
+    assert_error(
+        "[server]\nshutdown_grace = \"9000h\"",
+        "server.shutdown_grace",
+        "at most 365 days",
+    );
+    assert_error(
+        "[server]\nmax_connections = 5000000\nmax_pending_connections = 10",
+        "server.max_connections",
+        "at most 1000000",
+    );
+    assert_error(
+        "[rate_limit]\nburst = 10",
+        "rate_limit.burst",
+        "genesis costs 20",
+    );
+    // Denying the costliest method, or lowering its cost, makes room for a small burst.
+    assert!(Config::from_toml_str("[rate_limit]\nburst = 10\n[methods.genesis]\nallow = false\n[methods.genesis_chunked]\ncost = 5\n[methods.tx_search]\ncost = 5\n[methods.block_search]\ncost = 5\n[methods.unconfirmed_txs]\ncost = 5").is_ok());
     assert_error(
         "[upstream]\nconnect_timeout = \"20s\"",
         "upstream.connect_timeout",

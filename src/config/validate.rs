@@ -23,6 +23,40 @@ fn check(
     p.report(path, message());
 }
 
+/// A method costing more than the burst could never be called: GCRA refuses a cost
+/// above the bucket whatever the wait.
+fn burst_covers_every_method(c: &Config, p: &mut Problems) {
+    let costliest = crate::methods::ROUTES
+        .iter()
+        .filter_map(|spec| {
+            let o = c.methods.get(spec.name);
+            let allowed = o.and_then(|o| o.allow).unwrap_or(spec.allowed);
+            let cost = o.and_then(|o| o.cost).unwrap_or(spec.cost);
+            allowed.then_some((cost, spec.name))
+        })
+        .max();
+    let Some((cost, name)) = costliest else {
+        return;
+    };
+    let r = &c.rate_limit;
+    let mut bursts = vec![("rate_limit.burst".to_owned(), r.burst)];
+    bursts.extend(
+        r.api_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (format!("rate_limit.api_keys[{i}].burst"), k.burst)),
+    );
+    for (path, burst) in bursts {
+        check(
+            p,
+            !r.enabled || burst >= cost,
+            &path,
+            &["rate_limit.burst"],
+            || format!("must cover the costliest allowed method: {name} costs {cost}, burst is {burst}"),
+        );
+    }
+}
+
 pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
     let s = &c.server;
     let u = &c.upstream;
@@ -40,11 +74,52 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
         ("rate_limit.gc_interval", c.rate_limit.gc_interval),
         ("head.poll_interval", c.head.poll_interval),
     ];
+    // Timers count in whole milliseconds: less would silently be zero.
     for (path, d) in positive {
-        check(p, !d.is_zero(), path, &[], || {
-            "must be greater than 0s".into()
+        check(p, *d >= Duration::from_millis(1), path, &[], || {
+            "must be at least 1ms".into()
         });
     }
+
+    // Past this a duration means "never" and overflows the clock arithmetic it feeds
+    // (deadlines are now + duration).
+    const LONGEST: Duration = Duration::from_secs(365 * 24 * 3600);
+    let bounded: &[(&str, Duration)] = &[
+        ("server.shutdown_grace", s.shutdown_grace),
+        ("cache.stale_if_error", c.cache.stale_if_error),
+        ("cache.latest_max_ttl", c.cache.latest_max_ttl),
+        ("cache.code_error_ttl", c.cache.code_error_ttl),
+        ("head.stall_after", c.head.stall_after),
+    ];
+    for (path, d) in positive.iter().chain(bounded) {
+        check(p, *d <= LONGEST, path, &[], || {
+            "must be at most 365 days".into()
+        });
+    }
+    for (name, m) in &c.methods {
+        if let Some(d) = m.cache_ttl {
+            let path = format!("methods.{name}.cache_ttl");
+            check(p, d <= LONGEST, &path, &[], || "must be at most 365 days".into());
+        }
+    }
+
+    // Counts that size semaphores and connection tables: far past any real machine.
+    const MOST: u64 = 1_000_000;
+    let bounded_counts: &[(&str, u64)] = &[
+        ("server.max_connections", s.max_connections as u64),
+        (
+            "server.max_pending_connections",
+            s.max_pending_connections as u64,
+        ),
+        ("upstream.max_concurrency", u.max_concurrency as u64),
+        ("websocket.max_connections", c.websocket.max_connections as u64),
+    ];
+    for (path, n) in bounded_counts {
+        check(p, *n <= MOST, path, &[], || {
+            format!("must be at most {MOST}")
+        });
+    }
+    burst_covers_every_method(c, p);
 
     // A zero count would reject or stall every request.
     let w = &c.websocket;

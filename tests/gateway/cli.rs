@@ -243,7 +243,7 @@ async fn sighup_applies_a_tighter_rate_limit_and_keeps_the_old_config_on_a_broke
 
     std::fs::write(
         &file.0,
-        format!("{base}[rate_limit]\nrequests_per_second = 1\nburst = 3\n"),
+        format!("{base}[rate_limit]\nrequests_per_second = 1\nburst = 20\n"),
     )
     .unwrap();
     assert!(hup());
