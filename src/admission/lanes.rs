@@ -8,8 +8,9 @@
 //! Dropping a waiting call's future gives back its queue place and anything it holds.
 //!
 //! With `lanes.<lane>.max_per_client`, a call first takes one of its client's places
-//! in the lane (`shares`), so the lane's queue holds at most that many of one client's
-//! calls: a flood from one client waits behind itself, not in front of everyone.
+//! in the lane (`shares`), waiting for one outside the lane's queue, so that queue holds
+//! at most that many of one client's calls: a flood from one client waits behind
+//! itself, not in front of everyone. The queue timeout covers both waits.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -29,6 +30,8 @@ struct LaneState {
     in_flight: AtomicUsize,
     shares: Arc<Shares>,
     max_per_client: AtomicUsize,
+    /// Calls waiting for their client's share, before the lane's queue.
+    share_waiting: AtomicUsize,
 }
 
 impl LaneState {
@@ -41,6 +44,7 @@ impl LaneState {
             in_flight: AtomicUsize::new(0),
             shares: Arc::default(),
             max_per_client: AtomicUsize::new(0),
+            share_waiting: AtomicUsize::new(0),
         };
         s.set_queue(cfg);
         s
@@ -87,6 +91,8 @@ pub struct LaneSnapshot {
     pub max_queue: usize,
     /// Clients holding or waiting for a share of this lane (0 without a per-client cap).
     pub busy_clients: usize,
+    /// Calls waiting for their client's share, not yet in the queue.
+    pub waiting_for_share: usize,
 }
 
 /// A slot for one node call, in a lane and in the total. Hold it for the whole upstream
@@ -127,6 +133,13 @@ impl Drop for LanePermit {
 
 /// A reserved queue place, given back however the wait ends.
 struct Place<'a>(&'a AtomicUsize);
+
+impl<'a> Place<'a> {
+    fn enter(count: &'a AtomicUsize) -> Place<'a> {
+        count.fetch_add(1, Ordering::AcqRel);
+        Place(count)
+    }
+}
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
@@ -177,27 +190,33 @@ impl Lanes {
         client: &ClientKey,
     ) -> Result<LanePermit, Rejection> {
         let state = self.inner.lane(lane);
-        let per_client = state.max_per_client.load(Ordering::Relaxed);
-        let share = match per_client {
-            0 => Ok(None),
-            max => state.shares.try_take(client, max).map(Some).ok_or(()),
-        };
-        // The common case: all free, no queue bookkeeping, no timer.
-        let held = match share {
-            Ok(share) => match state.gate.try_pass() {
-                Some(lane_pass) => match self.inner.total.try_pass() {
-                    Some(total) => return Ok(self.permit(lane, share, lane_pass, total)),
-                    None => (share, Some(lane_pass)),
-                },
-                None => (share, None),
-            },
-            Err(()) => (None, None),
-        };
         let timeout = state.queue_timeout();
+        let deadline = tokio::time::Instant::now() + timeout;
         // A Retry-After under a second reads as "now" to most clients.
         let overloaded = Rejection::Overloaded {
             lane,
             retry_after: timeout.max(Duration::from_secs(1)),
+        };
+        let share = match state.max_per_client.load(Ordering::Relaxed) {
+            0 => None,
+            max => match state.shares.try_take(client, max) {
+                Some(share) => Some(share),
+                None => {
+                    let _waiting = Place::enter(&state.share_waiting);
+                    match tokio::time::timeout_at(deadline, state.shares.take(client, max)).await {
+                        Ok(Some(share)) => Some(share),
+                        _ => return Err(overloaded),
+                    }
+                }
+            },
+        };
+        // The common case: all free, no queue bookkeeping, no timer.
+        let held = match state.gate.try_pass() {
+            Some(lane_pass) => match self.inner.total.try_pass() {
+                Some(total) => return Ok(self.permit(lane, share, lane_pass, total)),
+                None => Some(lane_pass),
+            },
+            None => None,
         };
         let max_queue = state.max_queue.load(Ordering::Relaxed);
         if state
@@ -211,20 +230,15 @@ impl Lanes {
         }
         let _place = Place(&state.queued);
         let wait = async {
-            let share = match held.0 {
-                Some(s) => Some(s),
-                None if per_client > 0 => Some(state.shares.take(client, per_client).await?),
-                None => None,
-            };
-            let lane_pass = match held.1 {
+            let lane_pass = match held {
                 Some(p) => p,
                 None => state.gate.pass().await?,
             };
             let total = self.inner.total.pass().await?;
-            Some((share, lane_pass, total))
+            Some((lane_pass, total))
         };
-        match tokio::time::timeout(timeout, wait).await {
-            Ok(Some((share, lane_pass, total))) => Ok(self.permit(lane, share, lane_pass, total)),
+        match tokio::time::timeout_at(deadline, wait).await {
+            Ok(Some((lane_pass, total))) => Ok(self.permit(lane, share, lane_pass, total)),
             _ => Err(overloaded),
         }
     }
@@ -237,6 +251,7 @@ impl Lanes {
             capacity: s.gate.capacity(),
             max_queue: s.max_queue.load(Ordering::Relaxed),
             busy_clients: s.shares.busy_clients(),
+            waiting_for_share: s.share_waiting.load(Ordering::Relaxed),
         }
     }
 

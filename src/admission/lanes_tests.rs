@@ -195,7 +195,12 @@ async fn a_clients_next_call_waits_behind_other_clients_first_ones() {
     assert!(poll_once(a2.as_mut()).is_pending());
     let mut b1 = pin!(lanes.acquire(Lane::Heavy, &b));
     assert!(poll_once(b1.as_mut()).is_pending());
-    assert_eq!(lanes.snapshot(Lane::Heavy).queued, 2);
+    let s = lanes.snapshot(Lane::Heavy);
+    assert_eq!(
+        (s.queued, s.waiting_for_share),
+        (1, 1),
+        "A's second waits outside the queue"
+    );
 
     drop(a1);
     // B's call takes the freed slot: A's second was waiting on A's own share.

@@ -52,7 +52,9 @@ fn burst_covers_every_method(c: &Config, p: &mut Problems) {
             !r.enabled || burst >= cost,
             &path,
             &["rate_limit.burst"],
-            || format!("must cover the costliest allowed method: {name} costs {cost}, burst is {burst}"),
+            || {
+                format!("must cover the costliest allowed method: {name} costs {cost}, burst is {burst}")
+            },
         );
     }
 }
@@ -99,7 +101,9 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
     for (name, m) in &c.methods {
         if let Some(d) = m.cache_ttl {
             let path = format!("methods.{name}.cache_ttl");
-            check(p, d <= LONGEST, &path, &[], || "must be at most 365 days".into());
+            check(p, d <= LONGEST, &path, &[], || {
+                "must be at most 365 days".into()
+            });
         }
     }
 
@@ -112,7 +116,10 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
             s.max_pending_connections as u64,
         ),
         ("upstream.max_concurrency", u.max_concurrency as u64),
-        ("websocket.max_connections", c.websocket.max_connections as u64),
+        (
+            "websocket.max_connections",
+            c.websocket.max_connections as u64,
+        ),
     ];
     for (path, n) in bounded_counts {
         check(p, *n <= MOST, path, &[], || {

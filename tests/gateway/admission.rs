@@ -122,9 +122,9 @@ async fn under_200_distinct_heavy_calls_the_node_never_sees_more_than_the_heavy_
         })
         .collect();
     let gw = h.gateway.clone();
-    eventually("the heavy lane is full and over 100 calls queue", || {
+    eventually("the heavy lane is full and over 100 calls wait", || {
         let s = gw.admission().snapshot();
-        async move { s.heavy.in_flight == 4 && s.heavy.queued > 100 }
+        async move { s.heavy.in_flight == 4 && s.heavy.queued + s.heavy.waiting_for_share > 100 }
     })
     .await;
 
@@ -139,7 +139,10 @@ async fn under_200_distinct_heavy_calls_the_node_never_sees_more_than_the_heavy_
         assert_eq!(r.json()["result"], json!({}));
     }
     assert!(
-        h.gateway.admission().snapshot().heavy.queued > 0,
+        {
+            let s = h.gateway.admission().snapshot().heavy;
+            s.queued + s.waiting_for_share > 0
+        },
         "the light calls were measured while heavy ones still queued"
     );
     assert_eq!(h.node.requests_for("health") - health_before, 100);
@@ -208,9 +211,14 @@ async fn past_the_heavy_queue_a_call_gets_503_with_retry_after_and_a_json_rpc_er
     })
     .await;
 
-    let refused = h
-        .post(&rpc(3, "block_results", json!({"height": "3"})))
-        .await;
+    // From another client: the first's own third call would wait for its share instead.
+    let refused = post_as(
+        &client_at("127.0.0.2"),
+        &h,
+        &rpc(3, "block_results", json!({"height": "3"})),
+        &[],
+    )
+    .await;
     assert_refused_with_retry(
         &refused,
         StatusCode::SERVICE_UNAVAILABLE,

@@ -46,7 +46,7 @@ async fn another_clients_heavy_call_goes_ahead_of_a_floods_queue() {
     let gw = h.gateway.clone();
     eventually("the flood queues", || {
         let s = gw.admission().snapshot();
-        async move { s.heavy.queued > 40 }
+        async move { s.heavy.waiting_for_share > 40 }
     })
     .await;
     let node_peak = h.node.stats().peak_inflight_per_method["block_results"];
@@ -59,7 +59,7 @@ async fn another_clients_heavy_call_goes_ahead_of_a_floods_queue() {
         "{:?}",
         other.json()
     );
-    let still_queued = h.gateway.admission().snapshot().heavy.queued;
+    let still_queued = h.gateway.admission().snapshot().heavy.waiting_for_share;
     assert!(
         still_queued > 20,
         "the other client waited behind the flood: {still_queued} of it still queued"
