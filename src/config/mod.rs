@@ -368,4 +368,11 @@ impl Config {
     pub fn restart_required_changes(&self, new: &Config) -> Vec<&'static str> {
         reload::restart_required(self, new)
     }
+
+    /// `new` as this running config can apply it: startup-only keys keep their running
+    /// values. Returns the keys whose new value waits for a restart.
+    pub fn reloadable(&self, mut new: Config) -> (Config, Vec<&'static str>) {
+        let pending = reload::keep_running(self, &mut new);
+        (new, pending)
+    }
 }

@@ -2,7 +2,23 @@
 
 use super::Config;
 
-type Unchanged = fn(&Config, &Config) -> bool;
+/// One startup-only key: its path, whether two configs agree on it, and how to carry
+/// the running value into a reloaded config.
+struct StartupKey {
+    path: &'static str,
+    same: fn(&Config, &Config) -> bool,
+    keep: fn(&Config, &mut Config),
+}
+
+macro_rules! startup_keys {
+    ($($path:literal => $($field:ident).+;)*) => {
+        &[$(StartupKey {
+            path: $path,
+            same: |a, b| a.$($field).+ == b.$($field).+,
+            keep: |running, new| new.$($field).+ = running.$($field).+.clone(),
+        },)*]
+    };
+}
 
 /// Keys whose new value the running process cannot apply: each is baked
 /// into something built once at startup (as of this writing: the listeners
@@ -10,54 +26,44 @@ type Unchanged = fn(&Config, &Config) -> bool;
 /// `Head::spawn`, `Cache::new`, the tracing subscriber). Every other key is
 /// read from the reloaded `Config`; a component that starts sizing
 /// something once must add its key here.
-const RESTART_REQUIRED: &[(&str, Unchanged)] = &[
-    ("server.listen", |a, b| a.server.listen == b.server.listen),
-    ("server.max_connections", |a, b| {
-        a.server.max_connections == b.server.max_connections
-    }),
-    ("server.max_pending_connections", |a, b| {
-        a.server.max_pending_connections == b.server.max_pending_connections
-    }),
-    ("upstream.url", |a, b| a.upstream.url == b.upstream.url),
-    ("upstream.timeout", |a, b| {
-        a.upstream.timeout == b.upstream.timeout
-    }),
-    ("upstream.connect_timeout", |a, b| {
-        a.upstream.connect_timeout == b.upstream.connect_timeout
-    }),
-    ("upstream.max_response_bytes", |a, b| {
-        a.upstream.max_response_bytes == b.upstream.max_response_bytes
-    }),
-    ("upstream.pool_max_idle", |a, b| {
-        a.upstream.pool_max_idle == b.upstream.pool_max_idle
-    }),
-    ("upstream.pool_idle_timeout", |a, b| {
-        a.upstream.pool_idle_timeout == b.upstream.pool_idle_timeout
-    }),
-    ("cache.max_bytes", |a, b| {
-        a.cache.max_bytes == b.cache.max_bytes
-    }),
-    ("head.websocket", |a, b| {
-        a.head.websocket == b.head.websocket
-    }),
-    ("head.poll_interval", |a, b| {
-        a.head.poll_interval == b.head.poll_interval
-    }),
-    ("head.stall_after", |a, b| {
-        a.head.stall_after == b.head.stall_after
-    }),
-    ("metrics.listen", |a, b| {
-        a.metrics.listen == b.metrics.listen
-    }),
-    ("log.format", |a, b| a.log.format == b.log.format),
-];
+const RESTART_REQUIRED: &[StartupKey] = startup_keys! {
+    "server.listen" => server.listen;
+    "server.max_connections" => server.max_connections;
+    "server.max_pending_connections" => server.max_pending_connections;
+    "upstream.url" => upstream.url;
+    "upstream.timeout" => upstream.timeout;
+    "upstream.connect_timeout" => upstream.connect_timeout;
+    "upstream.max_response_bytes" => upstream.max_response_bytes;
+    "upstream.pool_max_idle" => upstream.pool_max_idle;
+    "upstream.pool_idle_timeout" => upstream.pool_idle_timeout;
+    "cache.max_bytes" => cache.max_bytes;
+    "head.websocket" => head.websocket;
+    "head.poll_interval" => head.poll_interval;
+    "head.stall_after" => head.stall_after;
+    "metrics.listen" => metrics.listen;
+    "log.format" => log.format;
+};
 
 pub(crate) fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     RESTART_REQUIRED
         .iter()
-        .filter(|(_, same)| !same(old, new))
-        .map(|(path, _)| *path)
+        .filter(|k| !(k.same)(old, new))
+        .map(|k| k.path)
         .collect()
+}
+
+/// Puts the running values of startup-only keys back into `new`, so that the config
+/// the process holds (and `/admin/config` shows, and the next reload compares with)
+/// is the one it runs. Returns the keys whose new value waits for a restart.
+pub(crate) fn keep_running(running: &Config, new: &mut Config) -> Vec<&'static str> {
+    let mut pending = Vec::new();
+    for k in RESTART_REQUIRED {
+        if !(k.same)(running, new) {
+            (k.keep)(running, new);
+            pending.push(k.path);
+        }
+    }
+    pending
 }
 
 #[cfg(test)]
@@ -90,5 +96,20 @@ mod tests {
                 "metrics.listen"
             ]
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_running_values_of_startup_keys() {
+        let running = Config::default();
+        let mut new = running.clone();
+        new.upstream.url = http::Uri::from_static("http://10.0.0.2:26657/");
+        new.rate_limit.burst = 500;
+        assert_eq!(keep_running(&running, &mut new), ["upstream.url"]);
+        assert_eq!(
+            new.upstream.url, running.upstream.url,
+            "still the running one"
+        );
+        assert_eq!(new.rate_limit.burst, 500, "reloadable keys apply");
+        assert!(running.restart_required_changes(&new).is_empty());
     }
 }

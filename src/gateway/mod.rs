@@ -108,7 +108,7 @@ impl Gateway {
     /// only apply after a restart.
     pub fn reload(&self, new: Config) -> Vec<&'static str> {
         let old = self.config.load_full();
-        let restart = old.restart_required_changes(&new);
+        let (new, restart) = old.reloadable(new);
         self.admission.reconfigure(&new);
         self.cache.reconfigure(&new.cache);
         self.config.store(Arc::new(new));
