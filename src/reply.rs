@@ -20,10 +20,21 @@ pub const CACHE_HEADER: &str = "x-cometgate-cache";
 
 /// A response body made of shared slices; its exact length is known up front, so hyper
 /// sends a Content-Length rather than chunking.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Chunks {
     parts: VecDeque<Bytes>,
     remaining: u64,
+    /// Dropped with the body: once it is written, or the connection is gone.
+    held: Option<Box<dyn Send + Sync>>,
+}
+
+impl std::fmt::Debug for Chunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunks")
+            .field("parts", &self.parts.len())
+            .field("remaining", &self.remaining)
+            .finish()
+    }
 }
 
 impl Chunks {
@@ -46,6 +57,12 @@ impl Chunks {
 
     pub fn len(&self) -> u64 {
         self.remaining
+    }
+
+    /// Keeps `guard` (a client's concurrency slot) until the body has been written, so
+    /// a client reading slowly keeps counting against its cap while its answer waits.
+    pub fn hold_until_sent(&mut self, guard: impl Send + Sync + 'static) {
+        self.held = Some(Box::new(guard));
     }
 
     pub fn is_empty(&self) -> bool {

@@ -53,8 +53,8 @@ pub(super) async fn route(
     if !is_root && !is_route {
         return (not_found(&mut log), log);
     }
-    // One of the client's concurrent-request slots, held until the answer is built.
-    let _slot = match gw.admission.client_slot(client) {
+    // One of the client's concurrent-request slots, held until the answer is written.
+    let slot = match gw.admission.client_slot(client) {
         Ok(slot) => slot,
         Err(r) => {
             call::refused(gw, &r);
@@ -63,7 +63,7 @@ pub(super) async fn route(
             return (reply::rejection(None, &r, form), log);
         }
     };
-    let response = if is_root {
+    let mut response = if is_root {
         root(gw, config, req, client, &mut log).await
     } else {
         log.method(&path[1..]);
@@ -79,6 +79,7 @@ pub(super) async fn route(
             }
         }
     };
+    response.body_mut().hold_until_sent(slot);
     (response, log)
 }
 

@@ -257,3 +257,48 @@ async fn connections_over_the_cap_are_refused() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_answer_not_yet_read_still_counts_against_its_clients_concurrency() {
+    let h = spawn_gateway_with(
+        SimNodeConfig {
+            genesis_bytes: 4_000_000,
+            ..SimNodeConfig::default()
+        },
+        |c| {
+            c.rate_limit.max_concurrent_per_client = 2;
+            c.server.write_timeout = Duration::from_secs(60);
+        },
+    )
+    .await;
+    let request = post_request(r#"{"jsonrpc":"2.0","id":1,"method":"genesis"}"#);
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("rcvbuf");
+        let mut s = socket.connect(h.addr).await.expect("connect");
+        s.write_all(&request).await.expect("write");
+        readers.push(s); // and never read
+    }
+    let hh = &h;
+    eventually("both big answers are being written", || async move {
+        hh.metric("cometgate_connections_open", &[]).await >= 2.0
+            && hh
+                .post(r#"{"jsonrpc":"2.0","id":2,"method":"health"}"#)
+                .await
+                .status
+                == 429
+    })
+    .await;
+    drop(readers);
+    eventually(
+        "the client is served again once they are gone",
+        || async move {
+            hh.post(r#"{"jsonrpc":"2.0","id":3,"method":"health"}"#)
+                .await
+                .status
+                == 200
+        },
+    )
+    .await;
+}
