@@ -11,6 +11,8 @@ use std::sync::Arc;
 use http::HeaderMap;
 use ipnet::IpNet;
 
+use crate::config::ClientIpHeader;
+
 /// What per-client limits are kept under.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ClientKey {
@@ -34,6 +36,7 @@ impl ClientKey {
 #[derive(Debug, Default)]
 pub(super) struct ClientRules {
     pub trusted_proxies: Vec<IpNet>,
+    pub ip_header: ClientIpHeader,
     pub api_key_header: Option<http::HeaderName>,
     pub api_keys: HashSet<Arc<str>>,
 }
@@ -60,9 +63,16 @@ impl ClientRules {
         ClientKey::ip(self.forwarded_client(headers).unwrap_or(peer))
     }
 
-    /// The first untrusted hop from the right of X-Forwarded-For (every header line, in
-    /// order), else X-Real-IP, else the leftmost hop when all are trusted proxies.
+    /// The client address from the one configured header: X-Forwarded-For's first
+    /// untrusted hop from the right (every header line, in order; the leftmost hop when
+    /// all are trusted proxies), or X-Real-IP's single address.
     fn forwarded_client(&self, headers: &HeaderMap) -> Option<IpAddr> {
+        if self.ip_header == ClientIpHeader::XRealIp {
+            return headers
+                .get("x-real-ip")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_hop);
+        }
         let mut leftmost_trusted = None;
         for line in headers.get_all("x-forwarded-for").iter().rev() {
             let Ok(line) = line.to_str() else { continue };
@@ -73,11 +83,7 @@ impl ClientRules {
                 leftmost_trusted = Some(hop);
             }
         }
-        let real = headers
-            .get("x-real-ip")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_hop);
-        real.or(leftmost_trusted)
+        leftmost_trusted
     }
 }
 
@@ -146,21 +152,43 @@ mod tests {
     }
 
     #[test]
-    fn x_real_ip_is_used_when_xff_names_no_client() {
-        let r = rules(&["10.0.0.0/8"]);
-        let h = headers(&[("x-forwarded-for", "10.0.0.5"), ("x-real-ip", "8.8.8.8")]);
+    fn only_the_configured_header_is_believed() {
+        // nginx with only `proxy_set_header X-Real-IP` passes the client's own
+        // X-Forwarded-For through: reading it too would let the client pick its key.
+        let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-real-ip", "8.8.8.8")]);
+        let xff = rules(&["10.0.0.0/8"]);
         assert_eq!(
-            r.client_of(ip("10.0.0.2"), &h),
+            xff.client_of(ip("10.0.0.2"), &h),
+            ClientKey::Ip(ip("1.2.3.4"))
+        );
+        let real = ClientRules {
+            ip_header: ClientIpHeader::XRealIp,
+            ..rules(&["10.0.0.0/8"])
+        };
+        assert_eq!(
+            real.client_of(ip("10.0.0.2"), &h),
             ClientKey::Ip(ip("8.8.8.8"))
         );
+        // X-Real-IP alone is not read under the default, nor XFF under x-real-ip.
+        let only_real = headers(&[("x-real-ip", "8.8.8.8")]);
+        assert_eq!(
+            xff.client_of(ip("10.0.0.2"), &only_real),
+            ClientKey::Ip(ip("10.0.0.2"))
+        );
+        let only_xff = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        assert_eq!(
+            real.client_of(ip("10.0.0.2"), &only_xff),
+            ClientKey::Ip(ip("10.0.0.2"))
+        );
+        // All hops trusted: the leftmost one.
         let h = headers(&[("x-forwarded-for", "10.0.0.7, 10.0.0.5")]);
         assert_eq!(
-            r.client_of(ip("10.0.0.2"), &h),
+            xff.client_of(ip("10.0.0.2"), &h),
             ClientKey::Ip(ip("10.0.0.7"))
         );
         let h = headers(&[("x-real-ip", "nonsense")]);
         assert_eq!(
-            r.client_of(ip("10.0.0.2"), &h),
+            real.client_of(ip("10.0.0.2"), &h),
             ClientKey::Ip(ip("10.0.0.2"))
         );
     }

@@ -97,6 +97,7 @@ fn client_rules(cfg: &Config) -> client::ClientRules {
     let rl = &cfg.rate_limit;
     client::ClientRules {
         trusted_proxies: rl.trusted_proxies.clone(),
+        ip_header: rl.client_ip_header,
         api_key_header: rl.api_key_header.clone(),
         api_keys: rl
             .api_keys

@@ -174,6 +174,7 @@ pub struct RateLimitConfig {
     /// Bare IPs are read as /32 or /128.
     #[serde(serialize_with = "ser_ipnets")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub client_ip_header: ClientIpHeader,
     pub max_concurrent_per_client: usize,
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -194,6 +195,7 @@ impl Default for RateLimitConfig {
             requests_per_second: 50,
             burst: 200,
             trusted_proxies: Vec::new(),
+            client_ip_header: ClientIpHeader::default(),
             max_concurrent_per_client: 16,
             api_key_header: None,
             api_keys: Vec::new(),
@@ -325,6 +327,18 @@ impl Default for LogConfig {
             access_log: true,
         }
     }
+}
+
+/// The one header a trusted proxy's client address is read from. Only one: a proxy that
+/// sets one of them passes the other through as the client wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientIpHeader {
+    /// Walked right to left, skipping trusted hops (`proxy_add_x_forwarded_for`).
+    #[default]
+    XForwardedFor,
+    /// One address, set by the proxy (`proxy_set_header X-Real-IP $remote_addr`).
+    XRealIp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]

@@ -11,8 +11,8 @@ use super::walk::{
     boolean, duration, size, socket_addr, string, string_list, unsigned, Problems, Section,
 };
 use super::{
-    ApiKeyQuota, CacheConfig, Config, HeadConfig, LaneConfig, LogConfig, LogFormat, MetricsConfig,
-    RateLimitConfig, ServerConfig, UpstreamConfig, WebSocketConfig,
+    ApiKeyQuota, CacheConfig, ClientIpHeader, Config, HeadConfig, LaneConfig, LogConfig, LogFormat,
+    MetricsConfig, RateLimitConfig, ServerConfig, UpstreamConfig, WebSocketConfig,
 };
 
 pub(crate) fn read_config(root: &Table, p: &mut Problems) -> Config {
@@ -133,6 +133,18 @@ fn rate_limit(s: &mut Section, p: &mut Problems, c: &mut RateLimitConfig) {
         "trusted_proxies",
         &mut c.trusted_proxies,
         trusted_proxies,
+    );
+    s.read(
+        p,
+        "client_ip_header",
+        &mut c.client_ip_header,
+        |v| match string(v)?.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(ClientIpHeader::XForwardedFor),
+            "x-real-ip" => Ok(ClientIpHeader::XRealIp),
+            other => Err(format!(
+                "unknown header {other:?}: expected \"x-forwarded-for\" or \"x-real-ip\""
+            )),
+        },
     );
     s.read(
         p,

@@ -178,6 +178,11 @@ fn unknown_keys_are_named_at_every_level() {
 #[test]
 fn bad_values_name_their_key() {
     assert_error(
+        "[rate_limit]\nclient_ip_header = \"forwarded\"",
+        "rate_limit.client_ip_header",
+        "x-real-ip",
+    );
+    assert_error(
         "[server]\nlisten = \"localhost:80\"",
         "server.listen",
         "host names",
