@@ -46,6 +46,10 @@ impl ClientRules {
         self.trusted_proxies.iter().any(|net| net.contains(&ip))
     }
 
+    pub(super) fn is_trusted(&self, peer: IpAddr) -> bool {
+        self.trusted(peer.to_canonical())
+    }
+
     pub(super) fn client_of(&self, peer: IpAddr, headers: &HeaderMap) -> ClientKey {
         if let Some(name) = &self.api_key_header {
             let known = headers

@@ -76,6 +76,7 @@ pub struct Admission {
     rate: rate::RateLimits<DefaultClock>,
     lanes: lanes::Lanes,
     clients: Arc<slots::SlotTable>,
+    connections: Arc<slots::SlotTable>,
     ws: ws::WsCounts,
 }
 
@@ -117,6 +118,7 @@ impl Admission {
             rate: rate::RateLimits::new(&config.rate_limit, DefaultClock::default()),
             lanes: lanes::Lanes::new(config),
             clients: Arc::default(),
+            connections: Arc::default(),
             ws: ws::WsCounts::default(),
         }
     }
@@ -160,6 +162,16 @@ impl Admission {
     /// never pass and is refused with `ParamCap` explaining which knob to turn.
     pub fn check_rate(&self, client: &ClientKey, cost: u32) -> Result<(), Rejection> {
         self.rate.check(client, cost)
+    }
+
+    /// One of the `server.max_connections_per_client` connections of the address `peer`
+    /// (a trusted proxy's are not capped: it carries many clients). `None` past the cap.
+    pub fn connection_slot(&self, peer: IpAddr, max: usize) -> Option<ClientPermit> {
+        if self.rules.load().is_trusted(peer) {
+            return Some(ClientPermit { _slot: None });
+        }
+        let slot = self.connections.try_take(&ClientKey::ip(peer), max)?;
+        Some(ClientPermit { _slot: Some(slot) })
     }
 
     pub fn client_slot(&self, client: &ClientKey) -> Result<ClientPermit, Rejection> {

@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Connections that have not yet sent a full request head.
     pub max_pending_connections: usize,
+    /// Open connections from one address (a trusted proxy's are not capped).
+    pub max_connections_per_client: usize,
     #[serde(serialize_with = "ser_duration")]
     pub shutdown_grace: Duration,
 }
@@ -86,6 +88,7 @@ impl Default for ServerConfig {
             write_timeout: secs(30),
             max_connections: 4096,
             max_pending_connections: 256,
+            max_connections_per_client: 256,
             shutdown_grace: secs(30),
         }
     }

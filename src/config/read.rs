@@ -56,6 +56,12 @@ fn server(s: &mut Section, p: &mut Problems, c: &mut ServerConfig) {
         &mut c.max_pending_connections,
         unsigned,
     );
+    s.read(
+        p,
+        "max_connections_per_client",
+        &mut c.max_connections_per_client,
+        unsigned,
+    );
     s.read(p, "shutdown_grace", &mut c.shutdown_grace, duration);
 }
 

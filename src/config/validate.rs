@@ -137,6 +137,10 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
             "server.max_pending_connections",
             s.max_pending_connections as u64,
         ),
+        (
+            "server.max_connections_per_client",
+            s.max_connections_per_client as u64,
+        ),
         ("upstream.max_concurrency", u.max_concurrency as u64),
         (
             "lanes.light.max_concurrency",

@@ -52,6 +52,15 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
             gateway.metrics().connection_refused("max_connections");
             continue; // dropping the stream closes it
         };
+        // One host may not hold every slot: past its own cap it is refused before any
+        // read, while other clients still find room.
+        let per_client = gateway.config().server.max_connections_per_client;
+        let Some(client_conn) = gateway.admission().connection_slot(peer.ip(), per_client) else {
+            gateway
+                .metrics()
+                .connection_refused("max_connections_per_client");
+            continue;
+        };
         // A full set of half-open connections makes room by closing the one that has
         // waited longest for its head: a slowloris client cannot lock out a real one,
         // which sends its head within milliseconds of connecting.
@@ -105,6 +114,7 @@ pub async fn run(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl Fu
         let mut drain = drain_rx.clone();
         tokio::spawn(async move {
             let _conn_permit: OwnedSemaphorePermit = conn_permit;
+            let _client_conn = client_conn;
             let _open = OpenConnection::count(gw.clone());
             let mut conn = std::pin::pin!(conn);
             let draining = async move {

@@ -63,8 +63,12 @@ async fn a_normal_client_is_served_while_300_connections_dribble_headers() {
     .await;
     assert_eq!(h.gateway.config().server.max_pending_connections, 256);
     let mut dribblers = Vec::new();
-    for _ in 0..300 {
-        let mut s = TcpStream::connect(h.addr).await.expect("connect");
+    for i in 0..300 {
+        // From four addresses: one would meet server.max_connections_per_client first.
+        let socket = TcpSocket::new_v4().expect("socket");
+        let ip = format!("127.0.0.{}:0", 10 + i % 4);
+        socket.bind(ip.parse().unwrap()).expect("bind");
+        let mut s = socket.connect(h.addr).await.expect("connect");
         s.write_all(b"POST / HTTP/1.1\r\nHost: gw\r\n")
             .await
             .expect("write");
@@ -81,7 +85,14 @@ async fn a_normal_client_is_served_while_300_connections_dribble_headers() {
         dribblers
     });
     for _ in 0..5 {
-        let answer = raw_exchange(h.addr, &post_request(STATUS)).await;
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.2:0".parse().unwrap()).expect("bind");
+        let mut normal = socket.connect(h.addr).await.expect("connect");
+        normal
+            .write_all(&post_request(STATUS))
+            .await
+            .expect("write");
+        let answer = read_to_close(&mut normal).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains(r#""latest_block_height""#), "{answer}");
     }
@@ -254,6 +265,68 @@ async fn connections_over_the_cap_are_refused() {
         raw_exchange(addr, &post_request(STATUS))
             .await
             .starts_with("HTTP/1.1 200")
+    })
+    .await;
+}
+
+/// A connection from `ip` (any 127.0.0.x) that has had one answer and stays open.
+async fn held_connection(addr: SocketAddr, ip: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{ip}:0").parse().unwrap())
+        .expect("bind");
+    let mut s = socket.connect(addr).await.expect("connect");
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{STATUS}",
+        STATUS.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
+        .await
+        .expect("answer")
+        .expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    s
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection_slot() {
+    let h = spawn_gateway_with(SimNodeConfig::default(), |c| {
+        c.server.max_connections_per_client = 3;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(held_connection(h.addr, "127.0.0.1").await);
+    }
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut fourth = socket.connect(h.addr).await.expect("connect");
+    fourth.write_all(&post_request(STATUS)).await.ok();
+    assert_eq!(
+        read_to_close(&mut fourth).await,
+        "",
+        "a fourth from one address was served"
+    );
+    assert_eq!(
+        h.metric(
+            "cometgate_connections_refused_total",
+            &[r#"reason="max_connections_per_client""#]
+        )
+        .await,
+        1.0
+    );
+    // Another address is served meanwhile, and a freed slot serves the first again.
+    drop(held_connection(h.addr, "127.0.0.2").await);
+    drop(held.pop());
+    let addr = h.addr;
+    eventually("a freed slot serves the address again", || async move {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut s = socket.connect(addr).await.expect("connect");
+        s.write_all(&post_request(STATUS)).await.ok();
+        read_to_close(&mut s).await.starts_with("HTTP/1.1 200")
     })
     .await;
 }

@@ -80,6 +80,7 @@ pub async fn spawn_gateway_with(node: SimNodeConfig, tweak: impl FnOnce(&mut Con
     config.rate_limit.burst = 1_000_000;
     config.rate_limit.max_concurrent_per_client = 100_000;
     config.server.max_pending_connections = config.server.max_connections;
+    config.server.max_connections_per_client = config.server.max_connections;
     tweak(&mut config);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
