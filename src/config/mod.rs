@@ -302,17 +302,34 @@ impl Default for WebSocketConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize)]
 pub struct MetricsConfig {
     /// `None` when the TOML says "off" or "".
     #[serde(serialize_with = "ser_metrics_listen")]
     pub listen: Option<SocketAddr>,
+    /// Bearer token for `/admin/*`. Without one, admin routes answer only on a loopback
+    /// listener.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("listen", &self.listen)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 9464))),
+            admin_token: None,
         }
     }
 }

@@ -294,6 +294,13 @@ fn websocket(s: &mut Section, p: &mut Problems, c: &mut WebSocketConfig) {
 }
 
 fn metrics(s: &mut Section, p: &mut Problems, c: &mut MetricsConfig) {
+    s.read(p, "admin_token", &mut c.admin_token, |v| {
+        match string(v)?.trim() {
+            "" => Ok(None),
+            t if t.len() < 16 => Err("must be at least 16 characters (or \"\" for none)".into()),
+            t => Ok(Some(t.to_owned())),
+        }
+    });
     s.read(p, "listen", &mut c.listen, |v| {
         match v.as_str().map(str::trim) {
             Some("off") | Some("") => Ok(None),

@@ -28,6 +28,9 @@ const MAX_OPS_CONNECTIONS: usize = 64;
 pub async fn run(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_OPS_CONNECTIONS));
+    let loopback = listener
+        .local_addr()
+        .is_ok_and(|a| a.ip().to_canonical().is_loopback());
     loop {
         let (stream, _) = tokio::select! {
             _ = &mut shutdown => return,
@@ -51,7 +54,7 @@ pub async fn run(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Future<
             let _permit = permit;
             let service = service_fn(move |req| {
                 let gw = gw.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&gw, req).await) }
+                async move { Ok::<_, std::convert::Infallible>(route(&gw, loopback, req).await) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -62,8 +65,54 @@ pub async fn run(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Future<
     }
 }
 
-async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Chunks> {
+/// `/admin/*` can empty the cache (a thundering herd at the node) and shows the
+/// config: it needs `metrics.admin_token`, or else a loopback listener.
+fn admin_refusal(
+    gw: &Gateway,
+    loopback: bool,
+    req: &Request<Incoming>,
+) -> Option<Response<Chunks>> {
+    let config = gw.config();
+    let Some(token) = config.metrics.admin_token.as_deref() else {
+        return (!loopback).then(|| {
+            text(
+                StatusCode::FORBIDDEN,
+                "admin routes on a non-loopback listener need metrics.admin_token\n".into(),
+                "text/plain; charset=utf-8",
+            )
+        });
+    };
+    let offered = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    if same_secret(offered, token.as_bytes()) {
+        return None;
+    }
+    let mut refused = text(
+        StatusCode::UNAUTHORIZED,
+        "admin routes need Authorization: Bearer <metrics.admin_token>\n".into(),
+        "text/plain; charset=utf-8",
+    );
+    refused
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(refused)
+}
+
+/// Compares without stopping at the first differing byte.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn route(gw: &Arc<Gateway>, loopback: bool, req: Request<Incoming>) -> Response<Chunks> {
     let path = req.uri().path().to_owned();
+    if path.starts_with("/admin/") {
+        if let Some(refused) = admin_refusal(gw, loopback, &req) {
+            return refused;
+        }
+    }
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/metrics") => text(
             StatusCode::OK,
@@ -172,6 +221,9 @@ fn redacted_config(gw: &Gateway) -> String {
     let mut config = (*gw.config()).clone();
     for quota in &mut config.rate_limit.api_keys {
         quota.key = "<redacted>".into();
+    }
+    if config.metrics.admin_token.is_some() {
+        config.metrics.admin_token = Some("<redacted>".into());
     }
     config.to_toml_string()
 }

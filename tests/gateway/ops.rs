@@ -351,3 +351,76 @@ async fn readiness_returns_after_the_node_recovers_even_with_no_client_traffic()
         cometgate::breaker::BreakerState::Closed
     );
 }
+
+#[tokio::test]
+async fn admin_routes_need_a_token_off_loopback() {
+    let h = spawn_gateway().await;
+    // An ops listener on every interface, as in Docker.
+    let wide = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = wide.local_addr().unwrap().port();
+    tokio::spawn(cometgate::ops::run(
+        wide,
+        h.gateway.clone(),
+        std::future::pending(),
+    ));
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let purge = |auth: Option<&'static str>| {
+        let http = http.clone();
+        async move {
+            let headers: Vec<(&str, &str)> =
+                auth.map(|a| ("authorization", a)).into_iter().collect();
+            send(
+                &http,
+                Method::POST,
+                &format!("http://127.0.0.1:{port}/admin/purge"),
+                bytes::Bytes::new(),
+                &headers,
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(purge(None).await, StatusCode::FORBIDDEN);
+    let metrics = send(
+        &http,
+        Method::GET,
+        &format!("http://127.0.0.1:{port}/metrics"),
+        bytes::Bytes::new(),
+        &[],
+    )
+    .await;
+    assert_eq!(metrics.status, StatusCode::OK, "metrics stay open");
+
+    let mut config = (*h.gateway.config()).clone();
+    config.metrics.admin_token = Some("0123456789abcdef-secret".into());
+    h.gateway.reload(config);
+    assert_eq!(purge(None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        purge(Some("Bearer wrong-token-0123456789")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        purge(Some("Bearer 0123456789abcdef-secret")).await,
+        StatusCode::OK
+    );
+    // The loopback listener the harness runs still needs the token once one is set.
+    assert_eq!(
+        h.ops(Method::POST, "/admin/purge", "").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let shown = String::from_utf8(
+        send(
+            &http,
+            Method::GET,
+            &format!("http://127.0.0.1:{port}/admin/config"),
+            bytes::Bytes::new(),
+            &[("authorization", "Bearer 0123456789abcdef-secret")],
+        )
+        .await
+        .body
+        .to_vec(),
+    )
+    .unwrap();
+    assert!(!shown.contains("abcdef-secret"), "{shown}");
+}
