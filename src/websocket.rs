@@ -112,6 +112,7 @@ pub async fn relay(
         Err(_) => return bad_gateway(&Rejection::UpstreamTimeout(config.upstream.connect_timeout)),
     };
     let upgrade = hyper::upgrade::on(&mut req);
+    let ping_interval = config.websocket.ping_interval;
     let guard = gw.relays().enter();
     tokio::spawn(async move {
         let _open = guard;
@@ -123,7 +124,7 @@ pub async fn relay(
                     Some(ws_config),
                 )
                 .await;
-                pump(gw, client, client_ws, node, conn).await;
+                pump(gw, client, client_ws, node, conn, ping_interval).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
@@ -175,6 +176,7 @@ async fn pump<C, N>(
     client_ws: WebSocketStream<C>,
     node: WebSocketStream<N>,
     mut conn: WsConnection,
+    ping_interval: std::time::Duration,
 ) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     N: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -185,8 +187,30 @@ async fn pump<C, N>(
     // A slow call (a heavy search queued behind its lane) must not hold up the node's
     // events, which the node stops sending to a client that falls behind.
     let mut calls = FuturesUnordered::new();
+    // The node pings us and sees our pongs; a client that vanished without a close
+    // (a dropped NAT mapping) is only found by pinging it, since nothing may ever be
+    // written to it otherwise.
+    let mut ping = tokio::time::interval(ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= ping_interval * 2 {
+                    tracing::debug!("websocket client silent for two ping intervals: closing");
+                    let frame = CloseFrame {
+                        code: CloseCode::Away,
+                        reason: "no answer to pings".into(),
+                    };
+                    let _ = client_tx.send(Message::Close(Some(frame))).await;
+                    let _ = node_tx.send(Message::Close(None)).await;
+                    break;
+                }
+                if client_tx.send(Message::Ping(Bytes::new())).await.is_err() {
+                    let _ = node_tx.send(Message::Close(None)).await;
+                    break;
+                }
+            }
             _ = closing_time(&mut closing) => {
                 let frame = CloseFrame {
                     code: CloseCode::Away,
@@ -204,7 +228,11 @@ async fn pump<C, N>(
                     break;
                 }
             }
-            from_client = client_rx.next(), if calls.len() < CALLS_IN_FLIGHT => match from_client {
+            from_client = client_rx.next(), if calls.len() < CALLS_IN_FLIGHT => {
+                if matches!(from_client, Some(Ok(_))) {
+                    last_heard = tokio::time::Instant::now();
+                }
+                match from_client {
                 Some(Ok(Message::Close(frame))) => {
                     let _ = node_tx.send(Message::Close(frame)).await;
                     break;
@@ -249,7 +277,8 @@ async fn pump<C, N>(
                     let _ = node_tx.send(Message::Close(None)).await;
                     break;
                 }
-            },
+                }
+            }
             from_node = node_rx.next() => match from_node {
                 Some(Ok(Message::Close(frame))) => {
                     let _ = client_tx.send(Message::Close(frame)).await;

@@ -286,6 +286,9 @@ pub struct WebSocketConfig {
     pub max_message_bytes: ByteSize,
     pub messages_per_second: u32,
     pub message_burst: u32,
+    /// Pings each client this often; one silent for two intervals is closed.
+    #[serde(serialize_with = "ser_duration")]
+    pub ping_interval: Duration,
 }
 
 impl Default for WebSocketConfig {
@@ -293,11 +296,12 @@ impl Default for WebSocketConfig {
         Self {
             enabled: true,
             max_connections_per_client: 10,
-            max_connections: 1000,
+            max_connections: 500,
             max_subscriptions_per_connection: 5,
             max_message_bytes: ByteSize::kib(64),
             messages_per_second: 10,
             message_burst: 20,
+            ping_interval: secs(27),
         }
     }
 }

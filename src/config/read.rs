@@ -284,6 +284,7 @@ fn websocket(s: &mut Section, p: &mut Problems, c: &mut WebSocketConfig) {
         unsigned,
     );
     s.read(p, "max_message_bytes", &mut c.max_message_bytes, size);
+    s.read(p, "ping_interval", &mut c.ping_interval, duration);
     s.read(
         p,
         "messages_per_second",

@@ -75,6 +75,7 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
         ("lanes.heavy.queue_timeout", c.lanes.heavy.queue_timeout),
         ("rate_limit.gc_interval", c.rate_limit.gc_interval),
         ("head.poll_interval", c.head.poll_interval),
+        ("websocket.ping_interval", c.websocket.ping_interval),
     ];
     // Timers count in whole milliseconds: less would silently be zero.
     for (path, d) in positive {

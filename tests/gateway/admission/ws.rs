@@ -301,3 +301,47 @@ async fn shutdown_closes_open_websockets_with_going_away_and_waits_for_them() {
         .unwrap();
     assert_eq!(relays.open(), 0);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_answering_pings_is_closed_and_one_that_answers_is_kept() {
+    let h = gateway(|c| c.websocket.ping_interval = std::time::Duration::from_millis(500)).await;
+    let mut silent = ws_from(&h, "127.0.0.1").await.expect("upgrade");
+    let mut alive = ws_from(&h, "127.0.0.2").await.expect("upgrade");
+    // Reading is what answers pings (tungstenite queues the pong as it reads).
+    let (seen_close_tx, mut seen_close) = tokio::sync::oneshot::channel::<()>();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = alive.next().await {
+            if matches!(msg, Message::Close(_)) {
+                let _ = seen_close_tx.send(());
+                return;
+            }
+        }
+    });
+    let relays = h.gateway.relays().clone();
+    assert_eq!(relays.open(), 2);
+    eventually("the silent client's relay is closed", || {
+        let relays = relays.clone();
+        async move { relays.open() == 1 }
+    })
+    .await;
+    assert!(
+        seen_close.try_recv().is_err(),
+        "the answering client is kept"
+    );
+    // The silent client finds its connection closed (a 1001 frame, unless answering the
+    // queued pings fails first on the closed socket).
+    loop {
+        match tokio::time::timeout(DEADLINE, silent.next())
+            .await
+            .expect("frames")
+        {
+            Some(Ok(Message::Close(frame))) => {
+                assert_eq!(frame.map(|f| f.code), Some(CloseCode::Away));
+                break;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => break,
+        }
+    }
+    reader.abort();
+}
