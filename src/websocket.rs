@@ -190,7 +190,8 @@ async fn pump<C, N>(
     // The node pings us and sees our pongs; a client that vanished without a close
     // (a dropped NAT mapping) is only found by pinging it, since nothing may ever be
     // written to it otherwise.
-    let mut ping = tokio::time::interval(ping_interval);
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + ping_interval, ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = tokio::time::Instant::now();
     loop {
