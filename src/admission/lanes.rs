@@ -7,10 +7,12 @@
 //! `lanes.<lane>.queue_timeout`; past either the call is refused with `Overloaded`.
 //! Dropping a waiting call's future gives back its queue place and anything it holds.
 //!
-//! With `lanes.<lane>.max_per_client`, a call first takes one of its client's places
-//! in the lane (`shares`), waiting for one outside the lane's queue, so that queue holds
-//! at most that many of one client's calls: a flood from one client waits behind
-//! itself, not in front of everyone. The queue timeout covers both waits.
+//! With `lanes.<lane>.max_per_client`, a call that must wait for the lane first needs
+//! one of its client's places in the queue (`shares`), waiting for one outside it: the
+//! queue holds at most that many of one client's calls, so a flood from one client
+//! waits behind itself while other clients' calls interleave. A free slot is taken by
+//! whoever asks, so the share never leaves the node idle. The queue timeout covers both
+//! waits.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use std::time::Duration;
 
 use super::client::ClientKey;
 use super::gate::{Gate, Pass};
-use super::shares::{Share, Shares};
+use super::shares::Shares;
 use crate::config::{Config, Lane, LaneConfig};
 use crate::error::Rejection;
 
@@ -101,11 +103,9 @@ pub struct LaneSnapshot {
 pub struct LanePermit {
     lane: Lane,
     inner: Arc<Inner>,
-    // Order matters only for tidiness: the total is given back before the lane, and
-    // the lane before the client's share of it.
+    // Order matters only for tidiness: the total is given back before the lane.
     _total: Pass,
     _lane: Pass,
-    _share: Option<Share>,
 }
 
 impl LanePermit {
@@ -170,7 +170,7 @@ impl Lanes {
         self.inner.total.resize(cfg.upstream.max_concurrency);
     }
 
-    fn permit(&self, lane: Lane, share: Option<Share>, lane_pass: Pass, total: Pass) -> LanePermit {
+    fn permit(&self, lane: Lane, lane_pass: Pass, total: Pass) -> LanePermit {
         self.inner
             .lane(lane)
             .in_flight
@@ -180,7 +180,6 @@ impl Lanes {
             inner: self.inner.clone(),
             _total: total,
             _lane: lane_pass,
-            _share: share,
         }
     }
 
@@ -197,26 +196,34 @@ impl Lanes {
             lane,
             retry_after: timeout.max(Duration::from_secs(1)),
         };
-        let share = match state.max_per_client.load(Ordering::Relaxed) {
-            0 => None,
-            max => match state.shares.try_take(client, max) {
-                Some(share) => Some(share),
-                None => {
-                    let _waiting = Place::enter(&state.share_waiting);
-                    match tokio::time::timeout_at(deadline, state.shares.take(client, max)).await {
-                        Ok(Some(share)) => Some(share),
-                        _ => return Err(overloaded),
-                    }
-                }
-            },
-        };
-        // The common case: all free, no queue bookkeeping, no timer.
+        // The common case: all free, no queue bookkeeping, no timer. A free slot is
+        // taken by whoever asks: shares order waiting, they never leave the node idle.
         let held = match state.gate.try_pass() {
             Some(lane_pass) => match self.inner.total.try_pass() {
-                Some(total) => return Ok(self.permit(lane, share, lane_pass, total)),
+                Some(total) => return Ok(self.permit(lane, lane_pass, total)),
                 None => Some(lane_pass),
             },
             None => None,
+        };
+        // A call that must wait for the lane first takes one of its client's places in
+        // the queue, waiting for one outside it; the place is given back once the call
+        // leaves the queue.
+        let per_client = state.max_per_client.load(Ordering::Relaxed);
+        let _share = if held.is_none() && per_client > 0 {
+            match state.shares.try_take(client, per_client) {
+                Some(s) => Some(s),
+                None => {
+                    let _waiting = Place::enter(&state.share_waiting);
+                    match tokio::time::timeout_at(deadline, state.shares.take(client, per_client))
+                        .await
+                    {
+                        Ok(Some(s)) => Some(s),
+                        _ => return Err(overloaded),
+                    }
+                }
+            }
+        } else {
+            None
         };
         let max_queue = state.max_queue.load(Ordering::Relaxed);
         if state
@@ -238,7 +245,7 @@ impl Lanes {
             Some((lane_pass, total))
         };
         match tokio::time::timeout_at(deadline, wait).await {
-            Ok(Some((lane_pass, total))) => Ok(self.permit(lane, share, lane_pass, total)),
+            Ok(Some((lane_pass, total))) => Ok(self.permit(lane, lane_pass, total)),
             _ => Err(overloaded),
         }
     }

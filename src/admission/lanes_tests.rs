@@ -189,27 +189,31 @@ async fn a_clients_next_call_waits_behind_other_clients_first_ones() {
         ClientKey::Ip(std::net::IpAddr::from([10, 0, 0, 1])),
         ClientKey::Ip(std::net::IpAddr::from([10, 0, 0, 2])),
     );
+    // A free slot is A's whatever its share: the node is not left idle.
     let a1 = lanes.acquire(Lane::Heavy, &a).await.unwrap();
-    // A's second call is queued first, B's first call after it.
+    // A's second call queues (its one place), its third waits for that place, then
+    // B's first queues behind A's second.
     let mut a2 = pin!(lanes.acquire(Lane::Heavy, &a));
     assert!(poll_once(a2.as_mut()).is_pending());
+    let mut a3 = pin!(lanes.acquire(Lane::Heavy, &a));
+    assert!(poll_once(a3.as_mut()).is_pending());
     let mut b1 = pin!(lanes.acquire(Lane::Heavy, &b));
     assert!(poll_once(b1.as_mut()).is_pending());
     let s = lanes.snapshot(Lane::Heavy);
-    assert_eq!(
-        (s.queued, s.waiting_for_share),
-        (1, 1),
-        "A's second waits outside the queue"
-    );
+    assert_eq!((s.queued, s.waiting_for_share), (2, 1));
 
     drop(a1);
-    // B's call takes the freed slot: A's second was waiting on A's own share.
-    let b1 = b1.await.unwrap();
-    assert!(poll_once(a2.as_mut()).is_pending());
-    drop(b1);
     let a2 = a2.await.unwrap();
-    assert_eq!(a2.lane(), Lane::Heavy);
+    // A's second left the queue: its third takes the place, behind B's first.
+    assert!(poll_once(a3.as_mut()).is_pending());
     drop(a2);
+    let b1 = b1.await.unwrap();
+    assert!(
+        poll_once(a3.as_mut()).is_pending(),
+        "B's call went ahead of A's third"
+    );
+    drop(b1);
+    drop(a3.await.unwrap());
     let s = lanes.snapshot(Lane::Heavy);
     assert_eq!((s.in_flight, s.queued, s.busy_clients), (0, 0, 0));
 }

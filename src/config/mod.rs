@@ -161,8 +161,9 @@ pub struct LaneConfig {
     pub max_queue: usize,
     #[serde(serialize_with = "ser_duration")]
     pub queue_timeout: Duration,
-    /// Node calls one client may have in this lane at once, running or waiting to run;
-    /// its others wait behind them, so that one client cannot fill the lane. 0 = no cap.
+    /// Calls of one client that may wait in this lane's queue at once; its others wait
+    /// behind them, so that one client cannot fill the queue. A free slot is taken by
+    /// whoever asks. 0 = first come, first served.
     pub max_per_client: usize,
 }
 

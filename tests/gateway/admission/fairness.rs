@@ -1,5 +1,6 @@
 //! One client's flood of heavy calls waits behind itself, not in front of everyone:
-//! `lanes.heavy.max_per_client` bounds its share of the lane.
+//! `lanes.heavy.max_per_client` bounds its place in the lane's queue, while a lane
+//! nobody else wants is still all its own.
 
 use std::time::Duration;
 
@@ -68,10 +69,7 @@ async fn another_clients_heavy_call_goes_ahead_of_a_floods_queue() {
     for task in flood {
         assert_eq!(task.await.unwrap().status, 200);
     }
-    assert_eq!(
-        node_peak, 2,
-        "the flood alone held only its share of the lane"
-    );
+    assert_eq!(node_peak, 4, "alone, the flood could use the whole lane");
     eprintln!(
         "fairness: answered another client with {still_queued} of a 60-call flood still queued"
     );
