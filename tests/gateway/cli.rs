@@ -124,11 +124,8 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-#[tokio::test]
-async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
-    let node = frozen_node(SimNodeConfig::default()).await;
-    let port = free_port();
-    let file = temp_config("[metrics]\nlisten = \"off\"\n[log]\naccess_log = false\n");
+/// The binary with `file`, listening on `port` in front of `upstream`, once it listens.
+async fn start_gateway(file: &tempfile_path::TempPath, port: u16, upstream: &str) -> Running {
     let child = cometgate()
         .arg("--config")
         .arg(&file.0)
@@ -136,20 +133,33 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--upstream",
-            &node.url(),
+            upstream,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .map(|c| Running(Some(c)))
         .expect("starts");
-    let url = format!("http://127.0.0.1:{port}");
+    listening(port).await;
+    child
+}
+
+async fn listening(port: u16) {
     eventually("the gateway listens", || async {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
     })
     .await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
+    let node = frozen_node(SimNodeConfig::default()).await;
+    let port = free_port();
+    let file = temp_config("[metrics]\nlisten = \"off\"\n[log]\naccess_log = false\n");
+    let child = start_gateway(&file, port, &node.url()).await;
+    let url = format!("http://127.0.0.1:{port}");
 
     node.set_fault(Fault::Slow(Duration::from_millis(1500)));
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -204,12 +214,7 @@ async fn sighup_applies_a_tighter_rate_limit_and_keeps_the_old_config_on_a_broke
         .spawn()
         .map(|c| Running(Some(c)))
         .expect("starts");
-    eventually("the gateway listens", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
+    listening(port).await;
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http();
     let url = format!("http://127.0.0.1:{port}/block?height=2");
@@ -270,27 +275,8 @@ async fn a_second_signal_exits_without_waiting_out_the_grace_period() {
         "[server]\nshutdown_grace = \"120s\"\n[upstream]\ntimeout = \"120s\"\n\
          [metrics]\nlisten = \"off\"\n[log]\naccess_log = false\n",
     );
-    let child = cometgate()
-        .arg("--config")
-        .arg(&file.0)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--upstream",
-            &node.url(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(|c| Running(Some(c)))
-        .expect("starts");
+    let child = start_gateway(&file, port, &node.url()).await;
     let url = format!("http://127.0.0.1:{port}");
-    eventually("the gateway listens", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
     // A request the node never answers keeps the drain waiting.
     node.set_fault(Fault::Hang);
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
@@ -359,12 +345,7 @@ async fn a_low_open_files_soft_limit_is_raised_to_the_hard_one() {
         .spawn()
         .map(|c| Running(Some(c)))
         .expect("starts");
-    eventually("the gateway listens", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
+    listening(port).await;
     let (soft, hard) = open_files_limits(child.id()).expect("/proc limits");
     assert_ne!(soft, "100", "the soft limit was raised");
     assert_eq!(soft, hard);

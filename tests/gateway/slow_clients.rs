@@ -234,20 +234,7 @@ async fn connections_over_the_cap_are_refused() {
     // CAP keep-alive connections, each having had an answer.
     let mut held = Vec::new();
     for _ in 0..CAP {
-        let mut s = TcpStream::connect(h.addr).await.expect("connect");
-        let body = STATUS;
-        let req = format!(
-            "POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(req.as_bytes()).await.expect("write");
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = tokio::time::timeout(DEADLINE, s.read(&mut buf))
-            .await
-            .expect("answer")
-            .expect("read");
-        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-        held.push(s);
+        held.push(held_connection(h.addr, "127.0.0.1").await);
     }
     let refused = raw_exchange(h.addr, &post_request(STATUS)).await;
     assert_eq!(refused, "", "a connection over the cap was served");
