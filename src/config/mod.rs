@@ -146,7 +146,7 @@ impl Default for LanesConfig {
                 max_concurrency: 4,
                 max_queue: 256,
                 queue_timeout: secs(5),
-                max_per_client: 2,
+                max_per_client: 1,
             },
         }
     }
