@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
+use crate::admission::ClientPermit;
 use crate::cache::CacheStatus;
 use crate::error::{Rejection, WireError};
 use crate::jsonrpc::{error_body, Form, Id};
@@ -25,7 +26,7 @@ pub struct Chunks {
     parts: VecDeque<Bytes>,
     remaining: u64,
     /// Dropped with the body: once it is written, or the connection is gone.
-    held: Option<Box<dyn Send + Sync>>,
+    held: Option<ClientPermit>,
 }
 
 impl std::fmt::Debug for Chunks {
@@ -59,10 +60,10 @@ impl Chunks {
         self.remaining
     }
 
-    /// Keeps `guard` (a client's concurrency slot) until the body has been written, so
+    /// Keeps a client's concurrency slot until the body has been written, so
     /// a client reading slowly keeps counting against its cap while its answer waits.
-    pub fn hold_until_sent(&mut self, guard: impl Send + Sync + 'static) {
-        self.held = Some(Box::new(guard));
+    pub fn hold_until_sent(&mut self, slot: ClientPermit) {
+        self.held = Some(slot);
     }
 
     pub fn is_empty(&self) -> bool {

@@ -13,6 +13,7 @@
 //! expiry, which only reclaims entries that can no longer be served, uses the wall clock.
 
 mod coalesce;
+mod explain;
 mod policy;
 mod stats;
 mod store;
@@ -29,7 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
 use tokio::time::Instant;
 
 pub use policy::Policy;
@@ -37,6 +37,7 @@ pub use stats::CacheStats;
 pub use verdict::{judge, Verdict};
 
 pub use coalesce::{Follower, Leader};
+pub use explain::Explain;
 
 use coalesce::{FlightKey, Flights, Joined};
 use policy::{Decision, HeadView};
@@ -349,39 +350,6 @@ impl Cache {
         count
     }
 
-    /// What the cache would do with a plan, and what it holds for it now.
-    pub async fn explain(&self, plan: &Plan) -> Explain {
-        let Plan::Cached {
-            key,
-            method,
-            policy,
-            ..
-        } = plan
-        else {
-            return Explain {
-                key: None,
-                method: None,
-                policy: "bypass".into(),
-                ..Explain::default()
-            };
-        };
-        let settings = self.inner.settings.load();
-        let now = Instant::now();
-        let entry = self.inner.store.get(key).await;
-        Explain {
-            key: Some(key.to_string()),
-            method: Some(method),
-            policy: policy.describe(),
-            cached: entry.is_some(),
-            fresh: entry
-                .as_ref()
-                .is_some_and(|e| e.is_fresh(now, self.head_view(), settings.latest_max_ttl)),
-            stored_policy: entry.as_ref().map(|e| e.policy.describe()),
-            age_ms: entry.as_ref().map(|e| e.age(now).as_millis() as u64),
-            bytes: entry.as_ref().map(|e| e.answer.len()),
-        }
-    }
-
     pub fn stats(&self) -> CacheStats {
         let inner = &self.inner;
         inner.counters.snapshot(
@@ -464,20 +432,4 @@ impl Cache {
             chain,
         })
     }
-}
-
-/// The admin view of one plan.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Explain {
-    pub key: Option<String>,
-    pub method: Option<&'static str>,
-    /// What a call would be planned as now.
-    pub policy: String,
-    pub cached: bool,
-    /// Would be served as a hit now.
-    pub fresh: bool,
-    /// The policy the stored entry was kept under (a pinned key may hold an older one).
-    pub stored_policy: Option<String>,
-    pub age_ms: Option<u64>,
-    pub bytes: Option<usize>,
 }

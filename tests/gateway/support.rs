@@ -149,47 +149,23 @@ impl Harness {
     }
 
     pub async fn post(&self, body: &str) -> Reply {
-        send(
-            &self.http,
-            Method::POST,
-            &format!("{}/", self.url()),
-            Bytes::from(body.to_owned()),
-            &[],
-        )
-        .await
+        self.request_at(&self.url(), Method::POST, "/", body, &[])
+            .await
     }
 
     pub async fn get(&self, path_and_query: &str) -> Reply {
-        send(
-            &self.http,
-            Method::GET,
-            &format!("{}{path_and_query}", self.url()),
-            Bytes::new(),
-            &[],
-        )
-        .await
+        self.request_at(&self.url(), Method::GET, path_and_query, "", &[])
+            .await
     }
 
     pub async fn post_node(&self, body: &str) -> Reply {
-        send(
-            &self.http,
-            Method::POST,
-            &format!("{}/", self.node.url()),
-            Bytes::from(body.to_owned()),
-            &[],
-        )
-        .await
+        self.request_at(&self.node.url(), Method::POST, "/", body, &[])
+            .await
     }
 
     pub async fn get_node(&self, path_and_query: &str) -> Reply {
-        send(
-            &self.http,
-            Method::GET,
-            &format!("{}{path_and_query}", self.node.url()),
-            Bytes::new(),
-            &[],
-        )
-        .await
+        self.request_at(&self.node.url(), Method::GET, path_and_query, "", &[])
+            .await
     }
 
     pub async fn request(
@@ -199,19 +175,14 @@ impl Harness {
         body: &str,
         headers: &[(&str, &str)],
     ) -> Reply {
-        send(
-            &self.http,
-            method,
-            &format!("{}{path}", self.url()),
-            Bytes::from(body.to_owned()),
-            headers,
-        )
-        .await
+        self.request_at(&self.url(), method, path, body, headers)
+            .await
     }
 
-    /// As `request`, straight to the node.
-    pub async fn request_node(
+    /// As `request`, to `base` (the node's url, say).
+    pub async fn request_at(
         &self,
+        base: &str,
         method: Method,
         path: &str,
         body: &str,
@@ -220,7 +191,7 @@ impl Harness {
         send(
             &self.http,
             method,
-            &format!("{}{path}", self.node.url()),
+            &format!("{base}{path}"),
             Bytes::from(body.to_owned()),
             headers,
         )
