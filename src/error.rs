@@ -1,7 +1,10 @@
-//! Every way a call can fail, mapped in one exhaustive match to the HTTP status and the
-//! JSON-RPC error a client sees. Errors keep CometBFT's shapes (POST errors travel with
-//! HTTP 200, URI errors with 500) except where the gateway's own refusal has a status
-//! clients and load balancers act on (413, 429, 503, 400 for an oversized batch).
+//! Every way a request can fail, mapped in one exhaustive match to everything its answer
+//! carries: the HTTP status, the JSON-RPC error, Retry-After, and whether the connection
+//! closes. Nothing patches a refusal's response afterwards; a new way to fail is a new
+//! variant here. Errors keep CometBFT's shapes (POST errors travel with HTTP 200, URI
+//! errors with 500, an unknown path is Go's plain-text 404) except where the gateway's
+//! own refusal has a status clients and load balancers act on (413, 414, 429, 503, 400
+//! for an oversized batch, 502 when a websocket's node side cannot be opened).
 //!
 //! `data` tells the caller what to do; internals (addresses, OS errors) stay in the log.
 
@@ -14,6 +17,17 @@ use crate::jsonrpc::Form;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Rejection {
+    /// A path the node does not serve (or a route switched off here).
+    #[error("no such route")]
+    NoRoute,
+    /// `/websocket` without a websocket handshake.
+    #[error("not a websocket handshake")]
+    NotWebSocket,
+    #[error("URI of {len} bytes over {max}")]
+    UriTooLong { len: usize, max: ByteSize },
+    /// Both Content-Length and Transfer-Encoding: a request-smuggling attempt.
+    #[error("conflicting request framing")]
+    ConflictingFraming,
     #[error("parse error: {0}")]
     Parse(String),
     #[error("invalid request: {0}")]
@@ -60,7 +74,27 @@ pub enum Blame {
     Gateway,
 }
 
-/// The parts of the answer a rejection becomes.
+/// Where a refusal is answered; the node's status rules differ between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// A JSON-RPC body, POSTed or sent as a websocket message.
+    JsonRpc,
+    /// `/<method>?args`.
+    Uri,
+    /// The HTTP request that asks to become a websocket.
+    Handshake,
+}
+
+impl From<Form> for Transport {
+    fn from(form: Form) -> Transport {
+        match form {
+            Form::JsonRpc => Transport::JsonRpc,
+            Form::Uri => Transport::Uri,
+        }
+    }
+}
+
+/// Everything the answer to a refusal carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WireError {
     pub status: StatusCode,
@@ -68,13 +102,19 @@ pub struct WireError {
     pub message: &'static str,
     pub data: String,
     pub retry_after: Option<Duration>,
+    /// The connection cannot be trusted for another request (its body was left unread,
+    /// or its framing was forged).
+    pub close: bool,
+    /// Go's mux answers these itself, in plain text rather than JSON-RPC.
+    pub plain_text: Option<&'static str>,
 }
 
 /// CometBFT's status for an error it answers itself: 200 on POST, 500 on a URI route.
-fn node_status(form: Form) -> StatusCode {
-    match form {
-        Form::JsonRpc => StatusCode::OK,
-        Form::Uri => StatusCode::INTERNAL_SERVER_ERROR,
+fn node_status(transport: Transport) -> StatusCode {
+    match transport {
+        Transport::JsonRpc => StatusCode::OK,
+        Transport::Uri => StatusCode::INTERNAL_SERVER_ERROR,
+        Transport::Handshake => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -90,7 +130,11 @@ impl Rejection {
     pub fn blame(&self) -> Blame {
         use Rejection::*;
         match self {
-            Parse(_)
+            NoRoute
+            | NotWebSocket
+            | UriTooLong { .. }
+            | ConflictingFraming
+            | Parse(_)
             | InvalidRequest(_)
             | BatchTooLarge { .. }
             | BodyTooLarge { .. }
@@ -114,8 +158,9 @@ impl Rejection {
     pub fn reason(&self) -> &'static str {
         use Rejection::*;
         match self {
-            Parse(_) | InvalidRequest(_) => "invalid",
-            BatchTooLarge { .. } | BodyTooLarge { .. } => "size",
+            NoRoute => "route",
+            Parse(_) | InvalidRequest(_) | NotWebSocket | ConflictingFraming => "invalid",
+            BatchTooLarge { .. } | BodyTooLarge { .. } | UriTooLong { .. } => "size",
             BodyTimeout => "timeout",
             MethodNotFound => "method",
             MethodDenied(_) => "denied",
@@ -129,9 +174,27 @@ impl Rejection {
         }
     }
 
-    pub fn to_wire(&self, form: Form) -> WireError {
+    /// The one place a refusal's answer is decided.
+    pub fn to_wire(&self, transport: impl Into<Transport>) -> WireError {
         use Rejection::*;
+        let form = transport.into();
         let (status, code, message, data, retry_after) = match self {
+            NoRoute => (StatusCode::NOT_FOUND, -32601, "Method not found", String::new(), None),
+            NotWebSocket => (StatusCode::BAD_REQUEST, -32600, "Invalid Request", String::new(), None),
+            UriTooLong { len, max } => (
+                StatusCode::URI_TOO_LONG,
+                -32600,
+                "Invalid Request",
+                format!("URI of {len} bytes is over server.max_uri_bytes ({max})"),
+                None,
+            ),
+            ConflictingFraming => (
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "Invalid Request",
+                "request has both Content-Length and Transfer-Encoding".to_owned(),
+                None,
+            ),
             Parse(why) => (StatusCode::INTERNAL_SERVER_ERROR, -32700, "Parse error. Invalid JSON", why.clone(), None),
             InvalidRequest(why) => (node_status(form), -32600, "Invalid Request", why.clone(), None),
             BatchTooLarge { got, max } => (
@@ -159,8 +222,8 @@ impl Rejection {
             // 404 before any parsing), and the node answers those with 404.
             MethodNotFound => (
                 match form {
-                    Form::JsonRpc => StatusCode::OK,
-                    Form::Uri => StatusCode::NOT_FOUND,
+                    Transport::JsonRpc => StatusCode::OK,
+                    Transport::Uri | Transport::Handshake => StatusCode::NOT_FOUND,
                 },
                 -32601,
                 "Method not found",
@@ -231,6 +294,12 @@ impl Rejection {
             message,
             data,
             retry_after,
+            close: matches!(self, ConflictingFraming | BodyTooLarge { .. } | BodyTimeout),
+            plain_text: match self {
+                NoRoute => Some("404 page not found\n"),
+                NotWebSocket => Some("Bad Request\n"),
+                _ => None,
+            },
         }
     }
 }

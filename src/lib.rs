@@ -6,17 +6,23 @@
 //! ```text
 //! server      accept: connection caps, header/body/write timeouts, graceful drain
 //!   -> gateway::Gateway::handle(request, peer)      the only module that knows the order:
-//!        route        `/` JSON-RPC, `/<method>` URI form, `/websocket`, `/v1/...` alike
-//!        jsonrpc      parse once: Single | Batch | URI call; the id kept as raw bytes
-//!        methods      the route's spec and the canonical form every spelling shares
-//!        admission    method policy and param caps, per-client rate (cost-weighted GCRA)
-//!                     and concurrency, then a lane slot (light | heavy) for node calls
-//!        cache        Hit | Miss | Coalesced | Stale | Bypass, pinned to the head's height
-//!        upstream     pooled keep-alive client, timeouts, the response cap while reading
-//!        reply        the caller's id around the stored result bytes, no re-serialising
-//!   error       every Rejection -> HTTP status + JSON-RPC error, in one exhaustive match
+//!        client address     the peer, or the one trusted proxy header
+//!        URI cap            server.max_uri_bytes                                  -> 414
+//!        route              `/` JSON-RPC, `/<method>` URI form, `/websocket`, `/v1/...`
+//!        client_slot        the client's concurrent requests, held until written  -> 429
+//!        body               bounded in bytes and time, a batch counted before it is built
+//!        jsonrpc            parse once: Single | Batch | URI call; the id kept as raw bytes
+//!        pipeline           every call, alone, batched or over a websocket:
+//!          admit            methods (spec, canonical form) -> admission (policy, param
+//!                           caps, cost-weighted GCRA rate)
+//!          lookup           cache: plan (pin "latest" to the head) -> Hit | Wait | Lead | Bypass
+//!          fetch            the misses as one node call, detached: breaker -> admission
+//!                           lane slot (light | heavy) -> upstream (single, or one batch)
+//!          finish           followers wait; stale fallback; each refusal counted once
+//!        respond            reply: the caller's id around the stored bytes, no re-encoding
+//!   error       every Rejection -> status, JSON-RPC error, Retry-After, close: one match
 //!   head        follows the chain head (NewBlock over /websocket, `status` polling)
-//!   websocket   `/websocket` relayed to the node's, with caps on what clients send
+//!   websocket   the relay to the node's `/websocket`; the gateway decides each message
 //!   config      TOML -> validated Config, once, at the edge
 //! ```
 //!

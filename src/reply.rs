@@ -13,7 +13,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::admission::ClientPermit;
 use crate::cache::CacheStatus;
-use crate::error::{Rejection, WireError};
+use crate::error::{Rejection, Transport, WireError};
 use crate::jsonrpc::{error_body, Form, Id};
 use crate::upstream::Answer;
 
@@ -54,6 +54,12 @@ impl Chunks {
         for p in parts {
             self.push(p);
         }
+    }
+
+    pub fn from_parts(parts: impl IntoIterator<Item = Bytes>) -> Chunks {
+        let mut c = Chunks::new();
+        c.extend(parts);
+        c
     }
 
     pub fn len(&self) -> u64 {
@@ -150,22 +156,33 @@ pub fn json(status: StatusCode, body: Chunks) -> Response<Chunks> {
     response
 }
 
-/// A whole-request refusal (oversized body, unparsable JSON, rate limit on a single call).
-pub fn rejection(id: Option<&Id>, r: &Rejection, form: Form) -> Response<Chunks> {
+/// A whole-request refusal, exactly as `Rejection::to_wire` describes it.
+pub fn rejection(
+    id: Option<&Id>,
+    r: &Rejection,
+    transport: impl Into<Transport>,
+) -> Response<Chunks> {
     let WireError {
         status,
         code,
         message,
         data,
         retry_after,
-    } = r.to_wire(form);
-    let mut response = json(status, Chunks::from(error_body(id, code, message, &data)));
+        close,
+        plain_text,
+    } = r.to_wire(transport);
+    let mut response = match plain_text {
+        Some(text) => plain(status, text),
+        None => json(status, Chunks::from(error_body(id, code, message, &data))),
+    };
+    let headers = response.headers_mut();
     if let Some(after) = retry_after {
         // Retry-After is whole seconds; round up so a client never retries early.
         let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
+    if close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

@@ -132,10 +132,10 @@ impl Upstream {
 
     /// Several calls as one upstream batch; answers come back in the calls' order.
     pub async fn call_batch(&self, calls: &[&Canonical]) -> Result<Vec<Answer>, Rejection> {
-        let first = self.fresh_id();
-        for _ in 1..calls.len() {
-            self.fresh_id();
-        }
+        // One reservation, so a concurrent call's id never lands inside our range.
+        let first = self
+            .next_id
+            .fetch_add(calls.len() as u64, Ordering::Relaxed);
         let mut body = Vec::with_capacity(calls.len() * 96);
         body.push(b'[');
         for (i, call) in calls.iter().enumerate() {
@@ -146,35 +146,7 @@ impl Upstream {
         }
         body.push(b']');
         let answer = self.post(Bytes::from(body)).await?;
-        // CometBFT answers a one-element batch with a bare object.
-        let raws: Vec<RawAnswer> = if calls.len() == 1 {
-            vec![serde_json::from_slice(&answer)
-                .map_err(|e| invalid(format!("not JSON-RPC: {e}")))?]
-        } else {
-            serde_json::from_slice(&answer)
-                .map_err(|e| invalid(format!("not a JSON-RPC batch: {e}")))?
-        };
-        let mut out: Vec<Option<Answer>> = vec![None; calls.len()];
-        for raw in raws {
-            let Some(slot) = raw
-                .id
-                .and_then(|id| id.get().parse::<u64>().ok())
-                .and_then(|id| id.checked_sub(first))
-            else {
-                return Err(invalid(
-                    "an answer in the batch carries an id we did not send".into(),
-                ));
-            };
-            let Some(entry) = out.get_mut(slot as usize) else {
-                return Err(invalid(
-                    "an answer in the batch carries an id we did not send".into(),
-                ));
-            };
-            *entry = Some(answer_for(&answer, raw, first + slot)?);
-        }
-        out.into_iter()
-            .map(|a| a.ok_or_else(|| invalid("the batch answer is missing an entry".into())))
-            .collect()
+        batch_answers(&answer, first, calls.len())
     }
 
     /// POSTs a body and reads the answer under the timeout and the response cap.
@@ -275,6 +247,34 @@ async fn refusal(body: hyper::body::Incoming) -> String {
     }
 }
 
+/// A batch's answers in the calls' order (ids `first..first + n`). A spec-compliant node
+/// answers with an array whatever its length; CometBFT answers a batch of one with a bare
+/// object. Both are taken.
+fn batch_answers(body: &Bytes, first: u64, n: usize) -> Result<Vec<Answer>, Rejection> {
+    let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    let raws: Vec<RawAnswer> = if !is_array && n == 1 {
+        vec![serde_json::from_slice(body).map_err(|e| invalid(format!("not JSON-RPC: {e}")))?]
+    } else {
+        serde_json::from_slice(body).map_err(|e| invalid(format!("not a JSON-RPC batch: {e}")))?
+    };
+    let mut out: Vec<Option<Answer>> = vec![None; n];
+    for raw in raws {
+        let slot = raw
+            .id
+            .and_then(|id| id.get().parse::<u64>().ok())
+            .and_then(|id| id.checked_sub(first))
+            .and_then(|slot| usize::try_from(slot).ok())
+            .filter(|slot| *slot < n)
+            .ok_or_else(|| {
+                invalid("an answer in the batch carries an id we did not send".into())
+            })?;
+        out[slot] = Some(answer_for(body, raw, first + slot as u64)?);
+    }
+    out.into_iter()
+        .map(|a| a.ok_or_else(|| invalid("the batch answer is missing an entry".into())))
+        .collect()
+}
+
 fn invalid(why: String) -> Rejection {
     Rejection::UpstreamInvalid(why)
 }
@@ -306,6 +306,42 @@ mod tests {
         };
         assert_eq!(&r[..], br#"{"a":[1,2]}"#);
         assert_eq!(r.as_ptr(), body[33..].as_ptr());
+    }
+
+    #[test]
+    fn a_batch_answer_is_taken_as_an_array_of_any_length() {
+        let two = Bytes::from_static(
+            br#"[{"jsonrpc":"2.0","id":8,"result":"b"},{"jsonrpc":"2.0","id":7,"result":"a"}]"#,
+        );
+        let answers = batch_answers(&two, 7, 2).unwrap();
+        assert_eq!(answers[0], Answer::Result(Bytes::from_static(b"\"a\"")));
+        assert_eq!(answers[1], Answer::Result(Bytes::from_static(b"\"b\"")));
+        // A spec-compliant node (or another proxy) answers a batch of one with an array.
+        let one = Bytes::from_static(br#" [{"jsonrpc":"2.0","id":7,"result":"a"}]"#);
+        assert_eq!(
+            batch_answers(&one, 7, 1).unwrap(),
+            vec![Answer::Result(Bytes::from_static(b"\"a\""))]
+        );
+    }
+
+    #[test]
+    fn a_batch_of_one_is_also_taken_as_a_bare_object() {
+        // CometBFT's own shape.
+        let bare = Bytes::from_static(br#"{"jsonrpc":"2.0","id":7,"result":"a"}"#);
+        assert_eq!(
+            batch_answers(&bare, 7, 1).unwrap(),
+            vec![Answer::Result(Bytes::from_static(b"\"a\""))]
+        );
+        // Only for a batch of one: a bare object cannot answer two calls.
+        assert!(batch_answers(&bare, 7, 2).is_err());
+    }
+
+    #[test]
+    fn a_batch_answer_with_a_foreign_or_missing_id_is_refused() {
+        let foreign = Bytes::from_static(br#"[{"jsonrpc":"2.0","id":9,"result":"a"}]"#);
+        assert!(batch_answers(&foreign, 7, 2).is_err());
+        let short = Bytes::from_static(br#"[{"jsonrpc":"2.0","id":7,"result":"a"}]"#);
+        assert!(batch_answers(&short, 7, 2).is_err());
     }
 
     #[test]

@@ -143,26 +143,10 @@ pub struct Leader {
 }
 
 impl Leader {
-    /// Hands the result to every follower at once, and stores it (in a spawned task, as
-    /// moka's insert is async) if its verdict allows. The flight stays open until the
-    /// entry is stored, so that no identical call slips past to the node meanwhile.
-    pub fn finish(self, result: &Result<Answer, Rejection>) {
-        self.ticket.publish(result);
-        if let Some(entry) = self.cache.entry_for(
-            self.method,
-            self.policy,
-            self.asked_height,
-            self.chain,
-            result,
-        ) {
-            tokio::spawn(async move {
-                self.cache.insert(self.key.clone(), entry).await;
-                drop(self.ticket);
-            });
-        }
-    }
-
-    pub(super) async fn complete(self, result: &Result<Answer, Rejection>) {
+    /// Hands the result to every follower at once, then stores it if its verdict
+    /// allows. The flight stays open until the entry is stored, so that no identical
+    /// call slips past to the node meanwhile.
+    pub async fn finish(self, result: &Result<Answer, Rejection>) {
         self.ticket.publish(result);
         if let Some(entry) = self.cache.entry_for(
             self.method,

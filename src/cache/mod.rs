@@ -24,7 +24,6 @@ mod lifetime_tests;
 #[cfg(test)]
 mod tests;
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,39 +198,17 @@ impl Cache {
         }
     }
 
-    /// One call: a fresh entry is a hit; an identical miss in flight is joined
-    /// (`Coalesced`); otherwise `fetch` runs detached (`tokio::spawn`: not cancelled if
-    /// this caller goes away) and its answer is stored if its verdict allows and handed to
-    /// every follower. An upstream failure (or a full lane) may be answered from a
-    /// "latest" entry stored no longer than `stale_if_error` ago (`Stale`).
-    pub async fn get_or_fetch<F, Fut>(
+    /// After a call's answer (or failure) is known: a failure that is the node's (or a
+    /// full lane's), not the caller's, may be answered from a "latest" entry stored no
+    /// longer than `stale_if_error` ago (`Stale`). The one place that fallback is made.
+    pub async fn settle(
         &self,
-        plan: Plan,
-        fetch: F,
-    ) -> (Result<Answer, Rejection>, CacheStatus)
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Answer, Rejection>> + Send + 'static,
-    {
-        let (result, status) = match self.begin(plan.clone()).await {
-            Begin::Bypass => return (fetch().await, CacheStatus::Bypass),
-            Begin::Hit(answer) => return (Ok(answer), CacheStatus::Hit),
-            Begin::Wait(follower) => (follower.wait().await, CacheStatus::Coalesced),
-            Begin::Lead(leader) => {
-                let task = tokio::spawn(async move {
-                    let result = fetch().await;
-                    leader.complete(&result).await;
-                    result
-                });
-                // A panicking fetch drops the leader, which ends the flight for followers.
-                (
-                    task.await.unwrap_or_else(|_| Err(coalesce::abandoned())),
-                    CacheStatus::Miss,
-                )
-            }
-        };
+        plan: &Plan,
+        result: Result<Answer, Rejection>,
+        status: CacheStatus,
+    ) -> (Result<Answer, Rejection>, CacheStatus) {
         match result {
-            Err(error) => match self.stale(&plan, &error).await {
+            Err(error) => match self.stale(plan, &error).await {
                 Some(answer) => (Ok(answer), CacheStatus::Stale),
                 None => (Err(error), status),
             },
@@ -239,8 +216,9 @@ impl Cache {
         }
     }
 
-    /// The two-phase form for batches: each entry looked up on its own, only the leads
-    /// go to the node. Async because moka's lookups are.
+    /// Looks one planned call up: a fresh entry is a hit; an identical miss in flight is
+    /// joined (`Wait`, then `Coalesced`); otherwise this caller leads the fetch and hands
+    /// its answer to `Leader::finish`. Async because moka's lookups are.
     pub async fn begin(&self, plan: Plan) -> Begin {
         let Plan::Cached {
             key,
@@ -291,7 +269,7 @@ impl Cache {
 
     /// A "latest" answer stored no longer than `stale_if_error` ago, to serve instead of
     /// `error` when the failure is the node's (or a full lane's), not the caller's.
-    pub async fn stale(&self, plan: &Plan, error: &Rejection) -> Option<Answer> {
+    async fn stale(&self, plan: &Plan, error: &Rejection) -> Option<Answer> {
         let Plan::Cached { key, .. } = plan else {
             return None;
         };

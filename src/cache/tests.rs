@@ -12,6 +12,36 @@ use super::*;
 use crate::config::{ByteSize, CacheConfig};
 use crate::methods::lookup;
 
+impl Cache {
+    /// One call as the gateway's pipeline drives the cache: `begin`, a detached fetch
+    /// led by `Leader::finish`, then `settle`.
+    pub(super) async fn get_or_fetch<F, Fut>(
+        &self,
+        plan: Plan,
+        fetch: F,
+    ) -> (Result<Answer, Rejection>, CacheStatus)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<Answer, Rejection>> + Send + 'static,
+    {
+        let (result, status) = match self.begin(plan.clone()).await {
+            Begin::Bypass => (fetch().await, CacheStatus::Bypass),
+            Begin::Hit(answer) => return (Ok(answer), CacheStatus::Hit),
+            Begin::Wait(follower) => (follower.wait().await, CacheStatus::Coalesced),
+            Begin::Lead(leader) => {
+                let task = tokio::spawn(async move {
+                    let result = fetch().await;
+                    leader.finish(&result).await;
+                    result
+                });
+                let result = task.await.unwrap_or_else(|_| Err(coalesce::abandoned()));
+                (result, CacheStatus::Miss)
+            }
+        };
+        self.settle(&plan, result, status).await
+    }
+}
+
 pub(super) fn config() -> CacheConfig {
     CacheConfig {
         enabled: true,
@@ -267,9 +297,9 @@ async fn the_two_phase_form_leads_follows_and_stores() {
         panic!("second should follow")
     };
     let answer = result(r#"{"block_height":"50","validators":[{"address":"AA"}]}"#);
-    leader.finish(&Ok(answer.clone()));
+    leader.finish(&Ok(answer.clone())).await;
     assert_eq!(follower.wait().await, Ok(answer.clone()));
-    // `finish` stores in a spawned task; the flight stays open until it has.
+    // The flight stays open until `finish` has stored the entry.
     let mut stored = None;
     for _ in 0..10_000 {
         if let Begin::Hit(answer) = cache.begin(p.clone()).await {

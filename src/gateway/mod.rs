@@ -1,22 +1,28 @@
-//! The pipeline. This is the only module that knows the order of the stages; each stage
-//! module does one thing and calls no other.
+//! The gateway: everything a request needs, and the only module that knows the order
+//! of the stages. Each stage module (jsonrpc, methods, admission, cache, upstream,
+//! reply) does one thing and calls no other.
 //!
 //! ```text
-//! handle           route by path: `/` JSON-RPC, `/<method>` URI form, `/websocket`, `/v1/…`
-//!   read_body      bounded in bytes (server.max_body_bytes) and time (server.body_read_timeout)
-//!   jsonrpc        parse once
-//!   prepare        methods::lookup -> admission.policy -> methods::canonicalize
-//!                  -> admission.check_params -> admission.check_rate
-//!   cache.plan     pin "latest" to the head; Bypass for what never caches
-//!   cache          Hit | Coalesced answer without touching the node; otherwise fetch:
-//!     fetch        breaker -> admission.lane_slot -> upstream.call
-//!   reply          caller's id + the answer's bytes; x-cometgate-cache
+//! handle            client address (trusted proxy header), span, access log
+//!   routes          URI cap (server.max_uri_bytes) -> route by path: `/` JSON-RPC,
+//!                   `/<method>` URI form, `/websocket` (ws), `/v1/…` alike, else 404
+//!                   -> the client's concurrency slot (held until the answer is written)
+//!                   -> read_body (bounded in bytes and time) -> batch count -> jsonrpc
+//!   pipeline        admit -> lookup -> fetch the misses -> finish   (a single call is a
+//!                   batch of one; websocket calls and /admin/explain use it too)
+//!   respond         a single call's answer is the response; a batch keeps its order
+//!   refuse          every refusal: counted by reason, logged once, rendered by to_wire
 //! ```
 
-mod batch;
-mod call;
-pub use routes::read_body;
+mod access_log;
+mod fetch;
+mod pipeline;
+mod refuse;
+mod respond;
 mod routes;
+mod ws;
+
+pub use routes::read_body;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,12 +37,16 @@ use crate::admission::Admission;
 use crate::breaker::Breaker;
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::error::Rejection;
 use crate::head::Head;
+use crate::jsonrpc::Call;
 use crate::metrics::Metrics;
 use crate::reply::Chunks;
 use crate::upstream::Upstream;
+use crate::websocket::Relays;
 
-pub use call::Prepared;
+use access_log::AccessLog;
+pub(crate) use pipeline::Admitted;
 
 /// Everything a request may need, shared by every connection. Reloadable settings are
 /// read through `config()` on each request, so a reload applies to the next one.
@@ -48,7 +58,7 @@ pub struct Gateway {
     cache: Cache,
     head: Head,
     metrics: Metrics,
-    relays: Arc<crate::websocket::Relays>,
+    relays: Arc<Relays>,
 }
 
 impl Gateway {
@@ -75,7 +85,7 @@ impl Gateway {
     }
 
     /// The websocket relays, which shutdown closes and waits for.
-    pub fn relays(&self) -> &Arc<crate::websocket::Relays> {
+    pub fn relays(&self) -> &Arc<Relays> {
         &self.relays
     }
 
@@ -131,7 +141,8 @@ impl Gateway {
         } else {
             tracing::Span::none()
         };
-        let (response, log) = routes::route(self, &config, req, &client)
+        let mut log = AccessLog::default();
+        let response = routes::route(self, &config, req, &client, &mut log)
             .instrument(span.clone())
             .await;
         log.emit(
@@ -150,35 +161,8 @@ impl Gateway {
         self.upstream.url()
     }
 
-    /// A call that arrived over the websocket, served like one over HTTP. `None` for a
-    /// notification.
-    pub async fn serve_ws_call(
-        self: &Arc<Self>,
-        client: &crate::admission::ClientKey,
-        call: crate::jsonrpc::Call,
-    ) -> Option<bytes::Bytes> {
-        let id = call.id.clone()?;
-        let latency = call::NodeLatency::default();
-        // Calls on a websocket run side by side: each holds one of the client's
-        // concurrent-request slots, as over HTTP.
-        let prepared = self
-            .admission
-            .client_slot(client)
-            .and_then(|slot| Ok((slot, call::prepare(self, client, &call)?)));
-        let outcome = match prepared {
-            Ok((_slot, prepared)) => call::run(self, prepared, &latency).await.0,
-            Err(r) => {
-                call::refused(self, &r);
-                crate::reply::Outcome::Rejected(r)
-            }
-        };
-        let mut parts = Vec::with_capacity(3);
-        crate::reply::entry(
-            &mut parts,
-            Some(&id),
-            &outcome,
-            crate::jsonrpc::Form::JsonRpc,
-        );
-        Some(parts.concat().into())
+    /// Admission as the pipeline runs it, charging no one: what `/admin/explain` shows.
+    pub(crate) fn dry_run(&self, call: &Call) -> Result<Admitted, Rejection> {
+        pipeline::admit(self, call, pipeline::Charge::DryRun)
     }
 }

@@ -6,81 +6,56 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{header, Method, Request, Response, StatusCode};
+use http::{header, Method, Request, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::{batch, call, Gateway};
+use super::access_log::AccessLog;
+use super::{pipeline, refuse, respond, ws, Gateway};
 use crate::admission::ClientKey;
 use crate::config::{ByteSize, Config};
 use crate::error::Rejection;
 use crate::jsonrpc::{batch_len, parse_body, parse_uri, Envelope, Form};
 use crate::methods::{self, ROUTES};
-use crate::reply::{self, Chunks};
+use crate::reply::Chunks;
 
-pub(super) use super::call::AccessLog;
-
+/// The request's route, then its client's concurrency slot, then the pipeline.
 pub(super) async fn route(
     gw: &Arc<Gateway>,
     config: &Config,
     req: Request<Incoming>,
     client: &ClientKey,
-) -> (Response<Chunks>, AccessLog) {
-    let mut log = AccessLog::default();
+    log: &mut AccessLog,
+) -> Response<Chunks> {
     let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-    if uri_len as u64 > config.server.max_uri_bytes.as_u64() {
-        let why = format!(
-            "URI of {uri_len} bytes is over server.max_uri_bytes ({})",
-            config.server.max_uri_bytes
-        );
-        let r = Rejection::InvalidRequest(why);
-        gw.metrics.rejected("size");
-        let mut response = reply::rejection(None, &r, Form::Uri);
-        *response.status_mut() = StatusCode::URI_TOO_LONG;
-        log.rejected("size");
-        return (response, log);
+    let max = config.server.max_uri_bytes;
+    if uri_len as u64 > max.as_u64() {
+        let r = Rejection::UriTooLong { len: uri_len, max };
+        return refuse::request(gw, log, None, &r, Form::Uri);
     }
     let path = strip_version(req.uri().path()).to_owned();
     if path == "/websocket" {
-        return (
-            crate::websocket::relay(gw.clone(), req, client.clone()).await,
-            log,
-        );
+        return ws::upgrade(gw, config, req, client, log).await;
     }
-    let is_root = path == "/";
-    let is_route = is_route_name(&path) && methods::lookup(&path[1..]).is_some();
-    if !is_root && !is_route {
-        return (not_found(&mut log), log);
-    }
+    let form = if path == "/" {
+        Form::JsonRpc
+    } else if is_route_name(&path) && methods::lookup(&path[1..]).is_some() {
+        Form::Uri
+    } else {
+        return refuse::request(gw, log, None, &Rejection::NoRoute, Form::Uri);
+    };
     // One of the client's concurrent-request slots, held until the answer is written.
     let slot = match gw.admission.client_slot(client) {
         Ok(slot) => slot,
-        Err(r) => {
-            call::refused(gw, &r);
-            log.rejected(r.reason());
-            let form = if is_root { Form::JsonRpc } else { Form::Uri };
-            return (reply::rejection(None, &r, form), log);
-        }
+        Err(r) => return refuse::request(gw, log, None, &r, form),
     };
-    let mut response = if is_root {
-        root(gw, config, req, client, &mut log).await
-    } else {
-        log.method(&path[1..]);
-        match uri_arguments(config, req).await {
-            Ok(args) => {
-                let call = parse_uri(&path, args.as_deref());
-                call::serve_single(gw, client, call, &mut log).await
-            }
-            Err(r) => {
-                call::refused(gw, &r);
-                log.rejected(r.reason());
-                reply::rejection(None, &r, Form::Uri)
-            }
-        }
+    let mut response = match form {
+        Form::JsonRpc => root(gw, config, req, client, log).await,
+        Form::Uri => uri_route(gw, config, req, client, &path[1..], log).await,
     };
     response.body_mut().hold_until_sent(slot);
-    (response, log)
+    response
 }
 
 /// `/v1/x` is `/x` (CometBFT 1.x serves both).
@@ -104,9 +79,26 @@ fn is_route_name(path: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
 }
 
-fn not_found(log: &mut AccessLog) -> Response<Chunks> {
-    log.rejected("route");
-    reply::plain(StatusCode::NOT_FOUND, "404 page not found\n")
+/// `/<method>?args`: one call, in the URI form.
+async fn uri_route(
+    gw: &Arc<Gateway>,
+    config: &Config,
+    req: Request<Incoming>,
+    client: &ClientKey,
+    name: &str,
+    log: &mut AccessLog,
+) -> Response<Chunks> {
+    match uri_arguments(config, req).await {
+        Ok(args) => {
+            let call = parse_uri(&format!("/{name}"), args.as_deref());
+            let served = pipeline::run(gw, client, std::slice::from_ref(&call), log).await;
+            respond::single(log, served.into_iter().next(), Form::Uri)
+        }
+        Err(r) => {
+            log.method(name);
+            refuse::request(gw, log, None, &r, Form::Uri)
+        }
+    }
 }
 
 /// A URI route's arguments: the query, then (as Go's `FormValue` falls back to it) a
@@ -140,6 +132,7 @@ async fn uri_arguments(
     }))
 }
 
+/// `/`: a JSON-RPC body (one call or a batch); an empty body or a GET lists the routes.
 async fn root(
     gw: &Arc<Gateway>,
     config: &Config,
@@ -147,66 +140,52 @@ async fn root(
     client: &ClientKey,
     log: &mut AccessLog,
 ) -> Response<Chunks> {
-    if req.method() == Method::GET || req.method() == Method::HEAD {
-        return listing(
-            gw,
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok()),
-        );
-    }
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return listing(gw, host.as_deref());
+    }
+    let server = &config.server;
     let body = match read_body(
         req.into_body(),
-        config.server.max_body_bytes,
-        config.server.body_read_timeout,
+        server.max_body_bytes,
+        server.body_read_timeout,
     )
     .await
     {
-        Ok(b) => b,
-        Err(r) => {
-            call::refused(gw, &r);
-            log.rejected(r.reason());
-            return reply::rejection(None, &r, Form::JsonRpc);
-        }
+        Ok(body) if body.is_empty() => return listing(gw, host.as_deref()),
+        Ok(body) => body,
+        Err(r) => return refuse::request(gw, log, None, &r, Form::JsonRpc),
     };
-    if body.is_empty() {
-        return listing(gw, host.as_deref());
-    }
     // Counted before the calls are built: refusing 333 000 of them must not cost 80 MB.
-    let max = config.server.max_batch_size;
-    if let Some(got) = batch_len(&body).filter(|n| *n > max) {
-        return batch_too_large(gw, log, got, max);
-    }
-    let envelope = match parse_body(&body) {
-        Ok(e) => e,
-        Err(e) => {
-            let r = Rejection::Parse(e.0);
-            call::refused(gw, &r);
-            log.rejected(r.reason());
-            return reply::rejection(None, &r, Form::JsonRpc);
-        }
+    let max = server.max_batch_size;
+    let envelope = match batch_len(&body) {
+        Some(got) if got > max => Err(Rejection::BatchTooLarge { got, max }),
+        _ => parse_body(&body).map_err(|e| Rejection::Parse(e.0)),
     };
     drop(body);
     match envelope {
-        Envelope::Single(call) => {
-            log.method(&call.method);
-            call::serve_single(gw, client, call, log).await
+        Ok(Envelope::Single(call)) => {
+            let served = pipeline::run(gw, client, std::slice::from_ref(&call), log).await;
+            respond::single(log, served.into_iter().next(), Form::JsonRpc)
         }
-        Envelope::Batch(calls) if calls.len() > max => batch_too_large(gw, log, calls.len(), max),
-        Envelope::Batch(calls) => batch::serve(gw, client, calls, log).await,
+        Ok(Envelope::Batch(calls)) if calls.is_empty() => {
+            let r = Rejection::InvalidRequest("empty batch".into());
+            refuse::request(gw, log, None, &r, Form::JsonRpc)
+        }
+        Ok(Envelope::Batch(calls)) if calls.len() > max => {
+            let r = Rejection::BatchTooLarge {
+                got: calls.len(),
+                max,
+            };
+            refuse::request(gw, log, None, &r, Form::JsonRpc)
+        }
+        Ok(Envelope::Batch(calls)) => respond::batch(pipeline::run(gw, client, &calls, log).await),
+        Err(r) => refuse::request(gw, log, None, &r, Form::JsonRpc),
     }
-}
-
-fn batch_too_large(gw: &Gateway, log: &mut AccessLog, got: usize, max: usize) -> Response<Chunks> {
-    let r = Rejection::BatchTooLarge { got, max };
-    call::refused(gw, &r);
-    log.rejected(r.reason());
-    reply::rejection(None, &r, Form::JsonRpc)
 }
 
 /// Reads a request body bounded in bytes and in time. A declared length over the cap

@@ -9,9 +9,10 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use super::text;
-use crate::gateway::{read_body, Gateway};
+use crate::error::Rejection;
+use crate::gateway::{read_body, Admitted, Gateway};
 use crate::jsonrpc::{parse_body, parse_uri, Call, Envelope};
-use crate::methods::{canonicalize, lookup};
+use crate::methods::lookup;
 use crate::reply::Chunks;
 
 pub(super) async fn explain(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response<Chunks> {
@@ -41,6 +42,7 @@ async fn request_call(gw: &Gateway, req: Request<Incoming>) -> Result<Call, Stri
     }
 }
 
+/// The pipeline's admission and cache plan, run dry: nothing charged, nothing fetched.
 async fn describe(gw: &Gateway, call: &Call) -> serde_json::Value {
     let Some(spec) = lookup(&call.method) else {
         return json!({ "method": call.method, "verdict": "refused", "reason": "method not found" });
@@ -54,28 +56,22 @@ async fn describe(gw: &Gateway, call: &Call) -> serde_json::Value {
         "cache_rule": format!("{:?}", spec.cache),
         "cache_ttl_override": policy.cache_ttl.map(crate::config::format_duration),
     });
-    if !policy.allowed || spec.websocket_only {
-        out["verdict"] = json!("refused");
-        out["reason"] = json!(if spec.websocket_only {
-            "websocket only"
-        } else {
-            "denied by policy"
-        });
-        return out;
-    }
-    let mut canonical = match canonicalize(spec, &call.params, call.form) {
-        Ok(c) => c,
-        Err(why) => {
+    let Admitted {
+        policy,
+        mut canonical,
+    } = match gw.dry_run(call) {
+        Ok(admitted) => admitted,
+        Err(r) => {
             out["verdict"] = json!("refused");
-            out["reason"] = json!(why);
+            out["reason"] = json!(match r {
+                Rejection::MethodNotFound if spec.websocket_only => "websocket only".to_owned(),
+                Rejection::MethodDenied(_) => "denied by policy".to_owned(),
+                Rejection::InvalidParams(why) => why,
+                r => r.to_wire(call.form).data,
+            });
             return out;
         }
     };
-    if let Err(r) = gw.admission().check_params(&policy, &mut canonical) {
-        out["verdict"] = json!("refused");
-        out["reason"] = json!(r.to_wire(call.form).data);
-        return out;
-    }
     let plan = gw.cache().plan(&mut canonical, policy.cache_ttl);
     out["verdict"] = json!("admitted");
     out["canonical_key"] = json!(canonical.key().to_string());

@@ -10,6 +10,7 @@ mod clients;
 mod faults;
 mod hostile;
 mod ops;
+mod pipeline;
 mod props;
 mod proxy;
 mod security;

@@ -1,0 +1,144 @@
+//! `/websocket` on the gateway's side: the handshake's admission, and what each client
+//! message becomes. Subscriptions are counted and relayed to the node; any other call is
+//! served through the pipeline (admission, caps, cache, lanes), so the websocket is no
+//! way around them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::access_log::AccessLog;
+use super::{pipeline, refuse, Gateway};
+use crate::admission::{ClientKey, WsConnection};
+use crate::config::Config;
+use crate::error::{Rejection, Transport};
+use crate::jsonrpc::{batch_len, parse_body, Call, Envelope, Params};
+use crate::reply::{self, Chunks};
+use crate::websocket::{self, Handler, Verdict};
+
+pub(super) async fn upgrade(
+    gw: &Arc<Gateway>,
+    config: &Config,
+    mut req: Request<Incoming>,
+    client: &ClientKey,
+    log: &mut AccessLog,
+) -> Response<Chunks> {
+    let refuse = |log: &mut AccessLog, r: Rejection| {
+        refuse::request(gw, log, None, &r, Transport::Handshake)
+    };
+    if !config.websocket.enabled {
+        return refuse(log, Rejection::NoRoute);
+    }
+    let Some(key) = websocket::handshake_key(&req) else {
+        return refuse(log, Rejection::NotWebSocket);
+    };
+    let conn = match gw.admission.ws_connection(client) {
+        Ok(conn) => conn,
+        Err(r) => return refuse(log, r),
+    };
+    let settings = websocket::Settings {
+        node_url: websocket::node_url(gw.upstream.url()),
+        connect_timeout: config.upstream.connect_timeout,
+        max_message_bytes: config.websocket.max_message_bytes.as_usize(),
+        ping_interval: config.websocket.ping_interval,
+    };
+    let node = match websocket::dial(&settings).await {
+        Ok(node) => node,
+        Err(r) => return refuse(log, r),
+    };
+    let handler = Messages {
+        gw: gw.clone(),
+        client: client.clone(),
+        conn,
+    };
+    websocket::accept(&mut req, &key, node, settings, &gw.relays, handler)
+}
+
+/// One connection's client messages.
+struct Messages {
+    gw: Arc<Gateway>,
+    client: ClientKey,
+    conn: WsConnection,
+}
+
+impl Handler for Messages {
+    fn on_message(&mut self, data: Bytes) -> Verdict {
+        let refuse = |gw: &Gateway, id, r: &Rejection| Verdict::Answer(refuse::message(gw, id, r));
+        if let Err(r) = self.conn.check_message(data.len()) {
+            return refuse(&self.gw, None, &r);
+        }
+        // The node's websocket takes one call per message: no batches (refused before
+        // their calls are built).
+        let call = match parse_body(&data) {
+            _ if batch_len(&data).is_some() => Err(not_batches()),
+            Ok(Envelope::Batch(_)) => Err(not_batches()),
+            Ok(Envelope::Single(call)) => Ok(call),
+            Err(e) => Err(Rejection::Parse(e.0)),
+        };
+        let call = match call {
+            Ok(call) => call,
+            Err(r) => return refuse(&self.gw, None, &r),
+        };
+        // Subscriptions are relayed rather than served, so their policy is checked here:
+        // a method the operator denied is denied over the websocket too.
+        if let Some(spec) = crate::methods::lookup(&call.method).filter(|s| s.websocket_only) {
+            if !self.gw.admission.policy(spec).allowed {
+                let r = Rejection::MethodDenied(spec.name.to_owned());
+                return refuse(&self.gw, call.id.as_ref(), &r);
+            }
+        }
+        if call.id.is_none() {
+            // The node neither runs nor answers a notification; nothing to count either.
+            return Verdict::Ignore;
+        }
+        match (call.method.as_str(), query_of(&call.params)) {
+            ("subscribe", Some(query)) => match self.conn.add_subscription(query) {
+                Ok(()) => Verdict::Forward,
+                Err(r) => refuse(&self.gw, call.id.as_ref(), &r),
+            },
+            ("unsubscribe", Some(query)) => {
+                self.conn.remove_subscription(query);
+                Verdict::Forward
+            }
+            ("unsubscribe_all", _) => {
+                self.conn.clear_subscriptions();
+                Verdict::Forward
+            }
+            // Without a query the node answers with an error: nothing to count.
+            ("subscribe" | "unsubscribe", None) => Verdict::Forward,
+            _ => Verdict::Serve(serve(self.gw.clone(), self.client.clone(), call).boxed()),
+        }
+    }
+}
+
+fn not_batches() -> Rejection {
+    Rejection::InvalidRequest("batches are not supported over websocket".into())
+}
+
+/// A call that arrived over the websocket, served like one over HTTP, holding one of
+/// the client's concurrent-request slots as it would there.
+async fn serve(gw: Arc<Gateway>, client: ClientKey, call: Call) -> Option<Bytes> {
+    let mut log = AccessLog::default();
+    let id = call.id.clone()?;
+    let _slot = match gw.admission.client_slot(&client) {
+        Ok(slot) => slot,
+        Err(r) => return Some(refuse::message(&gw, Some(&id), &r)),
+    };
+    let served = pipeline::run(&gw, &client, std::slice::from_ref(&call), &mut log).await;
+    let served = served.into_iter().next()?;
+    let mut parts = Vec::with_capacity(3);
+    reply::entry(&mut parts, Some(&served.id), &served.outcome, call.form);
+    Some(parts.concat().into())
+}
+
+/// The `query` of a subscription call, by name or first position.
+fn query_of(params: &Params) -> Option<&str> {
+    match params {
+        Params::Named(map) => map.get("query").and_then(|q| q.as_str()),
+        Params::Positional(items) => items.first().and_then(|q| q.as_str()),
+        _ => None,
+    }
+}
