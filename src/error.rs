@@ -174,133 +174,143 @@ impl Rejection {
         }
     }
 
-    /// The one place a refusal's answer is decided.
+    /// Everything a refusal's answer carries. Each part is one exhaustive match below,
+    /// so a new variant cannot be added without deciding all of them.
     pub fn to_wire(&self, transport: impl Into<Transport>) -> WireError {
-        use Rejection::*;
-        let form = transport.into();
-        let (status, code, message, data, retry_after) = match self {
-            NoRoute => (StatusCode::NOT_FOUND, -32601, "Method not found", String::new(), None),
-            NotWebSocket => (StatusCode::BAD_REQUEST, -32600, "Invalid Request", String::new(), None),
-            UriTooLong { len, max } => (
-                StatusCode::URI_TOO_LONG,
-                -32600,
-                "Invalid Request",
-                format!("URI of {len} bytes is over server.max_uri_bytes ({max})"),
-                None,
-            ),
-            ConflictingFraming => (
-                StatusCode::BAD_REQUEST,
-                -32600,
-                "Invalid Request",
-                "request has both Content-Length and Transfer-Encoding".to_owned(),
-                None,
-            ),
-            Parse(why) => (StatusCode::INTERNAL_SERVER_ERROR, -32700, "Parse error. Invalid JSON", why.clone(), None),
-            InvalidRequest(why) => (node_status(form), -32600, "Invalid Request", why.clone(), None),
-            BatchTooLarge { got, max } => (
-                StatusCode::BAD_REQUEST,
-                -32600,
-                "Invalid Request",
-                format!("maximum JSON-RPC batch size exceeded, got: {got}, max: {max}"),
-                None,
-            ),
-            BodyTooLarge { max } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                -32600,
-                "Invalid Request",
-                format!("error reading request body: http: request body too large (server.max_body_bytes = {max})"),
-                None,
-            ),
-            BodyTimeout => (
-                StatusCode::REQUEST_TIMEOUT,
-                -32600,
-                "Invalid Request",
-                "error reading request body: timed out (server.body_read_timeout)".to_owned(),
-                None,
-            ),
-            // Over URI only websocket-only routes get here (an unknown path is Go's plain
-            // 404 before any parsing), and the node answers those with 404.
-            MethodNotFound => (
-                match form {
-                    Transport::JsonRpc => StatusCode::OK,
-                    Transport::Uri | Transport::Handshake => StatusCode::NOT_FOUND,
-                },
-                -32601,
-                "Method not found",
-                String::new(),
-                None,
-            ),
-            MethodDenied(m) => (
-                node_status(form),
-                -32601,
-                "Method not found",
-                format!("method {m} is disabled by this gateway's policy"),
-                None,
-            ),
-            InvalidParams(why) => (node_status(form), -32602, "Invalid params", why.clone(), None),
-            ParamCap(why) => (node_status(form), -32602, "Invalid params", why.clone(), None),
-            RateLimited { retry_after } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                -32000,
-                "Server error",
-                format!("rate limit exceeded: retry after {}", secs(*retry_after)),
-                Some(*retry_after),
-            ),
-            ClientBusy { max, key } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                -32000,
-                "Server error",
-                format!("too many concurrent requests from this client ({key} = {max})"),
-                Some(Duration::from_secs(1)),
-            ),
-            Overloaded { lane, retry_after } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                -32000,
-                "Server error",
-                format!("the {} lane is full: retry after {}", lane.as_str(), secs(*retry_after)),
-                Some(*retry_after),
-            ),
-            UpstreamTimeout(after) => (
-                node_status(form),
-                -32603,
-                "Internal error",
-                format!("upstream timeout after {}", secs(*after)),
-                None,
-            ),
-            UpstreamUnavailable(why) => {
-                (node_status(form), -32603, "Internal error", format!("upstream unavailable: {why}"), None)
-            }
-            UpstreamInvalid(why) => {
-                (node_status(form), -32603, "Internal error", format!("upstream sent an invalid answer: {why}"), None)
-            }
-            ResponseTooLarge { max } => (
-                node_status(form),
-                -32603,
-                "Internal error",
-                format!("upstream answer exceeds upstream.max_response_bytes ({max})"),
-                None,
-            ),
-            CircuitOpen { retry_after } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                -32603,
-                "Internal error",
-                format!("upstream unavailable: node is failing, next probe in {}", secs(*retry_after)),
-                Some(*retry_after),
-            ),
-        };
+        let code = self.code();
         WireError {
-            status,
+            status: self.status(transport.into()),
             code,
-            message,
-            data,
-            retry_after,
-            close: matches!(self, ConflictingFraming | BodyTooLarge { .. } | BodyTimeout),
+            message: message(code),
+            data: self.data(),
+            retry_after: self.retry_after(),
+            close: matches!(
+                self,
+                Rejection::ConflictingFraming
+                    | Rejection::BodyTooLarge { .. }
+                    | Rejection::BodyTimeout
+            ),
             plain_text: match self {
-                NoRoute => Some("404 page not found\n"),
-                NotWebSocket => Some("Bad Request\n"),
+                Rejection::NoRoute => Some("404 page not found\n"),
+                Rejection::NotWebSocket => Some("Bad Request\n"),
                 _ => None,
             },
         }
+    }
+
+    fn status(&self, transport: Transport) -> StatusCode {
+        use Rejection::*;
+        match self {
+            NoRoute => StatusCode::NOT_FOUND,
+            NotWebSocket | ConflictingFraming | BatchTooLarge { .. } => StatusCode::BAD_REQUEST,
+            UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Parse(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            // Over URI only websocket-only routes get here (an unknown path is Go's plain
+            // 404 before any parsing), and the node answers those with 404.
+            MethodNotFound => match transport {
+                Transport::JsonRpc => StatusCode::OK,
+                Transport::Uri | Transport::Handshake => StatusCode::NOT_FOUND,
+            },
+            RateLimited { .. } | ClientBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Overloaded { .. } | CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            InvalidRequest(_)
+            | MethodDenied(_)
+            | InvalidParams(_)
+            | ParamCap(_)
+            | UpstreamTimeout(_)
+            | UpstreamUnavailable(_)
+            | UpstreamInvalid(_)
+            | ResponseTooLarge { .. } => node_status(transport),
+        }
+    }
+
+    fn code(&self) -> i32 {
+        use Rejection::*;
+        match self {
+            Parse(_) => -32700,
+            NotWebSocket
+            | UriTooLong { .. }
+            | ConflictingFraming
+            | InvalidRequest(_)
+            | BatchTooLarge { .. }
+            | BodyTooLarge { .. }
+            | BodyTimeout => -32600,
+            NoRoute | MethodNotFound | MethodDenied(_) => -32601,
+            InvalidParams(_) | ParamCap(_) => -32602,
+            RateLimited { .. } | ClientBusy { .. } | Overloaded { .. } => -32000,
+            UpstreamTimeout(_)
+            | UpstreamUnavailable(_)
+            | UpstreamInvalid(_)
+            | ResponseTooLarge { .. }
+            | CircuitOpen { .. } => -32603,
+        }
+    }
+
+    fn data(&self) -> String {
+        use Rejection::*;
+        match self {
+            NoRoute | NotWebSocket | MethodNotFound => String::new(),
+            UriTooLong { len, max } => {
+                format!("URI of {len} bytes is over server.max_uri_bytes ({max})")
+            }
+            ConflictingFraming => "request has both Content-Length and Transfer-Encoding".into(),
+            Parse(why) | InvalidRequest(why) | InvalidParams(why) | ParamCap(why) => why.clone(),
+            BatchTooLarge { got, max } => {
+                format!("maximum JSON-RPC batch size exceeded, got: {got}, max: {max}")
+            }
+            BodyTooLarge { max } => format!(
+                "error reading request body: http: request body too large (server.max_body_bytes = {max})"
+            ),
+            BodyTimeout => {
+                "error reading request body: timed out (server.body_read_timeout)".into()
+            }
+            MethodDenied(m) => format!("method {m} is disabled by this gateway's policy"),
+            RateLimited { retry_after } => {
+                format!("rate limit exceeded: retry after {}", secs(*retry_after))
+            }
+            ClientBusy { max, key } => {
+                format!("too many concurrent requests from this client ({key} = {max})")
+            }
+            Overloaded { lane, retry_after } => format!(
+                "the {} lane is full: retry after {}",
+                lane.as_str(),
+                secs(*retry_after)
+            ),
+            UpstreamTimeout(after) => format!("upstream timeout after {}", secs(*after)),
+            UpstreamUnavailable(why) => format!("upstream unavailable: {why}"),
+            UpstreamInvalid(why) => format!("upstream sent an invalid answer: {why}"),
+            ResponseTooLarge { max } => {
+                format!("upstream answer exceeds upstream.max_response_bytes ({max})")
+            }
+            CircuitOpen { retry_after } => format!(
+                "upstream unavailable: node is failing, next probe in {}",
+                secs(*retry_after)
+            ),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Rejection::RateLimited { retry_after }
+            | Rejection::Overloaded { retry_after, .. }
+            | Rejection::CircuitOpen { retry_after } => Some(*retry_after),
+            Rejection::ClientBusy { .. } => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+}
+
+/// JSON-RPC's (and CometBFT's) message for each code.
+fn message(code: i32) -> &'static str {
+    match code {
+        -32700 => "Parse error. Invalid JSON",
+        -32600 => "Invalid Request",
+        -32601 => "Method not found",
+        -32602 => "Invalid params",
+        -32603 => "Internal error",
+        _ => "Server error",
     }
 }
 
@@ -431,6 +441,29 @@ mod tests {
         .to_wire(Form::JsonRpc);
         assert_eq!(w.retry_after, Some(Duration::from_millis(250)));
         assert!(w.data.ends_with("250ms"));
+    }
+
+    #[test]
+    fn the_wire_form_carries_what_used_to_be_patched_on_afterwards() {
+        let w = Rejection::UriTooLong {
+            len: 9000,
+            max: ByteSize::kib(8),
+        }
+        .to_wire(Form::Uri);
+        assert_eq!(w.status, StatusCode::URI_TOO_LONG);
+        let w = Rejection::ConflictingFraming.to_wire(Form::JsonRpc);
+        assert_eq!((w.status, w.close), (StatusCode::BAD_REQUEST, true));
+        let w = Rejection::NoRoute.to_wire(Form::Uri);
+        assert_eq!(w.status, StatusCode::NOT_FOUND);
+        assert_eq!(w.plain_text, Some("404 page not found\n"));
+        // A websocket whose node side cannot be opened: the gateway's 502, not the
+        // node's 500.
+        let w = Rejection::UpstreamUnavailable("x".into()).to_wire(Transport::Handshake);
+        assert_eq!(w.status, StatusCode::BAD_GATEWAY);
+        let w = Rejection::UpstreamTimeout(Duration::from_secs(2)).to_wire(Transport::Handshake);
+        assert_eq!(w.status, StatusCode::BAD_GATEWAY);
+        // Only what leaves the connection in doubt closes it.
+        assert!(!Rejection::MethodNotFound.to_wire(Form::JsonRpc).close);
     }
 
     #[test]

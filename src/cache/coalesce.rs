@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
-use super::{Cache, Entry, Policy};
+use super::{Cache, Policy};
 use crate::error::Rejection;
 use crate::methods::CacheKey;
 use crate::upstream::Answer;
@@ -157,12 +157,5 @@ impl Leader {
         ) {
             self.cache.insert(self.key, entry).await;
         }
-    }
-}
-
-impl Cache {
-    async fn insert(&self, key: CacheKey, entry: Entry) {
-        self.inner.store.insert(key, entry).await;
-        self.inner.counters.stores.fetch_add(1, Ordering::Relaxed);
     }
 }

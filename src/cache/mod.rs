@@ -14,6 +14,7 @@
 
 mod coalesce;
 mod explain;
+mod keep;
 mod policy;
 mod stats;
 mod store;
@@ -359,55 +360,5 @@ impl Cache {
         (entry.chain == self.inner.head.chain_generation()
             && entry.is_fresh(Instant::now(), self.head_view(), latest_ttl))
         .then_some(entry.answer)
-    }
-
-    /// The entry an answer becomes, if its verdict and size allow one.
-    fn entry_for(
-        &self,
-        method: &str,
-        policy: Policy,
-        asked_height: Option<u64>,
-        chain: u64,
-        result: &Result<Answer, Rejection>,
-    ) -> Option<Entry> {
-        let Ok(answer) = result else { return None };
-        let settings = self.inner.settings.load();
-        let verdict = match judge(method, policy, answer) {
-            Verdict::Storable if !verdict::answers_for(method, asked_height, answer) => {
-                Verdict::PassThrough
-            }
-            verdict => verdict,
-        };
-        let policy = match verdict {
-            Verdict::Storable => policy,
-            Verdict::CodeError if !settings.code_error_ttl.is_zero() => {
-                Policy::Ttl(settings.code_error_ttl)
-            }
-            _ => {
-                self.inner.counters.reject(verdict);
-                return None;
-            }
-        };
-        if answer.len() as u64 > settings.max_entry_bytes {
-            self.inner
-                .counters
-                .too_large
-                .fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        let keep_for = store::keep_for(
-            policy,
-            settings.stale_if_error,
-            settings.latest_max_ttl,
-            self.inner.head.stall_after(),
-        );
-        Some(Entry {
-            answer: answer.detached(),
-            stored_at: Instant::now(),
-            policy,
-            stale_ok: verdict == Verdict::Storable && !policy.is_immutable(),
-            keep_for,
-            chain,
-        })
     }
 }
