@@ -1,7 +1,8 @@
-//! Node-call slots. A call needs a permit of its lane (`lanes.<lane>.max_concurrency`)
-//! and then one of the total (`upstream.max_concurrency`). The lane permit comes first:
-//! a heavy call waiting for its lane holds nothing of the total, so a saturated heavy
-//! lane can never starve light calls.
+//! Node-call slots. A call needs a slot of its lane (`lanes.<lane>.max_concurrency`,
+//! handed out fairly between clients by `fair`) and then one of the total
+//! (`upstream.max_concurrency`). The lane slot comes first: a heavy call waiting for its
+//! lane holds nothing of the total, so a saturated heavy lane can never starve light
+//! calls.
 //!
 //! Waiting happens in a bounded queue (`lanes.<lane>.max_queue` waiters) for at most
 //! `lanes.<lane>.queue_timeout`; past either the call is refused with `Overloaded`.
@@ -19,41 +20,53 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::client::ClientKey;
+use super::fair::{self, FairQueue, Slot};
 use super::gate::{Gate, Pass};
 use super::shares::Shares;
 use crate::config::{Config, Lane, LaneConfig};
 use crate::error::Rejection;
 
+/// How long an idle client's node time takes to halve: long enough that a flood paused
+/// for a moment is still remembered, short enough that yesterday's heavy user is an
+/// ordinary one today.
+const HALF_LIFE: Duration = Duration::from_secs(10);
+
+/// Clients a lane remembers the node time of; past it the least recent are forgotten.
+const MAX_CLIENTS: usize = 65_536;
+
 struct LaneState {
-    gate: Arc<Gate>,
-    max_queue: AtomicUsize,
+    queue: Arc<FairQueue>,
     queue_timeout_ms: AtomicU64,
-    queued: AtomicUsize,
-    in_flight: AtomicUsize,
     shares: Arc<Shares>,
     max_per_client: AtomicUsize,
     /// Calls waiting for their client's share, before the lane's queue.
     share_waiting: AtomicUsize,
 }
 
+fn queue_settings(cfg: &LaneConfig) -> fair::Settings {
+    fair::Settings {
+        max_queue: cfg.max_queue,
+        half_life: HALF_LIFE,
+        max_clients: MAX_CLIENTS,
+    }
+}
+
 impl LaneState {
     fn new(cfg: &LaneConfig) -> LaneState {
         let s = LaneState {
-            gate: Gate::new(cfg.max_concurrency),
-            max_queue: AtomicUsize::new(0),
+            queue: FairQueue::new(cfg.max_concurrency, queue_settings(cfg)),
             queue_timeout_ms: AtomicU64::new(0),
-            queued: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
             shares: Arc::default(),
             max_per_client: AtomicUsize::new(0),
             share_waiting: AtomicUsize::new(0),
         };
-        s.set_queue(cfg);
+        s.configure(cfg);
         s
     }
 
-    fn set_queue(&self, cfg: &LaneConfig) {
-        self.max_queue.store(cfg.max_queue, Ordering::Relaxed);
+    fn configure(&self, cfg: &LaneConfig) {
+        self.queue.set_settings(queue_settings(cfg));
+        self.queue.set_limit(cfg.max_concurrency);
         let ms = u64::try_from(cfg.queue_timeout.as_millis()).unwrap_or(u64::MAX);
         self.queue_timeout_ms.store(ms, Ordering::Relaxed);
         self.max_per_client
@@ -85,27 +98,31 @@ pub(super) struct Lanes {
 }
 
 /// A lane's state for metrics and readiness.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LaneSnapshot {
     pub in_flight: usize,
     pub queued: usize,
+    /// Calls that may run at once now: the configured or the adaptive limit.
     pub capacity: usize,
     pub max_queue: usize,
     /// Clients holding or waiting for a share of this lane (0 without a per-client cap).
     pub busy_clients: usize,
     /// Calls waiting for their client's share, not yet in the queue.
     pub waiting_for_share: usize,
+    /// The node time a call of this lane takes, smoothed, in seconds.
+    pub latency: Option<f64>,
+    /// Held by the node guard: nothing new starts.
+    pub paused: bool,
 }
 
 /// A slot for one node call, in a lane and in the total. Hold it for the whole upstream
-/// exchange (response body included) and drop it.
+/// exchange (response body included) and drop it: its lane learns what it cost.
 #[must_use = "the slot is given back as soon as the permit is dropped"]
 pub struct LanePermit {
     lane: Lane,
-    inner: Arc<Inner>,
-    // Order matters only for tidiness: the total is given back before the lane.
+    // The total is given back before the lane slot, whose drop may start the next call.
     _total: Pass,
-    _lane: Pass,
+    _slot: Slot,
 }
 
 impl LanePermit {
@@ -122,16 +139,7 @@ impl std::fmt::Debug for LanePermit {
     }
 }
 
-impl Drop for LanePermit {
-    fn drop(&mut self) {
-        self.inner
-            .lane(self.lane)
-            .in_flight
-            .fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A reserved queue place, given back however the wait ends.
+/// A reserved place, given back however the wait ends.
 struct Place<'a>(&'a AtomicUsize);
 
 impl<'a> Place<'a> {
@@ -163,30 +171,17 @@ impl Lanes {
             (Lane::Light, &cfg.lanes.light),
             (Lane::Heavy, &cfg.lanes.heavy),
         ] {
-            let state = self.inner.lane(lane);
-            state.set_queue(c);
-            state.gate.resize(c.max_concurrency);
+            self.inner.lane(lane).configure(c);
         }
         self.inner.total.resize(cfg.upstream.max_concurrency);
     }
 
-    fn permit(&self, lane: Lane, lane_pass: Pass, total: Pass) -> LanePermit {
-        self.inner
-            .lane(lane)
-            .in_flight
-            .fetch_add(1, Ordering::Relaxed);
-        LanePermit {
-            lane,
-            inner: self.inner.clone(),
-            _total: total,
-            _lane: lane_pass,
-        }
-    }
-
+    /// A slot of `lane` for a call of `method`, charged to `client`.
     pub(super) async fn acquire(
         &self,
         lane: Lane,
         client: &ClientKey,
+        method: &'static str,
     ) -> Result<LanePermit, Rejection> {
         let state = self.inner.lane(lane);
         let timeout = state.queue_timeout();
@@ -196,70 +191,77 @@ impl Lanes {
             lane,
             retry_after: timeout.max(Duration::from_secs(1)),
         };
-        // The common case: all free, no queue bookkeeping, no timer. A free slot is
-        // taken by whoever asks: shares order waiting, they never leave the node idle.
-        let held = match state.gate.try_pass() {
-            Some(lane_pass) => match self.inner.total.try_pass() {
-                Some(total) => return Ok(self.permit(lane, lane_pass, total)),
-                None => Some(lane_pass),
-            },
-            None => None,
+        let slot = match state.queue.try_now(client, method) {
+            Some(slot) => slot,
+            None => {
+                let wait = self.wait_for_slot(state, client, method);
+                match tokio::time::timeout_at(deadline, wait).await {
+                    Ok(Some(slot)) => slot,
+                    _ => return Err(overloaded),
+                }
+            }
         };
-        // A call that must wait for the lane first takes one of its client's places in
-        // the queue, waiting for one outside it; the place is given back once the call
-        // leaves the queue.
+        let total = match self.inner.total.try_pass() {
+            Some(total) => total,
+            None => match tokio::time::timeout_at(deadline, self.inner.total.pass()).await {
+                Ok(Some(total)) => total,
+                _ => return Err(overloaded),
+            },
+        };
+        Ok(LanePermit {
+            lane,
+            _total: total,
+            _slot: slot.started_now(),
+        })
+    }
+
+    /// The queue, after one of the client's places in it (with a per-client cap): a
+    /// flood from one client then waits behind itself, outside the queue, and cannot
+    /// fill it. `None`: the queue is full.
+    async fn wait_for_slot(
+        &self,
+        state: &LaneState,
+        client: &ClientKey,
+        method: &'static str,
+    ) -> Option<Slot> {
         let per_client = state.max_per_client.load(Ordering::Relaxed);
-        let _share = if held.is_none() && per_client > 0 {
+        let _share = if per_client > 0 {
             match state.shares.try_take(client, per_client) {
-                Some(s) => Some(s),
+                Some(share) => Some(share),
                 None => {
                     let _waiting = Place::enter(&state.share_waiting);
-                    match tokio::time::timeout_at(deadline, state.shares.take(client, per_client))
-                        .await
-                    {
-                        Ok(Some(s)) => Some(s),
-                        _ => return Err(overloaded),
-                    }
+                    Some(state.shares.take(client, per_client).await?)
                 }
             }
         } else {
             None
         };
-        let max_queue = state.max_queue.load(Ordering::Relaxed);
-        if state
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
-                (q < max_queue).then_some(q + 1)
-            })
-            .is_err()
-        {
-            return Err(overloaded);
-        }
-        let _place = Place(&state.queued);
-        let wait = async {
-            let lane_pass = match held {
-                Some(p) => p,
-                None => state.gate.pass().await?,
-            };
-            let total = self.inner.total.pass().await?;
-            Some((lane_pass, total))
-        };
-        match tokio::time::timeout_at(deadline, wait).await {
-            Ok(Some((lane_pass, total))) => Ok(self.permit(lane, lane_pass, total)),
-            _ => Err(overloaded),
-        }
+        state.queue.queue(client, method).ok()?.granted().await
     }
 
     pub(super) fn snapshot(&self, lane: Lane) -> LaneSnapshot {
         let s = self.inner.lane(lane);
+        let q = s.queue.snapshot();
         LaneSnapshot {
-            in_flight: s.in_flight.load(Ordering::Relaxed),
-            queued: s.queued.load(Ordering::Relaxed),
-            capacity: s.gate.capacity(),
-            max_queue: s.max_queue.load(Ordering::Relaxed),
+            in_flight: q.running,
+            queued: q.queued,
+            capacity: q.limit,
+            max_queue: s.queue.max_queue(),
             busy_clients: s.shares.busy_clients(),
             waiting_for_share: s.share_waiting.load(Ordering::Relaxed),
+            latency: q.latency,
+            paused: q.paused,
         }
+    }
+
+    /// The node guard's hold on a lane.
+    pub(super) fn pause(&self, lane: Lane, paused: bool) {
+        self.inner.lane(lane).queue.set_paused(paused);
+    }
+
+    /// A client's recent node time in a lane, in seconds.
+    pub(super) fn usage(&self, lane: Lane, client: &ClientKey) -> f64 {
+        self.inner.lane(lane).queue.usage(client)
     }
 
     pub(super) fn total_capacity(&self) -> usize {

@@ -21,6 +21,12 @@ fn config(heavy: usize, heavy_queue: usize, total: usize) -> Config {
     c
 }
 
+/// Slots of a lane no call holds.
+fn free(lanes: &Lanes, lane: Lane) -> usize {
+    let s = lanes.snapshot(lane);
+    s.capacity - s.in_flight
+}
+
 /// Polls once: a queued acquire must be pending, not refused.
 fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
     f.poll(&mut Context::from_waker(Waker::noop()))
@@ -29,10 +35,19 @@ fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
 #[tokio::test(start_paused = true)]
 async fn a_third_heavy_call_waits_then_times_out() {
     let lanes = Lanes::new(&config(2, 4, 3));
-    let _h1 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
-    let _h2 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
+    let _h1 = lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .unwrap();
+    let _h2 = lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .unwrap();
     let started = tokio::time::Instant::now();
-    let err = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap_err();
+    let err = lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .unwrap_err();
     assert_eq!(
         err,
         Rejection::Overloaded {
@@ -47,13 +62,22 @@ async fn a_third_heavy_call_waits_then_times_out() {
 #[tokio::test(start_paused = true)]
 async fn light_flows_while_heavy_is_saturated() {
     let lanes = Lanes::new(&config(2, 4, 3));
-    let _h1 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
-    let _h2 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
+    let _h1 = lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .unwrap();
+    let _h2 = lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .unwrap();
     // A queued heavy call holds nothing of the total...
-    let mut waiting = pin!(lanes.acquire(Lane::Heavy, &ANYONE));
+    let mut waiting = pin!(lanes.acquire(Lane::Heavy, &ANYONE, "tx_search"));
     assert!(poll_once(waiting.as_mut()).is_pending());
     // ...so the last total slot goes to light.
-    let light = lanes.acquire(Lane::Light, &ANYONE).await.unwrap();
+    let light = lanes
+        .acquire(Lane::Light, &ANYONE, "tx_search")
+        .await
+        .unwrap();
     assert_eq!(light.lane(), Lane::Light);
     let s = lanes.snapshot(Lane::Heavy);
     assert_eq!((s.in_flight, s.queued, s.capacity), (2, 1, 2));
@@ -63,12 +87,15 @@ async fn light_flows_while_heavy_is_saturated() {
 #[tokio::test(start_paused = true)]
 async fn a_full_queue_refuses_at_once() {
     let lanes = Lanes::new(&config(1, 1, 3));
-    let _h1 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
-    let mut queued = pin!(lanes.acquire(Lane::Heavy, &ANYONE));
+    let _h1 = lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .unwrap();
+    let mut queued = pin!(lanes.acquire(Lane::Heavy, &ANYONE, "tx_search"));
     assert!(poll_once(queued.as_mut()).is_pending());
     let started = tokio::time::Instant::now();
     assert!(matches!(
-        lanes.acquire(Lane::Heavy, &ANYONE).await,
+        lanes.acquire(Lane::Heavy, &ANYONE, "tx_search").await,
         Err(Rejection::Overloaded {
             lane: Lane::Heavy,
             ..
@@ -80,16 +107,25 @@ async fn a_full_queue_refuses_at_once() {
 #[tokio::test(start_paused = true)]
 async fn a_zero_queue_never_waits() {
     let lanes = Lanes::new(&config(1, 0, 3));
-    let _h1 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
-    assert!(lanes.acquire(Lane::Heavy, &ANYONE).await.is_err());
+    let _h1 = lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .unwrap();
+    assert!(lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .is_err());
 }
 
 #[tokio::test(start_paused = true)]
 async fn dropping_a_queued_waiter_gives_back_its_place() {
     let lanes = Lanes::new(&config(1, 1, 3));
-    let h1 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
+    let h1 = lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .unwrap();
     {
-        let mut queued = pin!(lanes.acquire(Lane::Heavy, &ANYONE));
+        let mut queued = pin!(lanes.acquire(Lane::Heavy, &ANYONE, "tx_search"));
         assert!(poll_once(queued.as_mut()).is_pending());
         assert_eq!(lanes.snapshot(Lane::Heavy).queued, 1);
     }
@@ -99,7 +135,12 @@ async fn dropping_a_queued_waiter_gives_back_its_place() {
         let lanes = Lanes {
             inner: lanes.inner.clone(),
         };
-        async move { lanes.acquire(Lane::Heavy, &ANYONE).await.map(|p| p.lane()) }
+        async move {
+            lanes
+                .acquire(Lane::Heavy, &ANYONE, "tx_search")
+                .await
+                .map(|p| p.lane())
+        }
     });
     tokio::task::yield_now().await;
     drop(h1);
@@ -110,28 +151,45 @@ async fn dropping_a_queued_waiter_gives_back_its_place() {
 async fn a_waiter_holding_its_lane_releases_it_when_dropped() {
     // Lane free, total full: the waiter holds a lane permit while it queues for the total.
     let lanes = Lanes::new(&config(2, 4, 1));
-    let light = lanes.acquire(Lane::Light, &ANYONE).await.unwrap();
+    let light = lanes
+        .acquire(Lane::Light, &ANYONE, "tx_search")
+        .await
+        .unwrap();
     {
-        let mut queued = pin!(lanes.acquire(Lane::Heavy, &ANYONE));
+        let mut queued = pin!(lanes.acquire(Lane::Heavy, &ANYONE, "tx_search"));
         assert!(poll_once(queued.as_mut()).is_pending());
     }
     assert_eq!(
-        lanes.inner.heavy.gate.available(),
+        free(&lanes, Lane::Heavy),
         2,
         "the dropped waiter's lane permit came back"
     );
     assert_eq!(lanes.snapshot(Lane::Heavy).queued, 0);
     drop(light);
-    drop(lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap());
+    drop(
+        lanes
+            .acquire(Lane::Heavy, &ANYONE, "tx_search")
+            .await
+            .unwrap(),
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn permits_are_released_on_drop() {
     let lanes = Lanes::new(&config(2, 4, 3));
     for _ in 0..10 {
-        let a = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
-        let b = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
-        let c = lanes.acquire(Lane::Light, &ANYONE).await.unwrap();
+        let a = lanes
+            .acquire(Lane::Heavy, &ANYONE, "tx_search")
+            .await
+            .unwrap();
+        let b = lanes
+            .acquire(Lane::Heavy, &ANYONE, "tx_search")
+            .await
+            .unwrap();
+        let c = lanes
+            .acquire(Lane::Light, &ANYONE, "tx_search")
+            .await
+            .unwrap();
         drop((a, b, c));
     }
     let s = lanes.snapshot(Lane::Heavy);
@@ -142,12 +200,20 @@ async fn permits_are_released_on_drop() {
 #[tokio::test(start_paused = true)]
 async fn raising_a_lane_lets_a_waiter_through() {
     let lanes = Lanes::new(&config(1, 4, 3));
-    let _h1 = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
+    let _h1 = lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .unwrap();
     let waiter = tokio::spawn({
         let lanes = Lanes {
             inner: lanes.inner.clone(),
         };
-        async move { lanes.acquire(Lane::Heavy, &ANYONE).await.map(|p| p.lane()) }
+        async move {
+            lanes
+                .acquire(Lane::Heavy, &ANYONE, "tx_search")
+                .await
+                .map(|p| p.lane())
+        }
     });
     tokio::task::yield_now().await;
     assert_eq!(lanes.snapshot(Lane::Heavy).queued, 1);
@@ -159,9 +225,18 @@ async fn raising_a_lane_lets_a_waiter_through() {
 async fn lowering_a_lane_keeps_held_permits_valid() {
     let lanes = Lanes::new(&config(3, 4, 3));
     let held: Vec<LanePermit> = vec![
-        lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap(),
-        lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap(),
-        lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap(),
+        lanes
+            .acquire(Lane::Heavy, &ANYONE, "tx_search")
+            .await
+            .unwrap(),
+        lanes
+            .acquire(Lane::Heavy, &ANYONE, "tx_search")
+            .await
+            .unwrap(),
+        lanes
+            .acquire(Lane::Heavy, &ANYONE, "tx_search")
+            .await
+            .unwrap(),
     ];
     lanes.reconfigure(&config(1, 0, 3));
     assert_eq!(lanes.snapshot(Lane::Heavy).in_flight, 3);
@@ -169,13 +244,22 @@ async fn lowering_a_lane_keeps_held_permits_valid() {
     let last = held.pop().unwrap();
     drop(held);
     // Two released into a lane of one: still full while the third is held.
-    assert!(lanes.acquire(Lane::Heavy, &ANYONE).await.is_err());
+    assert!(lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .is_err());
     assert_eq!(lanes.snapshot(Lane::Heavy).capacity, 1);
     drop(last);
-    let again = lanes.acquire(Lane::Heavy, &ANYONE).await.unwrap();
-    assert!(lanes.acquire(Lane::Heavy, &ANYONE).await.is_err());
+    let again = lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .unwrap();
+    assert!(lanes
+        .acquire(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .is_err());
     drop(again);
-    assert_eq!(lanes.inner.heavy.gate.available(), 1);
+    assert_eq!(free(&lanes, Lane::Heavy), 1);
 }
 
 static ANYONE: ClientKey = ClientKey::Ip(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
@@ -190,14 +274,14 @@ async fn a_clients_next_call_waits_behind_other_clients_first_ones() {
         ClientKey::Ip(std::net::IpAddr::from([10, 0, 0, 2])),
     );
     // A free slot is A's whatever its share: the node is not left idle.
-    let a1 = lanes.acquire(Lane::Heavy, &a).await.unwrap();
+    let a1 = lanes.acquire(Lane::Heavy, &a, "tx_search").await.unwrap();
     // A's second call queues (its one place), its third waits for that place, then
     // B's first queues behind A's second.
-    let mut a2 = pin!(lanes.acquire(Lane::Heavy, &a));
+    let mut a2 = pin!(lanes.acquire(Lane::Heavy, &a, "tx_search"));
     assert!(poll_once(a2.as_mut()).is_pending());
-    let mut a3 = pin!(lanes.acquire(Lane::Heavy, &a));
+    let mut a3 = pin!(lanes.acquire(Lane::Heavy, &a, "tx_search"));
     assert!(poll_once(a3.as_mut()).is_pending());
-    let mut b1 = pin!(lanes.acquire(Lane::Heavy, &b));
+    let mut b1 = pin!(lanes.acquire(Lane::Heavy, &b, "tx_search"));
     assert!(poll_once(b1.as_mut()).is_pending());
     let s = lanes.snapshot(Lane::Heavy);
     assert_eq!((s.queued, s.waiting_for_share), (2, 1));

@@ -20,7 +20,10 @@
 //! `rate_limit.enabled = false` switches off both per-client limits (rate and
 //! concurrency); lanes and WebSocket caps always apply.
 
+mod adaptive;
 mod client;
+mod estimate;
+mod fair;
 mod gate;
 mod glob;
 mod lanes;
@@ -81,7 +84,7 @@ pub struct Admission {
 }
 
 /// Admission state for metrics and readiness.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct AdmissionSnapshot {
     pub light: LaneSnapshot,
     pub heavy: LaneSnapshot,
@@ -192,8 +195,13 @@ impl Admission {
     /// A node-call slot in `lane` and in the total; waits in the lane's bounded queue
     /// for at most its `queue_timeout`. Cancel-safe: dropping the future while it waits
     /// gives back the queue place and anything already acquired.
-    pub async fn lane_slot(&self, lane: Lane, client: &ClientKey) -> Result<LanePermit, Rejection> {
-        self.lanes.acquire(lane, client).await
+    pub async fn lane_slot(
+        &self,
+        lane: Lane,
+        client: &ClientKey,
+        method: &'static str,
+    ) -> Result<LanePermit, Rejection> {
+        self.lanes.acquire(lane, client, method).await
     }
 
     /// A WebSocket connection slot (per client and overall) carrying the per-connection

@@ -122,12 +122,25 @@ async fn lane_slots_through_admission() {
         max_per_client: 0,
     };
     let a = Arc::new(Admission::new(&c));
-    let h1 = a.lane_slot(Lane::Heavy, &ANYONE).await.unwrap();
-    let _h2 = a.lane_slot(Lane::Heavy, &ANYONE).await.unwrap();
-    let _l = a.lane_slot(Lane::Light, &ANYONE).await.unwrap();
+    let h1 = a
+        .lane_slot(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .unwrap();
+    let _h2 = a
+        .lane_slot(Lane::Heavy, &ANYONE, "tx_search")
+        .await
+        .unwrap();
+    let _l = a
+        .lane_slot(Lane::Light, &ANYONE, "tx_search")
+        .await
+        .unwrap();
     let waiter = tokio::spawn({
         let a = a.clone();
-        async move { a.lane_slot(Lane::Heavy, &ANYONE).await.map(|p| p.lane()) }
+        async move {
+            a.lane_slot(Lane::Heavy, &ANYONE, "tx_search")
+                .await
+                .map(|p| p.lane())
+        }
     });
     tokio::task::yield_now().await;
     let s = a.snapshot();

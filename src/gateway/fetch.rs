@@ -101,22 +101,24 @@ impl Gateway {
             Err(r) => return (every(r), None),
         };
         let queued = Instant::now();
-        let _slot = match self.admission.lane_slot(lane, client).await {
+        // A batch is charged as what it is to the node: one call of its own.
+        let method = match calls {
+            [one] => one.spec.name,
+            _ => "batch",
+        };
+        let _slot = match self.admission.lane_slot(lane, client, method).await {
             Ok(slot) => slot,
             Err(r) => return (every(r), None),
         };
         self.metrics.lane_waited(lane, queued.elapsed());
         let started = Instant::now();
-        let (result, label) = match calls {
-            [one] => (
-                self.upstream.call(one).await.map(|a| vec![a]),
-                one.spec.name,
-            ),
-            many => (self.upstream.call_batch(many).await, "batch"),
+        let result = match calls {
+            [one] => self.upstream.call(one).await.map(|a| vec![a]),
+            many => self.upstream.call_batch(many).await,
         };
         let elapsed = started.elapsed();
         self.breaker.record(lane, &result);
-        self.metrics.node_call(label, elapsed, result.is_ok());
+        self.metrics.node_call(method, elapsed, result.is_ok());
         let results = match result {
             Ok(answers) => answers.into_iter().map(Ok).collect(),
             Err(r) => every(r),

@@ -1,0 +1,455 @@
+//! One lane's node-call slots, handed out fairly between clients.
+//!
+//! A free slot is taken at once by whoever asks, so the node is never left idle. When
+//! all slots are busy, calls wait, and each freed slot goes to the waiting client that
+//! has recently used the least node time; a client's own calls keep their order. Node
+//! time is what a call really cost the node (the time its slot was held), charged as an
+//! estimate (its method's recent average) when the call starts and corrected when it
+//! ends, and it decays with `half_life`: a flood from one address waits behind everyone
+//! else's calls, and an address that stops flooding is soon an ordinary client again.
+//!
+//! The number of slots is the lane's limit (fixed, or set by the adaptive limiter), and
+//! the node guard can pause the lane: nothing new starts, the waiting keep waiting.
+//! Memory is bounded: the queue by `max_queue`, the client table by `max_clients`
+//! (clients with nothing queued or running and little recent use age out first).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::adaptive::Adaptive;
+use super::client::ClientKey;
+use super::estimate::Estimates;
+
+/// What a fair queue runs under; all of it can change on reload.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Settings {
+    pub max_queue: usize,
+    pub half_life: Duration,
+    pub max_clients: usize,
+}
+
+/// Why a call was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Full {
+    Queue,
+}
+
+struct Waiter {
+    seq: u64,
+    method: &'static str,
+    estimate: f64,
+    grant: oneshot::Sender<Slot>,
+}
+
+#[derive(Default)]
+struct Client {
+    /// Node seconds used, decayed to `at`.
+    usage: f64,
+    at: Option<Instant>,
+    waiting: VecDeque<Waiter>,
+    running: usize,
+}
+
+impl Client {
+    fn usage_at(&self, now: Instant, half_life: Duration) -> f64 {
+        match self.at {
+            Some(at) if !half_life.is_zero() => {
+                let halvings =
+                    now.saturating_duration_since(at).as_secs_f64() / half_life.as_secs_f64();
+                self.usage * (-halvings).exp2()
+            }
+            _ => self.usage,
+        }
+    }
+
+    fn charge(&mut self, seconds: f64, now: Instant, half_life: Duration) {
+        self.usage = (self.usage_at(now, half_life) + seconds).max(0.0);
+        self.at = Some(now);
+    }
+
+    fn idle(&self) -> bool {
+        self.waiting.is_empty() && self.running == 0
+    }
+}
+
+struct State {
+    settings: Settings,
+    limit: usize,
+    paused: bool,
+    running: usize,
+    queued: usize,
+    next_seq: u64,
+    clients: HashMap<ClientKey, Client>,
+    /// Clients with a call waiting: whom a freed slot is chosen among.
+    backlogged: Vec<ClientKey>,
+    estimates: Estimates,
+    /// Sets `limit` from the node's latency; `None`: the limit is what config says.
+    adaptive: Option<Adaptive>,
+}
+
+pub(super) struct FairQueue {
+    state: Mutex<State>,
+}
+
+/// A running call's slot: held for the whole node exchange, given back on drop, when
+/// the call's real node time is charged and the next waiting call starts.
+#[must_use = "the slot is given back as soon as it is dropped"]
+pub(super) struct Slot {
+    queue: Arc<FairQueue>,
+    client: ClientKey,
+    method: &'static str,
+    estimate: f64,
+    started: Instant,
+}
+
+/// A queued call; dropping it before its slot comes takes it out of the queue.
+pub(super) struct Ticket {
+    queue: Arc<FairQueue>,
+    client: ClientKey,
+    seq: u64,
+    grant: oneshot::Receiver<Slot>,
+}
+
+/// What `FairQueue::enter` gives: a slot now, or a place in the queue.
+#[cfg(test)]
+pub(super) enum Entry {
+    Now(Slot),
+    Queued(Ticket),
+}
+
+/// A lane's state for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct Snapshot {
+    pub limit: usize,
+    /// The node time a call of this lane takes, smoothed (seconds).
+    pub latency: Option<f64>,
+    pub running: usize,
+    pub queued: usize,
+    pub clients: usize,
+    pub paused: bool,
+}
+
+impl FairQueue {
+    pub(super) fn new(limit: usize, settings: Settings) -> Arc<FairQueue> {
+        Arc::new(FairQueue {
+            state: Mutex::new(State {
+                settings,
+                limit,
+                paused: false,
+                running: 0,
+                queued: 0,
+                next_seq: 0,
+                clients: HashMap::new(),
+                backlogged: Vec::new(),
+                estimates: Estimates::default(),
+                adaptive: None,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot at once if one is free and nobody waits; otherwise a place in the queue.
+    #[cfg(test)]
+    pub(super) fn enter(
+        self: &Arc<Self>,
+        client: &ClientKey,
+        method: &'static str,
+    ) -> Result<Entry, Full> {
+        match self.try_now(client, method) {
+            Some(slot) => Ok(Entry::Now(slot)),
+            None => self.queue(client, method).map(Entry::Queued),
+        }
+    }
+
+    /// A slot, if one is free and nobody waits for one.
+    pub(super) fn try_now(
+        self: &Arc<Self>,
+        client: &ClientKey,
+        method: &'static str,
+    ) -> Option<Slot> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if !state.backlogged.is_empty() || state.paused || state.running >= state.limit {
+            return None;
+        }
+        let estimate = state.estimates.of(method);
+        state.start(client, estimate, now);
+        drop(state);
+        Some(self.slot(client.clone(), method, estimate, now))
+    }
+
+    /// A place in the queue, whatever the slots.
+    pub(super) fn queue(
+        self: &Arc<Self>,
+        client: &ClientKey,
+        method: &'static str,
+    ) -> Result<Ticket, Full> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        if state.queued >= state.settings.max_queue {
+            return Err(Full::Queue);
+        }
+        let estimate = state.estimates.of(method);
+        let (tx, rx) = oneshot::channel();
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.queued += 1;
+        state.make_room(client, now);
+        let c = state.clients.entry(client.clone()).or_default();
+        let first = c.waiting.is_empty();
+        c.waiting.push_back(Waiter {
+            seq,
+            method,
+            estimate,
+            grant: tx,
+        });
+        if first {
+            state.backlogged.push(client.clone());
+        }
+        // A slot may be free (the queue was only asked for because of a share wait).
+        self.dispatch(state);
+        Ok(Ticket {
+            queue: self.clone(),
+            client: client.clone(),
+            seq,
+            grant: rx,
+        })
+    }
+
+    fn slot(
+        self: &Arc<Self>,
+        client: ClientKey,
+        method: &'static str,
+        estimate: f64,
+        now: Instant,
+    ) -> Slot {
+        Slot {
+            queue: self.clone(),
+            client,
+            method,
+            estimate,
+            started: now,
+        }
+    }
+
+    /// Sets the number of slots. Raising it starts waiting calls at once; lowering it
+    /// lets running calls finish.
+    pub(super) fn set_limit(self: &Arc<Self>, limit: usize) {
+        let mut state = self.lock();
+        state.adaptive = None;
+        state.limit = limit;
+        self.dispatch(state);
+    }
+
+    /// Lets the node's latency set the number of slots, between `min` and `max`. A
+    /// limiter already running keeps what it learned when only its bounds change.
+    pub(super) fn set_adaptive(self: &Arc<Self>, min: usize, max: usize) {
+        let mut state = self.lock();
+        let adaptive = match state.adaptive.take() {
+            Some(a) if a.bounds() == (min, max) => a,
+            _ => Adaptive::new(min, max),
+        };
+        state.limit = adaptive.limit();
+        state.adaptive = Some(adaptive);
+        self.dispatch(state);
+    }
+
+    pub(super) fn set_settings(&self, settings: Settings) {
+        self.lock().settings = settings;
+    }
+
+    pub(super) fn max_queue(&self) -> usize {
+        self.lock().settings.max_queue
+    }
+
+    /// The node guard's hold: while paused nothing new starts.
+    pub(super) fn set_paused(self: &Arc<Self>, paused: bool) {
+        let mut state = self.lock();
+        state.paused = paused;
+        self.dispatch(state);
+    }
+
+    pub(super) fn snapshot(&self) -> Snapshot {
+        let state = self.lock();
+        Snapshot {
+            limit: state.limit,
+            latency: state.estimates.lane(),
+            running: state.running,
+            queued: state.queued,
+            clients: state.clients.len(),
+            paused: state.paused,
+        }
+    }
+
+    /// A client's recent node time, in seconds (decayed to now).
+    pub(super) fn usage(&self, client: &ClientKey) -> f64 {
+        let state = self.lock();
+        let half_life = state.settings.half_life;
+        state
+            .clients
+            .get(client)
+            .map_or(0.0, |c| c.usage_at(Instant::now(), half_life))
+    }
+
+    /// Starts waiting calls while slots are free, least recent use first. The grants
+    /// are sent after the lock is released: a grant whose waiter has gone is dropped,
+    /// and dropping a slot takes the lock again.
+    fn dispatch(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
+        let now = Instant::now();
+        let mut grants = Vec::new();
+        while !state.paused && state.running < state.limit {
+            let Some((client, waiter)) = state.next_waiter(now) else {
+                break;
+            };
+            state.start(&client, waiter.estimate, now);
+            let slot = self.slot(client, waiter.method, waiter.estimate, now);
+            grants.push((waiter.grant, slot));
+        }
+        drop(state);
+        for (tx, slot) in grants {
+            let _ = tx.send(slot);
+        }
+    }
+
+    fn release(self: &Arc<Self>, slot: &Slot) {
+        let now = Instant::now();
+        let used = now.saturating_duration_since(slot.started);
+        let mut state = self.lock();
+        let running = state.running;
+        state.running -= 1;
+        state.estimates.record(slot.method, used);
+        if let Some(adaptive) = &mut state.adaptive {
+            adaptive.record(used, running);
+            state.limit = adaptive.limit();
+        }
+        let half_life = state.settings.half_life;
+        if let Some(c) = state.clients.get_mut(&slot.client) {
+            c.running -= 1;
+            c.charge(used.as_secs_f64() - slot.estimate, now, half_life);
+        }
+        self.dispatch(state);
+    }
+
+    fn cancel(&self, client: &ClientKey, seq: u64) {
+        let mut state = self.lock();
+        let Some(c) = state.clients.get_mut(client) else {
+            return;
+        };
+        let Some(at) = c.waiting.iter().position(|w| w.seq == seq) else {
+            return; // already granted: the slot travels in the channel and is dropped
+        };
+        c.waiting.remove(at);
+        let now_empty = c.waiting.is_empty();
+        state.queued -= 1;
+        if now_empty {
+            state.backlogged.retain(|k| k != client);
+        }
+    }
+}
+
+impl State {
+    /// A call takes a slot: counted, and charged its estimate.
+    fn start(&mut self, client: &ClientKey, estimate: f64, now: Instant) {
+        self.running += 1;
+        self.make_room(client, now);
+        let half_life = self.settings.half_life;
+        let c = self.clients.entry(client.clone()).or_default();
+        c.running += 1;
+        c.charge(estimate, now, half_life);
+    }
+
+    /// The waiting call of the backlogged client with the least recent use (the
+    /// earliest arrival among equals).
+    fn next_waiter(&mut self, now: Instant) -> Option<(ClientKey, Waiter)> {
+        let half_life = self.settings.half_life;
+        let (at, _) = self
+            .backlogged
+            .iter()
+            .enumerate()
+            .filter_map(|(i, key)| {
+                let c = self.clients.get(key)?;
+                let front = c.waiting.front()?;
+                Some((i, (c.usage_at(now, half_life), front.seq)))
+            })
+            .min_by(|(_, a), (_, b)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))?;
+        let key = self.backlogged[at].clone();
+        let c = self.clients.get_mut(&key)?;
+        let waiter = c.waiting.pop_front()?;
+        if c.waiting.is_empty() {
+            self.backlogged.swap_remove(at);
+        }
+        self.queued -= 1;
+        Some((key, waiter))
+    }
+
+    /// Keeps the client table within `max_clients` before `client` may be added: idle
+    /// clients whose use has decayed the most go first. Clients that are running or
+    /// waiting are bounded by the lane's limit and queue, so room is always found.
+    fn make_room(&mut self, client: &ClientKey, now: Instant) {
+        let max = self.settings.max_clients.max(1);
+        if self.clients.len() < max || self.clients.contains_key(client) {
+            return;
+        }
+        let half_life = self.settings.half_life;
+        // Drop every idle client whose use has decayed to nothing; if that frees too
+        // little, the idle half with the least use.
+        self.clients
+            .retain(|_, c| !c.idle() || c.usage_at(now, half_life) > 1e-6);
+        if self.clients.len() < max {
+            return;
+        }
+        let mut idle: Vec<f64> = self
+            .clients
+            .values()
+            .filter(|c| c.idle())
+            .map(|c| c.usage_at(now, half_life))
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        let middle = idle.len() / 2;
+        let (_, cut, _) = idle.select_nth_unstable_by(middle, f64::total_cmp);
+        let cut = *cut;
+        self.clients
+            .retain(|_, c| !c.idle() || c.usage_at(now, half_life) > cut);
+    }
+}
+
+impl Ticket {
+    /// Waits for the slot. Cancel-safe: dropping the wait gives the place back.
+    pub(super) async fn granted(mut self) -> Option<Slot> {
+        (&mut self.grant).await.ok()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.queue.cancel(&self.client, self.seq);
+    }
+}
+
+impl Slot {
+    /// Node time is counted from here: the slot may have waited for the total.
+    pub(super) fn started_now(mut self) -> Slot {
+        self.started = Instant::now();
+        self
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let queue = self.queue.clone();
+        queue.release(self);
+    }
+}
+
+#[cfg(test)]
+#[path = "fair_tests.rs"]
+mod tests;
