@@ -26,8 +26,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use methods::{Lane, MethodOverride, KNOWN_METHODS};
+pub use methods::MethodOverride;
 pub use units::{format_duration, parse_duration, parse_size, ByteSize};
+
+/// Lanes are the method table's; re-exported for the modules that name them with
+/// the config that tunes them.
+pub use crate::methods::Lane;
 
 use render::{ser_duration, ser_header_name, ser_ipnets, ser_metrics_listen, ser_uri};
 
@@ -46,8 +50,8 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
-    /// Per-method overrides from `[methods.<name>]`; names are in
-    /// [`KNOWN_METHODS`] and cap fields apply to their method.
+    /// Per-method overrides from `[methods.<name>]`; names are routes of
+    /// [`crate::methods::ROUTES`] and cap fields apply to their method.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub methods: BTreeMap<String, MethodOverride>,
 }
