@@ -228,10 +228,9 @@ fn redacted_config(gw: &Gateway) -> String {
     config.to_toml_string()
 }
 
-fn metrics(gw: &Gateway) -> String {
+fn metrics(gw: &Arc<Gateway>) -> String {
     let mut out = String::with_capacity(16 * 1024);
-    live::write(gw, &mut out);
-    gw.metrics().encode_registry(&mut out);
+    gw.metrics().encode(&mut out, Box::new(live::Live(gw.clone())));
     out
 }
 
