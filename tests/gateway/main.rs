@@ -9,6 +9,7 @@ mod cli;
 mod clients;
 mod faults;
 mod hostile;
+mod listeners;
 mod metrics_text;
 mod ops;
 mod props;
