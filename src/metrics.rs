@@ -1,11 +1,13 @@
-//! Counters and histograms in Prometheus' text format. Label sets stay bounded: methods
-//! are the route table's names (anything else is `other`), reasons and statuses are
-//! fixed words, and there is never a client address in a label.
+//! Counters and histograms, and the one place `/metrics` is encoded (OpenMetrics text,
+//! by prometheus-client), the families read at scrape time included. Label sets stay
+//! bounded: methods are the route table's names (anything else is `other`), reasons and
+//! statuses are fixed words, and there is never a client address in a label.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -14,8 +16,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::cache::CacheStatus;
-use crate::config::Lane;
-use crate::methods;
+use crate::methods::{self, Lane};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -44,6 +45,9 @@ struct ReasonLabel {
 struct LaneLabel {
     lane: &'static str,
 }
+
+/// Every family's name starts with it.
+const PREFIX: &str = "cometgate";
 
 fn latency_histogram() -> Histogram {
     // 100 µs to ~26 s.
@@ -76,7 +80,7 @@ pub fn method_label(name: &str) -> &'static str {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("cometgate");
+        let mut registry = Registry::with_prefix(PREFIX);
         let requests = Family::<RequestLabels, Counter>::default();
         let rejections = Family::<ReasonLabel, Counter>::default();
         let node_calls = Family::<NodeCallLabels, Counter>::default();
@@ -198,10 +202,18 @@ impl Metrics {
         self.reloads.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    /// The registry's families in text form; live gauges (cache, lanes, head, RSS) are
-    /// written by the ops listener around it.
-    pub fn encode_registry(&self, out: &mut String) {
+    /// The whole exposition in OpenMetrics text: `live`, the families read from the
+    /// components at scrape time, then the counters and histograms kept here.
+    ///
+    /// `live` goes into a registry made for this scrape rather than into the one kept
+    /// here: it reads the gateway, which owns these metrics, so registering it for good
+    /// would make a reference cycle (and this module depend on the gateway).
+    pub fn encode(&self, out: &mut String, live: Box<dyn Collector>) {
+        let mut scrape = Registry::with_prefix(PREFIX);
+        scrape.register_collector(live);
         // Writing into a String cannot fail.
-        let _ = encode(out, &self.registry);
+        let _ = encode_registry(out, &scrape);
+        let _ = encode_registry(out, &self.registry);
+        let _ = encode_eof(out);
     }
 }

@@ -2,8 +2,6 @@
 //! sense on which method.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -12,82 +10,7 @@ use toml::Value;
 use super::render::ser_opt_duration;
 use super::units::ByteSize;
 use super::walk::{self, closest, Problems, Section};
-
-/// CometBFT v0.38 RPC routes, unsafe ones included, so an operator can
-/// write `[methods.dial_peers] allow = false` explicitly.
-pub const KNOWN_METHODS: &[&str] = &[
-    "health",
-    "status",
-    "net_info",
-    "blockchain",
-    "genesis",
-    "genesis_chunked",
-    "block",
-    "block_by_hash",
-    "block_results",
-    "commit",
-    "header",
-    "header_by_hash",
-    "check_tx",
-    "tx",
-    "tx_search",
-    "block_search",
-    "validators",
-    "dump_consensus_state",
-    "consensus_state",
-    "consensus_params",
-    "unconfirmed_txs",
-    "num_unconfirmed_txs",
-    "broadcast_tx_sync",
-    "broadcast_tx_async",
-    "broadcast_tx_commit",
-    "abci_query",
-    "abci_info",
-    "broadcast_evidence",
-    "subscribe",
-    "unsubscribe",
-    "unsubscribe_all",
-    "dial_seeds",
-    "dial_peers",
-    "unsafe_flush_mempool",
-];
-
-/// Which concurrency lane a method is scheduled on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lane {
-    Light,
-    Heavy,
-}
-
-impl Lane {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Lane::Light => "light",
-            Lane::Heavy => "heavy",
-        }
-    }
-}
-
-impl fmt::Display for Lane {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Lane {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "light" => Ok(Lane::Light),
-            "heavy" => Ok(Lane::Heavy),
-            _ => Err(format!(
-                "invalid lane \"{s}\": expected \"light\" or \"heavy\""
-            )),
-        }
-    }
-}
+use crate::methods::{lookup, Lane, ROUTES};
 
 /// Every field is optional; `None` leaves the built-in policy alone.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -169,6 +92,16 @@ fn lane(v: &Value) -> Result<Option<Lane>, String> {
     walk::string(v)?.parse().map(Some)
 }
 
+/// Names every route the method table knows, with the closest one first when the
+/// name looks like a typo of it.
+fn unknown_method(name: &str) -> String {
+    let known: Vec<&str> = ROUTES.iter().map(|spec| spec.name).collect();
+    let hint = closest(name, &known)
+        .map(|m| format!("did you mean \"{m}\"? "))
+        .unwrap_or_default();
+    format!("unknown method ({hint}known: {})", known.join(", "))
+}
+
 pub(crate) fn read_methods(
     p: &mut Problems,
     value: Option<&Value>,
@@ -187,14 +120,8 @@ pub(crate) fn read_methods(
     };
     for (name, body) in table {
         let path = format!("methods.{name}");
-        if !KNOWN_METHODS.contains(&name.as_str()) {
-            let hint = closest(name, KNOWN_METHODS)
-                .map(|m| format!("did you mean \"{m}\"? "))
-                .unwrap_or_default();
-            p.report(
-                &path,
-                format!("unknown method ({hint}known: {})", KNOWN_METHODS.join(", ")),
-            );
+        if lookup(name).is_none() {
+            p.report(&path, unknown_method(name));
             continue;
         }
         let mut s = Section::of(p, path, Some(body));
@@ -245,7 +172,7 @@ mod tests {
     fn cap_scopes_name_known_methods_and_fields() {
         for (field, scope) in CAP_SCOPES {
             for m in *scope {
-                assert!(KNOWN_METHODS.contains(m), "{field}: {m}");
+                assert!(lookup(m).is_some(), "{field}: {m}");
             }
         }
         let o = MethodOverride::default();
@@ -255,19 +182,13 @@ mod tests {
     }
 
     #[test]
-    fn lanes_parse_lowercase_only() {
-        assert_eq!("light".parse(), Ok(Lane::Light));
-        assert_eq!("heavy".parse(), Ok(Lane::Heavy));
-        assert!("Heavy".parse::<Lane>().is_err());
-        assert_eq!(Lane::Heavy.to_string(), "heavy");
-    }
-
-    #[test]
-    fn known_methods_are_unique() {
-        let mut names = KNOWN_METHODS.to_vec();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), KNOWN_METHODS.len());
-        assert_eq!(KNOWN_METHODS.len(), 34);
+    fn an_unknown_method_names_the_closest_route_and_every_one() {
+        let message = unknown_method("tx_serch");
+        assert!(message.contains("did you mean \"tx_search\"?"), "{message}");
+        assert!(message.contains("health, status, net_info,"), "{message}");
+        assert!(
+            message.ends_with("dial_peers, unsafe_flush_mempool)"),
+            "{message}"
+        );
     }
 }

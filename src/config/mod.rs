@@ -8,6 +8,7 @@
 
 mod error;
 mod methods;
+mod rate_limit;
 mod read;
 mod reload;
 mod render;
@@ -26,10 +27,15 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use methods::{Lane, MethodOverride, KNOWN_METHODS};
+pub use methods::MethodOverride;
+pub use rate_limit::{ApiKeyQuota, ClientIpHeader, RateLimitConfig};
 pub use units::{format_duration, parse_duration, parse_size, ByteSize};
 
-use render::{ser_duration, ser_header_name, ser_ipnets, ser_metrics_listen, ser_uri};
+/// Lanes are the method table's; re-exported for the modules that name them with
+/// the config that tunes them.
+pub use crate::methods::Lane;
+
+use render::{ser_duration, ser_metrics_listen, ser_uri};
 
 const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -46,8 +52,8 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
-    /// Per-method overrides from `[methods.<name>]`; names are in
-    /// [`KNOWN_METHODS`] and cap fields apply to their method.
+    /// Per-method overrides from `[methods.<name>]`; names are routes of
+    /// [`crate::methods::ROUTES`] and cap fields apply to their method.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub methods: BTreeMap<String, MethodOverride>,
 }
@@ -165,66 +171,6 @@ pub struct LaneConfig {
     /// behind them, so that one client cannot fill the queue. A free slot is taken by
     /// whoever asks. 0 = first come, first served.
     pub max_per_client: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RateLimitConfig {
-    pub enabled: bool,
-    /// Cost units per second per client.
-    pub requests_per_second: u32,
-    /// Cost units. Not checked against method costs here (see the method
-    /// table's owner).
-    pub burst: u32,
-    /// Bare IPs are read as /32 or /128.
-    #[serde(serialize_with = "ser_ipnets")]
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    pub client_ip_header: ClientIpHeader,
-    pub max_concurrent_per_client: usize,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ser_header_name"
-    )]
-    pub api_key_header: Option<http::HeaderName>,
-    /// Non-empty, unique keys; requires `api_key_header`.
-    pub api_keys: Vec<ApiKeyQuota>,
-    /// How often idle per-client state is pruned.
-    #[serde(serialize_with = "ser_duration")]
-    pub gc_interval: Duration,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            requests_per_second: 50,
-            burst: 200,
-            trusted_proxies: Vec::new(),
-            client_ip_header: ClientIpHeader::default(),
-            max_concurrent_per_client: 16,
-            api_key_header: None,
-            api_keys: Vec::new(),
-            gc_interval: secs(60),
-        }
-    }
-}
-
-/// `Debug` redacts the key so a logged config does not leak credentials;
-/// `to_toml_string` does print it, since that output must re-parse.
-#[derive(Clone, PartialEq, Serialize)]
-pub struct ApiKeyQuota {
-    pub key: String,
-    pub requests_per_second: u32,
-    pub burst: u32,
-}
-
-impl std::fmt::Debug for ApiKeyQuota {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKeyQuota")
-            .field("key", &"<redacted>")
-            .field("requests_per_second", &self.requests_per_second)
-            .field("burst", &self.burst)
-            .finish()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -352,18 +298,6 @@ impl Default for LogConfig {
             access_log: true,
         }
     }
-}
-
-/// The one header a trusted proxy's client address is read from. Only one: a proxy that
-/// sets one of them passes the other through as the client wrote it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClientIpHeader {
-    /// Walked right to left, skipping trusted hops (`proxy_add_x_forwarded_for`).
-    #[default]
-    XForwardedFor,
-    /// One address, set by the proxy (`proxy_set_header X-Real-IP $remote_addr`).
-    XRealIp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]

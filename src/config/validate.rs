@@ -59,10 +59,21 @@ fn burst_covers_every_method(c: &Config, p: &mut Problems) {
     }
 }
 
+/// Every check, in the order its problems are reported.
 pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
+    durations_are_usable(c, p);
+    counts_are_bounded(c, p);
+    burst_covers_every_method(c, p);
+    counts_are_nonzero(c, p);
+    sizes_meet_minimums(c, p);
+    limits_fit_each_other(c, p);
+    settings_depend_on_each_other(c, p);
+    addresses_do_not_loop(c, p);
+}
+
+fn durations_are_usable(c: &Config, p: &mut Problems) {
     let s = &c.server;
     let u = &c.upstream;
-
     // Zero would mean "expire at once" or "never wait", not "no timeout".
     let positive: &[(&str, Duration)] = &[
         ("server.header_read_timeout", s.header_read_timeout),
@@ -107,7 +118,11 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
             });
         }
     }
+}
 
+fn counts_are_bounded(c: &Config, p: &mut Problems) {
+    let s = &c.server;
+    let u = &c.upstream;
     // Counts that size semaphores and connection tables: far past any real machine.
     const MOST: u64 = 1_000_000;
     let bounded_counts: &[(&str, u64)] = &[
@@ -127,8 +142,11 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
             format!("must be at most {MOST}")
         });
     }
-    burst_covers_every_method(c, p);
+}
 
+fn counts_are_nonzero(c: &Config, p: &mut Problems) {
+    let s = &c.server;
+    let u = &c.upstream;
     // A zero count would reject or stall every request.
     let w = &c.websocket;
     let at_least_one: &[(&str, u64)] = &[
@@ -178,7 +196,12 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
     for (path, n) in at_least_one {
         check(p, *n >= 1, path, &[], || "must be at least 1".into());
     }
+}
 
+fn sizes_meet_minimums(c: &Config, p: &mut Problems) {
+    let s = &c.server;
+    let u = &c.upstream;
+    let w = &c.websocket;
     let minimums: &[(&str, ByteSize, ByteSize, &str)] = &[
         (
             "server.max_body_bytes",
@@ -210,7 +233,13 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
             format!("must be at least {min} ({why}), got {value}")
         });
     }
+}
 
+/// Limits that only make sense against another one: a part larger than its whole, a
+/// wait longer than its deadline.
+fn limits_fit_each_other(c: &Config, p: &mut Problems) {
+    let s = &c.server;
+    let u = &c.upstream;
     check(
         p,
         s.max_uri_bytes <= s.max_header_bytes,
@@ -264,6 +293,10 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
             },
         );
     }
+}
+
+/// Settings that need another one set, or bounded, to mean anything.
+fn settings_depend_on_each_other(c: &Config, p: &mut Problems) {
     check(
         p,
         c.rate_limit.api_keys.is_empty() || c.rate_limit.api_key_header.is_some(),
@@ -290,6 +323,12 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
         )
         },
     );
+}
+
+/// Listeners that would collide, or a node URL that would send requests back in.
+fn addresses_do_not_loop(c: &Config, p: &mut Problems) {
+    let s = &c.server;
+    let u = &c.upstream;
     if let Some(m) = c.metrics.listen {
         check(
             p,
@@ -342,30 +381,5 @@ fn points_at(url: &http::Uri, listen: SocketAddr) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn socket_collisions() {
-        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
-        assert!(same_socket(a("127.0.0.1:9464"), a("127.0.0.1:9464")));
-        assert!(same_socket(a("0.0.0.0:9464"), a("127.0.0.1:9464")));
-        assert!(!same_socket(a("127.0.0.1:9464"), a("127.0.0.2:9464")));
-        assert!(!same_socket(a("127.0.0.1:0"), a("127.0.0.1:0")));
-        assert!(!same_socket(a("127.0.0.1:1"), a("127.0.0.1:2")));
-    }
-
-    #[test]
-    fn self_loops() {
-        let listen: SocketAddr = "0.0.0.0:26657".parse().unwrap();
-        let uri = |s: &'static str| http::Uri::from_static(s);
-        assert!(points_at(&uri("http://127.0.0.1:26657/"), listen));
-        assert!(points_at(&uri("http://localhost:26657/"), listen));
-        assert!(!points_at(&uri("http://node:26657/"), listen));
-        assert!(!points_at(&uri("http://10.0.0.2:26657/"), listen));
-        assert!(!points_at(&uri("http://127.0.0.1:26658/"), listen));
-        let local: SocketAddr = "127.0.0.1:26658".parse().unwrap();
-        assert!(points_at(&uri("http://[::1]:26658/"), local));
-        assert!(!points_at(&uri("http://10.0.0.2:26658/"), local));
-    }
-}
+#[path = "validate_tests.rs"]
+mod tests;

@@ -8,10 +8,50 @@
 mod canon;
 mod table;
 
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
 pub use canon::{canonicalize, CacheKey, Canonical};
 pub use table::{lookup, ROUTES};
 
-pub use crate::config::Lane;
+/// Which concurrency lane a method is scheduled on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lane {
+    Light,
+    Heavy,
+}
+
+impl Lane {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Lane::Light => "light",
+            Lane::Heavy => "heavy",
+        }
+    }
+}
+
+impl fmt::Display for Lane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Lane {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "light" => Ok(Lane::Light),
+            "heavy" => Ok(Lane::Heavy),
+            _ => Err(format!(
+                "invalid lane \"{s}\": expected \"light\" or \"heavy\""
+            )),
+        }
+    }
+}
 
 /// How a value travels in a JSON-RPC body and how its URI spelling is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,5 +132,18 @@ pub struct DefaultCaps {
 impl MethodSpec {
     pub fn arg(&self, name: &str) -> Option<&'static Arg> {
         self.args.iter().find(|a| a.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lane;
+
+    #[test]
+    fn lanes_parse_lowercase_only() {
+        assert_eq!("light".parse(), Ok(Lane::Light));
+        assert_eq!("heavy".parse(), Ok(Lane::Heavy));
+        assert!("Heavy".parse::<Lane>().is_err());
+        assert_eq!(Lane::Heavy.to_string(), "heavy");
     }
 }

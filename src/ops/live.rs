@@ -1,187 +1,182 @@
 //! Families read from the components at scrape time (cache, lanes, head, process)
 //! rather than counted a second time on the request path.
 
-use std::fmt::Write as _;
+use std::fmt;
+use std::sync::Arc;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+
+use crate::admission::LaneSnapshot;
 use crate::gateway::Gateway;
 
-/// One metric family in the text format; `samples` are (labels, value), labels already
-/// rendered as `lane="heavy"` or empty.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, f64)]) {
-    let _ = writeln!(out, "# HELP cometgate_{name} {help}");
-    let _ = writeln!(out, "# TYPE cometgate_{name} {kind}");
-    let suffix = if kind == "counter" { "_total" } else { "" };
-    for (labels, value) in samples {
-        if labels.is_empty() {
-            let _ = writeln!(out, "cometgate_{name}{suffix} {value}");
-        } else {
-            let _ = writeln!(out, "cometgate_{name}{suffix}{{{labels}}} {value}");
-        }
+/// The gateway's live state as metric families, read anew at each scrape.
+pub(super) struct Live(pub(super) Arc<Gateway>);
+
+impl fmt::Debug for Live {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Live")
     }
 }
 
-pub(super) fn write(gw: &Gateway, out: &mut String) {
+impl Collector for Live {
+    fn encode(&self, mut out: DescriptorEncoder) -> fmt::Result {
+        head(&self.0, &mut out)?;
+        process(&mut out)?;
+        lanes(&self.0, &mut out)?;
+        cache(&self.0, &mut out)
+    }
+}
+
+fn gauge(
+    out: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: impl EncodeGaugeValue,
+) -> fmt::Result {
+    let metric = out.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    ConstGauge::new(value).encode(metric)
+}
+
+fn counter(out: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let metric = out.encode_descriptor(name, help, None, MetricType::Counter)?;
+    ConstCounter::new(value).encode(metric)
+}
+
+/// One gauge family with a sample per lane.
+fn per_lane(
+    out: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    (light, heavy): (&LaneSnapshot, &LaneSnapshot),
+    value: fn(&LaneSnapshot) -> usize,
+) -> fmt::Result {
+    let mut metric = out.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (lane, snapshot) in [("light", light), ("heavy", heavy)] {
+        let labels = [("lane", lane)];
+        ConstGauge::new(value(snapshot) as u64).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn head(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
     let head = gw.head();
-    family(
+    gauge(
         out,
         "head_height",
-        "gauge",
         "Latest block height seen from the node",
-        &[("", head.height().unwrap_or(0) as f64)],
-    );
-    let age = head.age().map_or(-1.0, |d| d.as_secs_f64());
-    family(
+        head.height().unwrap_or(0),
+    )?;
+    gauge(
         out,
         "head_age_seconds",
-        "gauge",
         "Time since the head last advanced (-1: never seen)",
-        &[("", age)],
-    );
-    let up = !gw.breaker().holding_off() && !head.blind();
-    family(
+        head.age().map_or(-1.0, |d| d.as_secs_f64()),
+    )?;
+    let holding_off = gw.breaker().holding_off();
+    gauge(
         out,
         "node_up",
-        "gauge",
         "1 when the node answers and its head advances",
-        &[("", f64::from(u8::from(up)))],
-    );
-    let open = f64::from(u8::from(gw.breaker().holding_off()));
-    family(
+        i64::from(!holding_off && !head.blind()),
+    )?;
+    gauge(
         out,
         "circuit_open",
-        "gauge",
         "1 while the circuit breaker keeps calls off the node",
-        &[("", open)],
-    );
-    if let Some(rss) = super::process_rss() {
-        family(
-            out,
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident set size of this process",
-            &[("", rss.as_u64() as f64)],
-        );
-    }
+        i64::from(holding_off),
+    )
+}
 
-    let lanes = gw.admission().snapshot();
-    let per_lane = |f: fn(&crate::admission::LaneSnapshot) -> usize| {
-        [
-            ("lane=\"light\"", f(&lanes.light) as f64),
-            ("lane=\"heavy\"", f(&lanes.heavy) as f64),
-        ]
+/// Absent where the platform has no /proc: a made-up zero would read as a leak fixed.
+fn process(out: &mut DescriptorEncoder) -> fmt::Result {
+    let Some(rss) = super::process_rss() else {
+        return Ok(());
     };
-    family(
+    gauge(
+        out,
+        "process_resident_memory_bytes",
+        "Resident set size of this process",
+        rss.as_u64(),
+    )
+}
+
+fn lanes(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
+    let s = gw.admission().snapshot();
+    let both = (&s.light, &s.heavy);
+    per_lane(
         out,
         "lane_in_flight",
-        "gauge",
         "Node calls in flight, by lane",
-        &per_lane(|l| l.in_flight),
-    );
-    family(
+        both,
+        |l| l.in_flight,
+    )?;
+    per_lane(
         out,
         "lane_queued",
-        "gauge",
         "Calls waiting for a lane slot, by lane",
-        &per_lane(|l| l.queued),
-    );
-    family(
-        out,
-        "lane_capacity",
-        "gauge",
-        "Lane slots, by lane",
-        &per_lane(|l| l.capacity),
-    );
-    family(
+        both,
+        |l| l.queued,
+    )?;
+    per_lane(out, "lane_capacity", "Lane slots, by lane", both, |l| {
+        l.capacity
+    })?;
+    gauge(
         out,
         "rate_limited_clients",
-        "gauge",
         "Clients with rate-limit state",
-        &[("", lanes.tracked_clients as f64)],
-    );
-    family(
+        s.tracked_clients as u64,
+    )?;
+    gauge(
         out,
         "websocket_connections",
-        "gauge",
         "Client websocket connections open",
-        &[("", lanes.ws_connections as f64)],
-    );
+        s.ws_connections as u64,
+    )
+}
 
-    let cache = gw.cache().stats();
-    family(
-        out,
-        "cache_entries",
-        "gauge",
-        "Entries in the cache",
-        &[("", cache.entries as f64)],
-    );
-    family(
+fn cache(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
+    let c = gw.cache().stats();
+    gauge(out, "cache_entries", "Entries in the cache", c.entries)?;
+    gauge(
         out,
         "cache_bytes",
-        "gauge",
         "Weighted bytes in the cache (at most cache.max_bytes)",
-        &[("", cache.weighted_bytes as f64)],
-    );
-    family(
-        out,
-        "cache_max_bytes",
-        "gauge",
-        "cache.max_bytes",
-        &[("", cache.max_bytes as f64)],
-    );
-    family(
+        c.weighted_bytes,
+    )?;
+    gauge(out, "cache_max_bytes", "cache.max_bytes", c.max_bytes)?;
+    gauge(
         out,
         "cache_in_flight",
-        "gauge",
         "Distinct fetches in flight (coalescing leaders)",
-        &[("", cache.in_flight as f64)],
-    );
-    family(
-        out,
-        "cache_hits",
-        "counter",
-        "Answers served from the cache",
-        &[("", cache.hits as f64)],
-    );
-    family(
-        out,
-        "cache_misses",
-        "counter",
-        "Lookups that went to the node",
-        &[("", cache.misses as f64)],
-    );
-    family(
-        out,
-        "cache_coalesced",
-        "counter",
-        "Followers that shared another caller's fetch",
-        &[("", cache.coalesced as f64)],
-    );
-    family(
-        out,
-        "cache_stale",
-        "counter",
-        "Stale answers served while the node failed",
-        &[("", cache.stale as f64)],
-    );
-    family(
-        out,
-        "cache_bypass",
-        "counter",
-        "Calls whose answers are never cached",
-        &[("", cache.bypass as f64)],
-    );
-    family(
-        out,
-        "cache_evictions",
-        "counter",
-        "Entries evicted for space",
-        &[("", cache.evictions as f64)],
-    );
-    family(
-        out,
-        "cache_stores",
-        "counter",
-        "Answers stored",
-        &[("", cache.stores as f64)],
-    );
+        c.in_flight as u64,
+    )?;
+    let counters: [(&str, &str, u64); 7] = [
+        ("cache_hits", "Answers served from the cache", c.hits),
+        ("cache_misses", "Lookups that went to the node", c.misses),
+        (
+            "cache_coalesced",
+            "Followers that shared another caller's fetch",
+            c.coalesced,
+        ),
+        (
+            "cache_stale",
+            "Stale answers served while the node failed",
+            c.stale,
+        ),
+        (
+            "cache_bypass",
+            "Calls whose answers are never cached",
+            c.bypass,
+        ),
+        ("cache_evictions", "Entries evicted for space", c.evictions),
+        ("cache_stores", "Answers stored", c.stores),
+    ];
+    for (name, help, value) in counters {
+        counter(out, name, help, value)?;
+    }
+    Ok(())
 }

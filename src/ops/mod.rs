@@ -2,67 +2,86 @@
 //! port: `/metrics`, `/healthz`, `/readyz` and the admin routes (`/admin/purge`,
 //! `/admin/explain`, `/admin/config`).
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::config::ByteSize;
 use crate::gateway::Gateway;
 use crate::reply::Chunks;
+use crate::server::{serve_connection, Admitted, Gate, Http, Listener, Policy};
 
 mod explain;
 mod live;
 
 /// Scrapers, probes and an operator's curl: a handful at once. More is refused rather
-/// than letting this port hold file descriptors the proxy needs.
-const MAX_OPS_CONNECTIONS: usize = 64;
+/// than letting this port hold file descriptors the proxy needs. Nobody here is a
+/// client to tell apart or a slowloris to evict.
+pub(crate) const POLICY: Policy = Policy {
+    max_connections: 64,
+    per_client: false,
+    max_pending: None,
+};
 
-/// Serves the operator routes until `shutdown` completes.
+const HTTP: Http = Http {
+    header_read_timeout: Duration::from_secs(5),
+    max_buf_size: None,
+};
+
+/// The ops port's connections are the operator's: no per-address cap, and none of
+/// them in the client connection metrics (a scrape would count itself).
+struct Operator;
+
+impl Gate for Operator {
+    type Slot = ();
+
+    fn client_slot(&self, _: IpAddr) -> Option<()> {
+        Some(())
+    }
+
+    fn refused(&self, reason: &'static str) {
+        tracing::debug!(reason, "ops connection refused");
+    }
+
+    fn opened(&self) {}
+
+    fn closed(&self) {}
+}
+
+/// Serves the operator routes until `shutdown` completes; the connections left then
+/// close once their request in flight is answered.
 pub async fn run(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    let open = Arc::new(tokio::sync::Semaphore::new(MAX_OPS_CONNECTIONS));
     let loopback = listener
         .local_addr()
         .is_ok_and(|a| a.ip().to_canonical().is_loopback());
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: the listener stays readable, so retrying at
-                    // once would spin.
-                    tracing::warn!(error = %e, "ops accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = open.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
-        };
+    let served = move |admitted: Admitted<Operator>| {
         let gw = gw.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = service_fn(move |req| {
-                let gw = gw.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&gw, loopback, req).await) }
-            });
-            let _ = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(5))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+        let Admitted {
+            stream,
+            peer,
+            lease,
+        } = admitted;
+        let service = service_fn(move |req| {
+            let gw = gw.clone();
+            async move { Ok::<_, Infallible>(route(&gw, loopback, req).await) }
         });
-    }
+        serve_connection(TokioIo::new(stream), service, HTTP, lease, peer)
+    };
+    let draining = Listener::new(listener, POLICY, Arc::new(Operator))
+        .serve_until(shutdown, served)
+        .await;
+    // Nothing waits for the ops port at exit: its connections are told to close, and
+    // the process ends with the proxy's drain.
+    drop(draining);
 }
 
 /// `/admin/*` can empty the cache (a thundering herd at the node) and shows the
@@ -228,10 +247,10 @@ fn redacted_config(gw: &Gateway) -> String {
     config.to_toml_string()
 }
 
-fn metrics(gw: &Gateway) -> String {
+fn metrics(gw: &Arc<Gateway>) -> String {
     let mut out = String::with_capacity(16 * 1024);
-    live::write(gw, &mut out);
-    gw.metrics().encode_registry(&mut out);
+    gw.metrics()
+        .encode(&mut out, Box::new(live::Live(gw.clone())));
     out
 }
 

@@ -69,6 +69,42 @@ impl PendingQueue {
     }
 }
 
+/// A connection's wait for its first request head, shared by the service, which ends
+/// it, and the connection's task, which closes the connection if evicted meanwhile.
+#[derive(Clone)]
+pub(super) struct HeadWait {
+    ticket: Arc<Mutex<Option<PendingTicket>>>,
+    evict: Option<Arc<Notify>>,
+}
+
+impl HeadWait {
+    pub(super) fn new(ticket: Option<PendingTicket>) -> HeadWait {
+        HeadWait {
+            evict: ticket.as_ref().map(|t| t.evict.clone()),
+            ticket: Arc::new(Mutex::new(ticket)),
+        }
+    }
+
+    /// The connection stops counting as pending.
+    pub(super) fn arrived(&self) {
+        if let Ok(mut ticket) = self.ticket.lock() {
+            ticket.take();
+        }
+    }
+
+    /// Completes if the connection is evicted while still without a head; never
+    /// otherwise. A head that arrived in the meantime wins: its request is served.
+    pub(super) async fn evicted(self) {
+        if let Some(evict) = &self.evict {
+            evict.notified().await;
+            if self.ticket.lock().map(|t| t.is_some()).unwrap_or(false) {
+                return;
+            }
+        }
+        std::future::pending().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +122,28 @@ mod tests {
         let (_d, ed) = q.admit();
         assert!(ed, "a is the oldest and goes");
         assert!(a.evict.notified().now_or_never().is_some());
+    }
+}
+
+#[cfg(test)]
+mod head_wait_tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    #[tokio::test]
+    async fn an_evicted_connection_without_a_head_closes_and_one_with_a_head_stays() {
+        let q = Arc::new(PendingQueue::new(1));
+        let (first, _) = q.admit();
+        let waiting = HeadWait::new(Some(first));
+        let (second, evicted) = q.admit();
+        assert!(evicted);
+        assert!(waiting.clone().evicted().now_or_never().is_some());
+
+        let served = HeadWait::new(Some(second));
+        served.arrived();
+        let (_third, evicted) = q.admit();
+        assert!(!evicted, "a connection with a head left the queue");
+        assert!(served.evicted().now_or_never().is_none());
+        assert!(HeadWait::new(None).evicted().now_or_never().is_none());
     }
 }

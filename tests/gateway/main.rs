@@ -9,6 +9,8 @@ mod cli;
 mod clients;
 mod faults;
 mod hostile;
+mod listeners;
+mod metrics_text;
 mod ops;
 mod pipeline;
 mod props;
