@@ -35,6 +35,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod gateway;
+pub mod guard;
 pub mod head;
 pub mod jsonrpc;
 pub mod methods;

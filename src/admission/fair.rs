@@ -289,6 +289,7 @@ impl FairQueue {
     }
 
     /// A client's recent node time, in seconds (decayed to now).
+    #[cfg(test)]
     pub(super) fn usage(&self, client: &ClientKey) -> f64 {
         let state = self.lock();
         let half_life = state.settings.half_life;

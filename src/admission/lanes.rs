@@ -36,6 +36,8 @@ const MAX_CLIENTS: usize = 65_536;
 
 struct LaneState {
     queue: Arc<FairQueue>,
+    /// `max_concurrency`: the limit, or with `adaptive` its ceiling.
+    ceiling: AtomicUsize,
     queue_timeout_ms: AtomicU64,
     shares: Arc<Shares>,
     max_per_client: AtomicUsize,
@@ -55,6 +57,7 @@ impl LaneState {
     fn new(cfg: &LaneConfig) -> LaneState {
         let s = LaneState {
             queue: FairQueue::new(cfg.max_concurrency, queue_settings(cfg)),
+            ceiling: AtomicUsize::new(cfg.max_concurrency),
             queue_timeout_ms: AtomicU64::new(0),
             shares: Arc::default(),
             max_per_client: AtomicUsize::new(0),
@@ -66,7 +69,13 @@ impl LaneState {
 
     fn configure(&self, cfg: &LaneConfig) {
         self.queue.set_settings(queue_settings(cfg));
-        self.queue.set_limit(cfg.max_concurrency);
+        self.ceiling.store(cfg.max_concurrency, Ordering::Relaxed);
+        if cfg.adaptive {
+            self.queue
+                .set_adaptive(cfg.min_concurrency, cfg.max_concurrency);
+        } else {
+            self.queue.set_limit(cfg.max_concurrency);
+        }
         let ms = u64::try_from(cfg.queue_timeout.as_millis()).unwrap_or(u64::MAX);
         self.queue_timeout_ms.store(ms, Ordering::Relaxed);
         self.max_per_client
@@ -104,6 +113,8 @@ pub struct LaneSnapshot {
     pub queued: usize,
     /// Calls that may run at once now: the configured or the adaptive limit.
     pub capacity: usize,
+    /// `max_concurrency`: what `capacity` is, or with `adaptive` may grow to.
+    pub ceiling: usize,
     pub max_queue: usize,
     /// Clients holding or waiting for a share of this lane (0 without a per-client cap).
     pub busy_clients: usize,
@@ -246,6 +257,7 @@ impl Lanes {
             in_flight: q.running,
             queued: q.queued,
             capacity: q.limit,
+            ceiling: s.ceiling.load(Ordering::Relaxed),
             max_queue: s.queue.max_queue(),
             busy_clients: s.shares.busy_clients(),
             waiting_for_share: s.share_waiting.load(Ordering::Relaxed),
@@ -257,11 +269,6 @@ impl Lanes {
     /// The node guard's hold on a lane.
     pub(super) fn pause(&self, lane: Lane, paused: bool) {
         self.inner.lane(lane).queue.set_paused(paused);
-    }
-
-    /// A client's recent node time in a lane, in seconds.
-    pub(super) fn usage(&self, lane: Lane, client: &ClientKey) -> f64 {
-        self.inner.lane(lane).queue.usage(client)
     }
 
     pub(super) fn total_capacity(&self) -> usize {

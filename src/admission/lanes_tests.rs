@@ -8,12 +8,16 @@ fn config(heavy: usize, heavy_queue: usize, total: usize) -> Config {
     c.upstream.max_concurrency = total;
     c.lanes.heavy = LaneConfig {
         max_concurrency: heavy,
+        min_concurrency: 1,
+        adaptive: false,
         max_queue: heavy_queue,
         queue_timeout: Duration::from_secs(2),
         max_per_client: 0,
     };
     c.lanes.light = LaneConfig {
         max_concurrency: 8,
+        min_concurrency: 1,
+        adaptive: false,
         max_queue: 8,
         queue_timeout: Duration::from_secs(1),
         max_per_client: 0,

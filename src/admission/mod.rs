@@ -35,7 +35,7 @@ mod shares;
 mod slots;
 mod ws;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +58,8 @@ use crate::methods::{Canonical, MethodSpec};
 struct ClientLimits {
     enabled: bool,
     max_concurrent: usize,
+    /// API keys with their own concurrency cap.
+    per_key: HashMap<Arc<str>, usize>,
     gc_interval: Duration,
 }
 
@@ -66,7 +68,24 @@ impl ClientLimits {
         ClientLimits {
             enabled: cfg.rate_limit.enabled,
             max_concurrent: cfg.rate_limit.max_concurrent_per_client,
+            per_key: cfg
+                .rate_limit
+                .api_keys
+                .iter()
+                .filter_map(|q| Some((Arc::from(q.key.as_str()), q.max_concurrent_per_client?)))
+                .collect(),
             gc_interval: cfg.rate_limit.gc_interval,
+        }
+    }
+
+    /// The client's cap and the config key that sets it.
+    fn max_concurrent(&self, client: &ClientKey) -> (usize, &'static str) {
+        match client {
+            ClientKey::ApiKey(key) => match self.per_key.get(key) {
+                Some(max) => (*max, "rate_limit.api_keys.max_concurrent_per_client"),
+                None => (self.max_concurrent, "rate_limit.max_concurrent_per_client"),
+            },
+            ClientKey::Ip(_) => (self.max_concurrent, "rate_limit.max_concurrent_per_client"),
         }
     }
 }
@@ -117,7 +136,7 @@ impl Admission {
             rules: ArcSwap::from_pointee(client_rules(config)),
             policies: ArcSwap::from_pointee(policy::Policies::new(&config.methods)),
             limits: ArcSwap::from_pointee(ClientLimits::new(config)),
-            ws_limits: ArcSwap::from_pointee(ws::WsLimits::new(&config.websocket)),
+            ws_limits: ArcSwap::from_pointee(ws::WsLimits::new(config)),
             rate: rate::RateLimits::new(&config.rate_limit, DefaultClock::default()),
             lanes: lanes::Lanes::new(config),
             clients: Arc::default(),
@@ -134,8 +153,7 @@ impl Admission {
         self.policies
             .store(Arc::new(policy::Policies::new(&config.methods)));
         self.limits.store(Arc::new(ClientLimits::new(config)));
-        self.ws_limits
-            .store(Arc::new(ws::WsLimits::new(&config.websocket)));
+        self.ws_limits.store(Arc::new(ws::WsLimits::new(config)));
         self.rate.reconfigure(&config.rate_limit);
         self.lanes.reconfigure(config);
     }
@@ -182,13 +200,10 @@ impl Admission {
         if !limits.enabled {
             return Ok(ClientPermit { _slot: None });
         }
-        let max = limits.max_concurrent;
+        let (max, key) = limits.max_concurrent(client);
         match self.clients.try_take(client, max) {
             Some(slot) => Ok(ClientPermit { _slot: Some(slot) }),
-            None => Err(Rejection::ClientBusy {
-                max,
-                key: "rate_limit.max_concurrent_per_client",
-            }),
+            None => Err(Rejection::ClientBusy { max, key }),
         }
     }
 
@@ -202,6 +217,12 @@ impl Admission {
         method: &'static str,
     ) -> Result<LanePermit, Rejection> {
         self.lanes.acquire(lane, client, method).await
+    }
+
+    /// The node guard's hold on a lane: while paused nothing new starts; the waiting
+    /// keep waiting within their queue timeout.
+    pub fn pause_lane(&self, lane: Lane, paused: bool) {
+        self.lanes.pause(lane, paused);
     }
 
     /// A WebSocket connection slot (per client and overall) carrying the per-connection

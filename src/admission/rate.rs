@@ -181,6 +181,8 @@ mod tests {
                 key: "gold".into(),
                 requests_per_second: 100,
                 burst: 1000,
+                max_concurrent_per_client: None,
+                max_websocket_connections: None,
             }],
             ..Default::default()
         }

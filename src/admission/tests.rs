@@ -20,6 +20,8 @@ fn config() -> Config {
         key: "team".into(),
         requests_per_second: 100,
         burst: 500,
+        max_concurrent_per_client: None,
+        max_websocket_connections: None,
     }];
     c
 }
@@ -79,6 +81,30 @@ fn denied_routes_and_their_override() {
 }
 
 #[test]
+fn an_api_key_may_have_its_own_concurrency_cap() {
+    let mut c = config();
+    c.rate_limit.api_keys[0].max_concurrent_per_client = Some(64);
+    let a = Admission::new(&c);
+    let lcd = ClientKey::ApiKey(Arc::from("team"));
+    let held: Vec<_> = (0..64).map(|_| a.client_slot(&lcd).unwrap()).collect();
+    assert_eq!(
+        a.client_slot(&lcd).unwrap_err(),
+        Rejection::ClientBusy {
+            max: 64,
+            key: "rate_limit.api_keys.max_concurrent_per_client"
+        }
+    );
+    // Everyone else keeps the shared cap.
+    let other = ClientKey::Ip(ip("192.0.2.1"));
+    let _both = (
+        a.client_slot(&other).unwrap(),
+        a.client_slot(&other).unwrap(),
+    );
+    assert!(a.client_slot(&other).is_err());
+    drop(held);
+}
+
+#[test]
 fn client_slots_cap_concurrency_and_follow_reloads() {
     let a = Admission::new(&config());
     let c = ClientKey::Ip(ip("192.0.2.1"));
@@ -117,6 +143,8 @@ async fn lane_slots_through_admission() {
     c.upstream.max_concurrency = 3;
     c.lanes.heavy = LaneConfig {
         max_concurrency: 2,
+        min_concurrency: 1,
+        adaptive: false,
         max_queue: 4,
         queue_timeout: Duration::from_secs(5),
         max_per_client: 0,

@@ -5,7 +5,7 @@
 //! new connections only (the relay would otherwise need a lock per message). Connection
 //! counts are shared, so closing an old connection frees room under the new caps.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use governor::RateLimiter;
 use super::client::ClientKey;
 use super::rate::{retry_after, Direct, Rate};
 use super::slots::{Slot, SlotTable};
-use crate::config::{Lane, WebSocketConfig};
+use crate::config::{Config, Lane};
 use crate::error::Rejection;
 
 /// The `[websocket]` caps as one reloadable value.
@@ -24,6 +24,8 @@ use crate::error::Rejection;
 pub(super) struct WsLimits {
     pub enabled: bool,
     pub max_connections_per_client: usize,
+    /// API keys with their own connection cap.
+    pub per_key: HashMap<Arc<str>, usize>,
     pub max_connections: usize,
     pub max_subscriptions: usize,
     pub max_message_bytes: u64,
@@ -31,10 +33,17 @@ pub(super) struct WsLimits {
 }
 
 impl WsLimits {
-    pub(super) fn new(cfg: &WebSocketConfig) -> WsLimits {
+    pub(super) fn new(config: &Config) -> WsLimits {
+        let cfg = &config.websocket;
         WsLimits {
             enabled: cfg.enabled,
             max_connections_per_client: cfg.max_connections_per_client,
+            per_key: config
+                .rate_limit
+                .api_keys
+                .iter()
+                .filter_map(|q| Some((Arc::from(q.key.as_str()), q.max_websocket_connections?)))
+                .collect(),
             max_connections: cfg.max_connections,
             max_subscriptions: cfg.max_subscriptions_per_connection,
             max_message_bytes: cfg.max_message_bytes.as_u64(),
@@ -90,14 +99,20 @@ pub(super) fn open(
         return Err(Rejection::MethodDenied("websocket".to_owned()));
     }
     // The client's own cap first: one greedy client is told it is the problem.
-    let max = limits.max_connections_per_client;
+    let (max, key) = match client {
+        ClientKey::ApiKey(k) if limits.per_key.contains_key(k) => (
+            limits.per_key[k],
+            "rate_limit.api_keys.max_websocket_connections",
+        ),
+        _ => (
+            limits.max_connections_per_client,
+            "websocket.max_connections_per_client",
+        ),
+    };
     let slot = counts
         .per_client
         .try_take(client, max)
-        .ok_or(Rejection::ClientBusy {
-            max,
-            key: "websocket.max_connections_per_client",
-        })?;
+        .ok_or(Rejection::ClientBusy { max, key })?;
     let total = limits.max_connections;
     if counts
         .open
@@ -181,18 +196,22 @@ impl WsConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ByteSize;
+    use crate::config::{ByteSize, WebSocketConfig};
 
     fn limits() -> Arc<WsLimits> {
-        Arc::new(WsLimits::new(&WebSocketConfig {
-            max_connections_per_client: 2,
-            max_connections: 3,
-            max_subscriptions_per_connection: 2,
-            max_message_bytes: ByteSize::bytes(100),
-            messages_per_second: 1,
-            message_burst: 3,
-            ..Default::default()
-        }))
+        let config = Config {
+            websocket: WebSocketConfig {
+                max_connections_per_client: 2,
+                max_connections: 3,
+                max_subscriptions_per_connection: 2,
+                max_message_bytes: ByteSize::bytes(100),
+                messages_per_second: 1,
+                message_burst: 3,
+                ..Default::default()
+            },
+            ..Config::default()
+        };
+        Arc::new(WsLimits::new(&config))
     }
 
     fn ip(s: &str) -> ClientKey {
@@ -267,10 +286,39 @@ mod tests {
     }
 
     #[test]
+    fn an_api_key_may_have_its_own_connection_cap() {
+        let mut config = Config::default();
+        config.websocket.max_connections_per_client = 1;
+        config.rate_limit.api_keys = vec![crate::config::ApiKeyQuota {
+            key: "dapp".into(),
+            requests_per_second: 10,
+            burst: 10,
+            max_concurrent_per_client: None,
+            max_websocket_connections: Some(3),
+        }];
+        let limits = Arc::new(WsLimits::new(&config));
+        let counts = WsCounts::default();
+        let key = ClientKey::ApiKey(Arc::from("dapp"));
+        let held: Vec<_> = (0..3)
+            .map(|_| open(&limits, &counts, &key).unwrap())
+            .collect();
+        let Err(Rejection::ClientBusy { max: 3, key: which }) = open(&limits, &counts, &key) else {
+            panic!("the key's own cap binds")
+        };
+        assert_eq!(which, "rate_limit.api_keys.max_websocket_connections");
+        let _one = open(&limits, &counts, &ip("1.1.1.1")).unwrap();
+        assert!(
+            open(&limits, &counts, &ip("1.1.1.1")).is_err(),
+            "others keep the shared cap"
+        );
+        drop(held);
+    }
+
+    #[test]
     fn disabled_websocket_admits_no_one() {
         let l = Arc::new(WsLimits {
             enabled: false,
-            ..WsLimits::new(&WebSocketConfig::default())
+            ..WsLimits::new(&Config::default())
         });
         assert!(matches!(
             open(&l, &WsCounts::default(), &ip("1.1.1.1")),

@@ -8,6 +8,7 @@
 
 mod error;
 mod methods;
+mod node_guard;
 mod rate_limit;
 mod read;
 mod reload;
@@ -28,6 +29,7 @@ use serde::Serialize;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use methods::MethodOverride;
+pub use node_guard::NodeGuardConfig;
 pub use rate_limit::{ApiKeyQuota, ClientIpHeader, RateLimitConfig};
 pub use units::{format_duration, parse_duration, parse_size, ByteSize};
 
@@ -52,6 +54,7 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub node_guard: NodeGuardConfig,
     /// Per-method overrides from `[methods.<name>]`; names are routes of
     /// [`crate::methods::ROUTES`] and cap fields apply to their method.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -144,12 +147,16 @@ impl Default for LanesConfig {
         Self {
             light: LaneConfig {
                 max_concurrency: 48,
+                min_concurrency: 1,
+                adaptive: false,
                 max_queue: 1024,
                 queue_timeout: secs(2),
                 max_per_client: 0,
             },
             heavy: LaneConfig {
-                max_concurrency: 4,
+                max_concurrency: 16,
+                min_concurrency: 1,
+                adaptive: true,
                 max_queue: 256,
                 queue_timeout: secs(5),
                 max_per_client: 1,
@@ -162,7 +169,12 @@ impl Default for LanesConfig {
 /// may add up to more, the upstream cap still binding the total.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LaneConfig {
+    /// Node calls of this lane at once; with `adaptive`, the most the limit may reach.
     pub max_concurrency: usize,
+    /// With `adaptive`, the least the limit may fall to.
+    pub min_concurrency: usize,
+    /// The limit follows the node's latency (Gradient2) between the two bounds.
+    pub adaptive: bool,
     /// 0 = reject at once when all slots are busy.
     pub max_queue: usize,
     #[serde(serialize_with = "ser_duration")]

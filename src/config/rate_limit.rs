@@ -56,6 +56,13 @@ pub struct ApiKeyQuota {
     pub key: String,
     pub requests_per_second: u32,
     pub burst: u32,
+    /// This key's own `rate_limit.max_concurrent_per_client` (a REST server behind one
+    /// key sends many calls at once); unset, the shared one applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_per_client: Option<usize>,
+    /// This key's own `websocket.max_connections_per_client`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_websocket_connections: Option<usize>,
 }
 
 impl std::fmt::Debug for ApiKeyQuota {
@@ -64,6 +71,8 @@ impl std::fmt::Debug for ApiKeyQuota {
             .field("key", &"<redacted>")
             .field("requests_per_second", &self.requests_per_second)
             .field("burst", &self.burst)
+            .field("max_concurrent_per_client", &self.max_concurrent_per_client)
+            .field("max_websocket_connections", &self.max_websocket_connections)
             .finish()
     }
 }

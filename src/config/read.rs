@@ -30,6 +30,9 @@ pub(crate) fn read_config(root: &Table, p: &mut Problems) -> Config {
     top.section(p, "websocket", |s, p| websocket(s, p, &mut c.websocket));
     top.section(p, "metrics", |s, p| metrics(s, p, &mut c.metrics));
     top.section(p, "log", |s, p| log(s, p, &mut c.log));
+    top.section(p, "node_guard", |s, p| {
+        super::node_guard::read(s, p, &mut c.node_guard)
+    });
     read_methods(p, top.value("methods"), &mut c.methods);
     top.finish(p);
     c
@@ -120,6 +123,8 @@ pub(crate) fn upstream_url(v: &Value) -> Result<http::Uri, String> {
 
 fn lane(s: &mut Section, p: &mut Problems, c: &mut LaneConfig) {
     s.read(p, "max_concurrency", &mut c.max_concurrency, unsigned);
+    s.read(p, "min_concurrency", &mut c.min_concurrency, unsigned);
+    s.read(p, "adaptive", &mut c.adaptive, boolean);
     s.read(p, "max_queue", &mut c.max_queue, unsigned);
     s.read(p, "queue_timeout", &mut c.queue_timeout, duration);
     s.read(p, "max_per_client", &mut c.max_per_client, unsigned);
@@ -221,6 +226,28 @@ fn api_keys(p: &mut Problems, path: &str, value: Option<&Value>, out: &mut Vec<A
         let key = s.require(p, "key", string);
         let requests_per_second = s.require(p, "requests_per_second", unsigned);
         let burst = s.require(p, "burst", unsigned);
+        let mut max_concurrent_per_client = None;
+        s.read(
+            p,
+            "max_concurrent_per_client",
+            &mut max_concurrent_per_client,
+            |v| unsigned(v).map(Some),
+        );
+        let mut max_websocket_connections = None;
+        s.read(
+            p,
+            "max_websocket_connections",
+            &mut max_websocket_connections,
+            |v| unsigned(v).map(Some),
+        );
+        for (field, value) in [
+            ("max_concurrent_per_client", max_concurrent_per_client),
+            ("max_websocket_connections", max_websocket_connections),
+        ] {
+            if value == Some(0) {
+                p.report(&s.path_of(field), "must be at least 1");
+            }
+        }
         if let Some(k) = &key {
             if k.is_empty() {
                 p.report(&s.path_of("key"), "must not be empty");
@@ -247,6 +274,8 @@ fn api_keys(p: &mut Problems, path: &str, value: Option<&Value>, out: &mut Vec<A
                 key,
                 requests_per_second,
                 burst,
+                max_concurrent_per_client,
+                max_websocket_connections,
             });
         }
     }

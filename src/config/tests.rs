@@ -43,7 +43,9 @@ fn defaults_are_what_the_brief_says() {
     assert_eq!(c.cache.max_bytes.as_u64(), 256 * 1024 * 1024);
     assert_eq!(c.cache.code_error_ttl, Duration::ZERO);
     assert_eq!(c.metrics.listen.unwrap().to_string(), "127.0.0.1:9464");
-    assert_eq!(c.lanes.heavy.max_concurrency, 4);
+    // The heavy lane adapts to the node below a ceiling (#12); the light one is fixed.
+    assert_eq!(c.lanes.heavy.max_concurrency, 16);
+    assert!(c.lanes.heavy.adaptive && !c.lanes.light.adaptive);
 }
 
 #[test]
@@ -449,6 +451,8 @@ fn api_keys_are_redacted_in_debug_output() {
         key: "sekrit".into(),
         requests_per_second: 1,
         burst: 1,
+        max_concurrent_per_client: None,
+        max_websocket_connections: None,
     };
     assert!(!format!("{q:?}").contains("sekrit"));
 }

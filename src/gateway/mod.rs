@@ -38,6 +38,7 @@ use crate::breaker::Breaker;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::Rejection;
+use crate::guard::Guard;
 use crate::head::Head;
 use crate::jsonrpc::Call;
 use crate::metrics::Metrics;
@@ -59,6 +60,7 @@ pub struct Gateway {
     head: Head,
     metrics: Metrics,
     relays: Arc<Relays>,
+    guard: Arc<Guard>,
 }
 
 impl Gateway {
@@ -78,9 +80,11 @@ impl Gateway {
             head,
             metrics: Metrics::new(),
             relays: Arc::default(),
+            guard: Guard::new(&config.node_guard),
             config: ArcSwap::from_pointee(config),
         });
         gateway.admission.spawn_gc();
+        gateway.guard.spawn(gateway.admission.clone());
         gateway
     }
 
@@ -109,6 +113,10 @@ impl Gateway {
         &self.admission
     }
 
+    pub fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
     pub fn breaker(&self) -> &Breaker {
         &self.breaker
     }
@@ -121,6 +129,7 @@ impl Gateway {
         let (new, restart) = old.reloadable(new);
         self.admission.reconfigure(&new);
         self.cache.reconfigure(&new.cache);
+        self.guard.reconfigure(&new.node_guard);
         self.config.store(Arc::new(new));
         restart
     }
@@ -159,6 +168,16 @@ impl Gateway {
 impl Gateway {
     pub fn upstream_url(&self) -> &http::Uri {
         self.upstream.url()
+    }
+
+    /// A refusal of a request the gateway never routed (the server's framing check),
+    /// through the same path as every other: counted, logged, rendered by `to_wire`.
+    pub(crate) fn refusal(
+        &self,
+        r: &Rejection,
+        transport: impl Into<crate::error::Transport>,
+    ) -> Response<Chunks> {
+        refuse::request(self, &mut AccessLog::default(), None, r, transport)
     }
 
     /// Admission as the pipeline runs it, charging no one: what `/admin/explain` shows.

@@ -12,6 +12,7 @@ use prometheus_client::metrics::MetricType;
 
 use crate::admission::LaneSnapshot;
 use crate::gateway::Gateway;
+use crate::guard::GuardState;
 
 /// The gateway's live state as metric families, read anew at each scrape.
 pub(super) struct Live(pub(super) Arc<Gateway>);
@@ -27,6 +28,7 @@ impl Collector for Live {
         head(&self.0, &mut out)?;
         process(&mut out)?;
         lanes(&self.0, &mut out)?;
+        guard(&self.0, &mut out)?;
         cache(&self.0, &mut out)
     }
 }
@@ -60,6 +62,38 @@ fn per_lane(
         ConstGauge::new(value(snapshot) as u64).encode(metric.encode_family(&labels)?)?;
     }
     Ok(())
+}
+
+fn guard(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
+    let g = gw.guard().snapshot();
+    gauge(
+        out,
+        "node_memory_bytes",
+        "The node's resident memory at the guard's last good read (0: none)",
+        g.node_memory_bytes,
+    )?;
+    let mut metric = out.encode_descriptor(
+        "node_guard_state",
+        "1 for the node guard's current state: off, blind (cannot read; acts as off), watching or shedding",
+        None,
+        MetricType::Gauge,
+    )?;
+    for state in [
+        GuardState::Off,
+        GuardState::Blind,
+        GuardState::Watching,
+        GuardState::Shedding,
+    ] {
+        let labels = [("state", state.as_str())];
+        ConstGauge::new(i64::from(g.state == state)).encode(metric.encode_family(&labels)?)?;
+    }
+    let metric = out.encode_descriptor(
+        "node_guard_shedding_seconds",
+        "Time the node guard has kept heavy calls from starting",
+        None,
+        MetricType::Counter,
+    )?;
+    ConstCounter::new(g.shedding_seconds).encode(metric)
 }
 
 fn head(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
@@ -122,8 +156,33 @@ fn lanes(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
         |l| l.queued,
     )?;
     per_lane(out, "lane_capacity", "Lane slots, by lane", both, |l| {
-        l.capacity
+        l.ceiling
     })?;
+    per_lane(
+        out,
+        "lane_limit",
+        "Node calls a lane lets run at once now: the adaptive limit, or max_concurrency",
+        both,
+        |l| l.capacity,
+    )?;
+    per_lane(
+        out,
+        "lane_paused",
+        "1 while the node guard keeps a lane from starting calls",
+        both,
+        |l| usize::from(l.paused),
+    )?;
+    let mut metric = out.encode_descriptor(
+        "lane_latency_seconds",
+        "Node time of a lane's calls, smoothed (what its adaptive limit and fair queue see)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (lane, snapshot) in [("light", both.0), ("heavy", both.1)] {
+        let labels = [("lane", lane)];
+        let seconds = snapshot.latency.unwrap_or(0.0);
+        ConstGauge::new(seconds).encode(metric.encode_family(&labels)?)?;
+    }
     gauge(
         out,
         "rate_limited_clients",

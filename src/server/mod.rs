@@ -142,17 +142,10 @@ async fn drain(gateway: &Gateway, draining: Draining) {
 /// 400 for a request carrying both Content-Length and Transfer-Encoding (request
 /// smuggling). hyper would read it as chunked and close; the gateway refuses it outright.
 fn refuse_conflicting_framing(gw: &Gateway) -> http::Response<crate::reply::Chunks> {
-    let r = crate::error::Rejection::InvalidRequest(
-        "request has both Content-Length and Transfer-Encoding".into(),
-    );
-    gw.metrics().rejected(r.reason());
-    let mut response = crate::reply::rejection(None, &r, crate::jsonrpc::Form::JsonRpc);
-    *response.status_mut() = http::StatusCode::BAD_REQUEST;
-    response.headers_mut().insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("close"),
-    );
-    response
+    gw.refusal(
+        &crate::error::Rejection::ConflictingFraming,
+        crate::jsonrpc::Form::JsonRpc,
+    )
 }
 
 /// The address a listener really bound (port 0 resolved), for logs and tests.

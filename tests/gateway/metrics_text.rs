@@ -40,6 +40,21 @@ const LIVE: &[(&str, &str, &str)] = &[
     ),
     ("lane_capacity", "gauge", "Lane slots, by lane"),
     (
+        "lane_limit",
+        "gauge",
+        "Node calls a lane lets run at once now: the adaptive limit, or max_concurrency",
+    ),
+    (
+        "lane_paused",
+        "gauge",
+        "1 while the node guard keeps a lane from starting calls",
+    ),
+    (
+        "lane_latency_seconds",
+        "gauge",
+        "Node time of a lane's calls, smoothed (what its adaptive limit and fair queue see)",
+    ),
+    (
         "rate_limited_clients",
         "gauge",
         "Clients with rate-limit state",
