@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use cometgate_load::harness::drive::{drive, end_progress, progress, Live, Load, Mode};
-use cometgate_load::harness::mix::{Form, Mix};
-use cometgate_load::harness::plan::{ABUSER, ABUSER_RATE};
-use cometgate_load::harness::record::Recorder;
-use cometgate_load::harness::{bench, ceiling, demo, sampler};
-use cometgate_load::parse_duration;
+use cometgate_load::drive::{drive, end_progress, progress, Live, Load, Mode};
+use cometgate_load::mix::{Form, Mix};
+use cometgate_load::plan::{ABUSER, ABUSER_RATE};
+use cometgate_load::record::Recorder;
+use cometgate_load::{bench, ceiling, demo, sampler};
+use cometgate_sim::parse_duration;
 
 #[derive(Parser, Debug)]
 #[command(

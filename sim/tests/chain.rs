@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use cometgate_load::{SimNode, SimNodeConfig};
+use cometgate_sim::{SimNode, SimNodeConfig};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::client::{Call, Client};
-use super::configs::{cometgate_toml, nginx_conf, GatewayConf, Limits, NginxConf, WORKERS};
-use super::mix::{Form, Mix, Picker};
-use super::procs::{free_addr, wait_listening, Proc};
-use crate::SimNodeConfig;
+use crate::client::{Call, Client};
+use crate::configs::{cometgate_toml, nginx_conf, GatewayConf, Limits, NginxConf, WORKERS};
+use crate::mix::{Form, Mix, Picker};
+use crate::procs::{free_addr, wait_listening, Proc};
+use cometgate_sim::SimNodeConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,7 +68,7 @@ impl Stack {
         match &self.front {
             Some(p) => {
                 let mut pids = vec![p.pid()];
-                pids.extend(super::procs::children_of(p.pid()));
+                pids.extend(crate::procs::children_of(p.pid()));
                 pids
             }
             None => Vec::new(),

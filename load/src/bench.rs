@@ -4,15 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::charts::{self, Series};
-use super::markdown::{self, Shown};
-use super::measure::{measure, Measured};
-use super::plan::{scenarios, storm_node, Scenario, ABUSER, STORM_MEMORY_LIMIT};
-use super::procs::find_binary;
-use super::record::Recorder;
-use super::report::{entries, Report};
-use super::stack::{ensure_nginx, Bins, Target};
-use super::verdict::verdicts;
+use crate::charts::{self, Series};
+use crate::markdown::{self, Shown};
+use crate::measure::{measure, Measured};
+use crate::plan::{scenarios, storm_node, Scenario, ABUSER, STORM_MEMORY_LIMIT};
+use crate::procs::find_binary;
+use crate::record::Recorder;
+use crate::report::{entries, Report};
+use crate::stack::{ensure_nginx, Bins, Target};
+use crate::verdict::verdicts;
 
 pub struct Options {
     pub quick: bool,
@@ -23,7 +23,7 @@ pub struct Options {
 
 pub fn bins() -> Result<Bins, String> {
     Ok(Bins {
-        simnode: find_binary("simnode", "cometgate-load")?,
+        simnode: find_binary("simnode", "cometgate-sim")?,
         cometgate: find_binary("cometgate", "cometgate")?,
         nginx: None,
         me: std::env::current_exe().map_err(|e| e.to_string())?,
@@ -214,8 +214,8 @@ fn setup(plan: &[Scenario]) -> String {
     );
     for sc in plan {
         let mode = match sc.load.mode {
-            super::drive::Mode::Closed { clients } => format!("closed loop, {clients} clients"),
-            super::drive::Mode::Open { rate } => {
+            crate::drive::Mode::Closed { clients } => format!("closed loop, {clients} clients"),
+            crate::drive::Mode::Open { rate } => {
                 format!("open loop, {rate:.0} req/s (latency from intended send time)")
             }
         };

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::drive::{drive, end_progress, progress, Live, Load};
-use super::plan::Scenario;
-use super::procs::hwm_bytes;
-use super::record::Recorder;
-use super::sampler::{node_post, node_stats, watch as sample, Watch, Watched};
-use super::stack::{self, Bins, Target};
-use crate::Stats;
+use crate::drive::{drive, end_progress, progress, Live, Load};
+use crate::plan::Scenario;
+use crate::procs::hwm_bytes;
+use crate::record::Recorder;
+use crate::sampler::{node_post, node_stats, watch as sample, Watch, Watched};
+use crate::stack::{self, Bins, Target};
+use cometgate_sim::Stats;
 
 pub struct Measured {
     pub scenario: &'static str,

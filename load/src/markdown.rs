@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::report::{Entry, Report};
+use crate::report::{Entry, Report};
 
 /// Generated configurations to show: (title, language, text).
 pub type Shown = Vec<(String, &'static str, String)>;
@@ -89,8 +89,8 @@ pub fn render(report: &Report, charts: &[(String, String)], shown: &Shown, setup
 
 #[cfg(test)]
 mod tests {
-    use super::super::verdict::Verdict;
     use super::*;
+    use crate::verdict::Verdict;
 
     #[test]
     fn report_lists_targets_rows_charts_and_configs() {

@@ -1,5 +1,5 @@
 //! JSON shapes of blocks, headers, commits, results and transactions, taken from the
-//! captured CometBFT v0.38 answers in `load/fixtures/` and rewritten per height.
+//! captured CometBFT v0.38 answers in `sim/fixtures/` and rewritten per height.
 
 use base64::Engine;
 use serde_json::{json, Value};

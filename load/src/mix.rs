@@ -5,8 +5,8 @@
 use base64::Engine;
 use serde::Serialize;
 
-use super::client::{rpc_body, Call};
-use super::rng::{Rng, Zipf};
+use crate::client::{rpc_body, Call};
+use crate::rng::{Rng, Zipf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -94,7 +94,7 @@ impl Picker {
 
     pub fn observe(&mut self, body: &[u8]) {
         if self.awaiting_status {
-            self.status_head = super::sampler::head_from_status(body);
+            self.status_head = crate::sampler::head_from_status(body);
         }
     }
 

@@ -1,4 +1,4 @@
-//! Captured CometBFT v0.38 answers (see `load/fixtures/README.md`), embedded so the binary
+//! Captured CometBFT v0.38 answers (see `sim/fixtures/README.md`), embedded so the binary
 //! stands alone. Each accessor returns the `result` member.
 
 use serde_json::Value;

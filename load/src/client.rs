@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as Pooled;
 use hyper_util::rt::TokioExecutor;
 
-use super::record::Outcome;
+use crate::record::Outcome;
 
 /// One request as the wire sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use cometgate_load::{SimNode, SimNodeConfig};
+use cometgate_sim::{SimNode, SimNodeConfig};
 use futures_util::StreamExt;
 use tendermint_rpc::client::CompatMode;
 use tendermint_rpc::event::EventData;

@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use cometgate_load::{SimNode, SimNodeConfig};
+use cometgate_sim::{SimNode, SimNodeConfig};
 use common::*;
 use serde_json::json;
 

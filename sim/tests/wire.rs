@@ -2,7 +2,7 @@
 
 mod common;
 
-use cometgate_load::{SimNode, SimNodeConfig};
+use cometgate_sim::{SimNode, SimNodeConfig};
 use common::*;
 use serde_json::{json, Value};
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::client::{Call, Client};
-use super::drive::Live;
-use super::procs::rss_bytes;
-use crate::Stats;
+use crate::client::{Call, Client};
+use crate::drive::Live;
+use crate::procs::rss_bytes;
+use cometgate_sim::Stats;
 
 /// Memory over time: milliseconds since the run started, bytes.
 #[derive(Clone, Debug, Default, Serialize)]

@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use super::bench::bins;
-use super::configs::Limits;
-use super::measure::measure;
-use super::plan::{storm_load, storm_node, Scenario, STORM_MEMORY_LIMIT};
-use super::report::{entries, Entry};
-use super::stack::Target;
+use crate::bench::bins;
+use crate::configs::Limits;
+use crate::measure::measure;
+use crate::plan::{storm_load, storm_node, Scenario, STORM_MEMORY_LIMIT};
+use crate::report::{entries, Entry};
+use crate::stack::Target;
 
 pub async fn demo(total: Duration) -> Result<(), String> {
     let bins = bins()?;

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use cometgate_load::{Fault, SimNode, SimNodeConfig};
+use cometgate_sim::{Fault, SimNode, SimNodeConfig};
 use common::*;
 use serde_json::json;
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use cometgate_load::{parse_duration, SimNode, SimNodeConfig};
+use cometgate_sim::{parse_duration, SimNode, SimNodeConfig};
 
 #[derive(Parser, Debug)]
 #[command(name = "simnode", about = "Simulated CometBFT v0.38 RPC node")]

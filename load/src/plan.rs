@@ -4,11 +4,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use super::configs::Limits;
-use super::drive::{Load, Mode};
-use super::mix::{Form, Mix};
-use super::stack::Target;
-use crate::SimNodeConfig;
+use crate::configs::Limits;
+use crate::drive::{Load, Mode};
+use crate::mix::{Form, Mix};
+use crate::stack::Target;
+use cometgate_sim::SimNodeConfig;
 
 /// The well-behaved clients' address; the abuser comes from `ABUSER`.
 pub const ABUSER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use super::client::Client;
-use super::mix::{Form, Mix, Picker};
-use super::record::{Outcome, Recorder};
-use super::schedule::{latency_from_intended, Schedule};
+use crate::client::Client;
+use crate::mix::{Form, Mix, Picker};
+use crate::record::{Outcome, Recorder};
+use crate::schedule::{latency_from_intended, Schedule};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::configs::CACHE_MIB;
-use super::report::{median, Entry};
+use crate::configs::CACHE_MIB;
+use crate::report::{median, Entry};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Verdict {
@@ -22,7 +22,7 @@ fn find<'a>(entries: &'a [Entry], name: &str, target: &str) -> Option<&'a Entry>
 }
 
 /// Per-round ratio a/b of one figure, then their median.
-fn median_ratio(a: &Entry, b: &Entry, f: fn(&super::report::RoundFigures) -> f64) -> f64 {
+fn median_ratio(a: &Entry, b: &Entry, f: fn(&crate::report::RoundFigures) -> f64) -> f64 {
     let mut r: Vec<f64> = a
         .rounds
         .iter()
@@ -75,7 +75,7 @@ fn storm(entries: &[Entry]) -> Verdict {
             "direct: OOM {} (peak {} MiB of a {} MiB limit); cometgate: OOM {} (peak {} MiB); {requests} node requests for {questions} distinct questions over {} heads, {excess} beyond one per question per block; node requests per block: {}",
             d.node_oom,
             d.node_peak_memory_bytes >> 20,
-            super::plan::STORM_MEMORY_LIMIT >> 20,
+            crate::plan::STORM_MEMORY_LIMIT >> 20,
             c.node_oom,
             c.node_peak_memory_bytes >> 20,
             c.blocks,

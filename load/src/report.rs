@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::measure::Measured;
-use super::record::Recorder;
-use super::verdict::Verdict;
+use crate::measure::Measured;
+use crate::record::Recorder;
+use crate::verdict::Verdict;
 
 /// Methods the storm asks; the per-block count is over these.
 pub const STORM_METHODS: [&str; 3] = ["block_results", "tx_search", "abci_query"];
@@ -231,11 +231,11 @@ pub fn entries(runs: &[Measured]) -> Vec<Entry> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::measure::Measured;
-    use super::super::record::{Outcome, Recorder};
-    use super::super::sampler::Watched;
-    use super::super::stack::Target;
     use super::*;
+    use crate::measure::Measured;
+    use crate::record::{Outcome, Recorder};
+    use crate::sampler::Watched;
+    use crate::stack::Target;
     use std::time::Duration;
 
     fn run(target: Target, round: usize, ms: u64) -> Measured {
@@ -244,7 +244,7 @@ mod tests {
             rec.record(Duration::from_millis(ms), &Outcome::Status(200));
         }
         rec.record(Duration::from_millis(ms), &Outcome::Status(429));
-        let mut node = crate::Stats {
+        let mut node = cometgate_sim::Stats {
             total_requests: 30,
             peak_bytes: 1 << 20,
             height: 14,

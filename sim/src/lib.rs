@@ -1,0 +1,27 @@
+//! A simulated CometBFT v0.38 node for testing and benchmarking cometgate: the real wire
+//! behaviour (JSON-RPC, URI form, websocket events, error shapes), a chain that advances,
+//! a memory cost model that can OOM, switchable faults, and exact request counters.
+
+mod blockgen;
+mod chain;
+mod clock;
+mod config;
+mod control;
+mod cost;
+mod faults;
+mod fixtures;
+mod http;
+mod lenient;
+mod node;
+mod params;
+mod query;
+mod routes;
+mod server;
+pub mod sim;
+mod stats;
+mod uri;
+mod wire;
+mod ws;
+
+pub use config::parse_duration;
+pub use sim::{Fault, SimNode, SimNodeConfig, Stats};
