@@ -9,9 +9,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::faults::Fault;
-use crate::http::{respond, Body};
+use crate::lifecycle;
 use crate::node::Node;
-use crate::sim;
+use crate::response::{respond, Body};
 
 fn reply(status: StatusCode, v: Value) -> Response<Body> {
     respond(
@@ -42,14 +42,14 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>, control_port: bool)
     match (method, path.as_str()) {
         (Method::GET, "/_simnode/stats") => reply(StatusCode::OK, json!(node.stats())),
         (Method::POST, "/_simnode/reset-counters") => {
-            sim::reset_counters(&node);
+            lifecycle::reset_counters(&node);
             reply(StatusCode::OK, json!({"ok": true}))
         }
         (Method::POST, "/_simnode/restart") if !control_port => {
-            after_reply(move || sim::restart(&node));
+            after_reply(move || lifecycle::restart(&node));
             reply(StatusCode::OK, json!({"ok": true}))
         }
-        (Method::POST, "/_simnode/restart") => match sim::restart(&node) {
+        (Method::POST, "/_simnode/restart") => match lifecycle::restart(&node) {
             Ok(()) => reply(StatusCode::OK, json!({"ok": true})),
             Err(e) => reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -68,10 +68,10 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>, control_port: bool)
                         .and_then(Value::as_str)
                         .map(str::to_string);
                     if fault == Fault::Down && !control_port {
-                        after_reply(move || sim::apply_fault(&node, fault, scope));
+                        after_reply(move || lifecycle::apply_fault(&node, fault, scope));
                         return reply(StatusCode::OK, json!({"ok": true, "control_port": false}));
                     }
-                    match sim::apply_fault(&node, fault, scope) {
+                    match lifecycle::apply_fault(&node, fault, scope) {
                         Ok(()) => reply(
                             StatusCode::OK,
                             json!({"ok": true, "control_port": control_port}),

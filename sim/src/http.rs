@@ -2,7 +2,6 @@
 //! `/{route}` and `/v1/{route}`, JSON-RPC at `/` and `/v1`, and Go's 404 for the rest.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -10,29 +9,16 @@ use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::watch;
 
+use crate::call::{self, CallCtx, Element};
 use crate::faults::{CutCtl, Fault};
-use crate::node::{Element, Node};
+use crate::node::Node;
+use crate::response::{respond, Body};
 use crate::routes::{self, ROUTES};
 use crate::wire::{self, RpcError, RpcResponse, URI_ID};
-
-pub type Body = Full<Bytes>;
 
 /// Bodies above this are refused outright; CometBFT's own limit (`max_body_bytes`) applies
 /// after the batch-size check, as its middleware order does.
 const HARD_BODY_CAP: usize = 256 * 1024 * 1024;
-
-pub fn respond(status: StatusCode, content_type: Option<&str>, body: Vec<u8>) -> Response<Body> {
-    let mut b = Response::builder().status(status);
-    if let Some(ct) = content_type {
-        b = b.header("Content-Type", ct);
-    }
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    b.header("X-Server-Time", secs.to_string())
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
-}
 
 fn json_error(status: StatusCode, r: RpcResponse) -> Response<Body> {
     respond(status, Some("application/json"), r.encode(false))
@@ -211,7 +197,7 @@ async fn json_rpc(node: &Arc<Node>, host: &str, body: &[u8]) -> Option<Response<
         }
     };
     let fault = node.fault_for(requests.iter().map(|r| r.method.as_str()));
-    let ctx = node.ctx_for(&fault, false, false);
+    let ctx = CallCtx::new(&fault, false, false);
     let mut elements: Vec<Element> = Vec::new();
     for req in requests {
         let Some(id) = req.id else { continue };
@@ -228,7 +214,7 @@ async fn json_rpc(node: &Arc<Node>, host: &str, body: &[u8]) -> Option<Response<
             continue;
         };
         let decoded = route.decode_json(req.params.as_ref());
-        elements.push(node.run_call(id, route, decoded, &ctx).await?);
+        elements.push(call::run(node, id, route, decoded, &ctx).await?);
     }
     if elements.is_empty() {
         return Some(respond(StatusCode::OK, None, Vec::new()));
@@ -279,9 +265,9 @@ async fn uri_call(
         ));
     }
     let fault = node.fault_for(std::iter::once(route.name));
-    let ctx = node.ctx_for(&fault, true, false);
+    let ctx = CallCtx::new(&fault, true, false);
     let decoded = route.decode_uri(&crate::uri::parse_query(query));
-    let e = node.run_call(URI_ID, route, decoded, &ctx).await?;
+    let e = call::run(node, URI_ID, route, decoded, &ctx).await?;
     if e.ok {
         Some(json_ok(e.bytes, e.cacheable))
     } else {

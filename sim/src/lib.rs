@@ -3,6 +3,7 @@
 //! a memory cost model that can OOM, switchable faults, and exact request counters.
 
 mod blockgen;
+mod call;
 mod chain;
 mod clock;
 mod config;
@@ -10,11 +11,15 @@ mod control;
 mod cost;
 mod faults;
 mod fixtures;
+mod genesis;
 mod http;
 mod lenient;
+mod lifecycle;
+mod listener;
 mod node;
 mod params;
 mod query;
+mod response;
 mod routes;
 mod server;
 pub mod sim;

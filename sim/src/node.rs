@@ -1,19 +1,26 @@
-//! State shared by every connection, and the one path every call takes: counting, faults
-//! that act per call, execution, and the memory cost of the answer.
+//! State shared by every connection: the chain, counters, memory, the current fault, and
+//! the RPC listener's lifetime.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::chain::{Chain, ChainParams};
 use crate::config::SimNodeConfig;
 use crate::cost::MemoryModel;
 use crate::faults::Fault;
-use crate::routes::{self, Args, Genesis, Route};
+use crate::genesis::Genesis;
 use crate::stats::{Counters, Stats};
-use crate::wire::{RpcError, RpcId, RpcResponse};
+
+/// Serves one accepted RPC connection until `dead` fires. The node holds it because a
+/// request served this way may bring the listener back up (restart, a cleared `Down`):
+/// the listener reaches the HTTP layer through the node rather than by name.
+pub type ServeConn =
+    fn(Arc<Node>, TcpStream, watch::Receiver<bool>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
 pub struct Node {
     pub cfg: SimNodeConfig,
@@ -23,8 +30,10 @@ pub struct Node {
     pub genesis: Genesis,
     pub rt: tokio::runtime::Handle,
     fault: RwLock<(Fault, Option<String>)>,
-    abci_lock: tokio::sync::Mutex<()>,
+    /// Tendermint 0.34's `abci_query` lock (`legacy_abci_lock`).
+    pub abci_lock: tokio::sync::Mutex<()>,
     pub(crate) life: Mutex<Life>,
+    pub serve: ServeConn,
 }
 
 /// The RPC listener's lifetime: `kill` ends the accept loop and every open connection.
@@ -35,25 +44,13 @@ pub(crate) struct Life {
     pub accepting: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// How one call is made and how the current fault bends it.
-#[derive(Clone, Default)]
-pub struct CallCtx {
-    pub uri: bool,
-    pub ws: bool,
-    pub wrong_id: bool,
-    pub delay: Duration,
-    pub hang: bool,
-}
-
-/// One encoded answer.
-pub struct Element {
-    pub bytes: Vec<u8>,
-    pub ok: bool,
-    pub cacheable: bool,
-}
-
 impl Node {
-    pub fn new(cfg: SimNodeConfig, addr: SocketAddr, rt: tokio::runtime::Handle) -> Node {
+    pub fn new(
+        cfg: SimNodeConfig,
+        addr: SocketAddr,
+        rt: tokio::runtime::Handle,
+        serve: ServeConn,
+    ) -> Node {
         let chain = Chain::new(
             ChainParams {
                 seed: cfg.seed,
@@ -79,6 +76,7 @@ impl Node {
                 kill: None,
                 accepting: None,
             }),
+            serve,
             cfg,
         }
     }
@@ -100,19 +98,6 @@ impl Node {
         }
     }
 
-    pub fn ctx_for(&self, fault: &Fault, uri: bool, ws: bool) -> CallCtx {
-        CallCtx {
-            uri,
-            ws,
-            wrong_id: *fault == Fault::WrongId,
-            delay: match fault {
-                Fault::Slow(d) => *d,
-                _ => Duration::ZERO,
-            },
-            hang: *fault == Fault::Hang,
-        }
-    }
-
     pub fn stats(&self) -> Stats {
         let mut s = Stats::default();
         self.counters.fill(&mut s);
@@ -128,73 +113,6 @@ impl Node {
     /// Counts a call that never reaches a route (unknown method, parse error...).
     pub fn count_only(&self, method: &str, key: &str) {
         drop(self.counters.begin(method, key));
-    }
-
-    /// Runs one call. `None` means the node died (OOM) while answering: no answer goes out.
-    pub async fn run_call(
-        self: &Arc<Self>,
-        id: RpcId,
-        route: &'static Route,
-        decoded: Result<Args, String>,
-        ctx: &CallCtx,
-    ) -> Option<Element> {
-        let key = match &decoded {
-            Ok(args) => route.request_key(args),
-            Err(_) => format!("{}(<invalid params>)", route.name),
-        };
-        let _inflight = self.counters.begin(route.name, &key);
-        if ctx.hang {
-            std::future::pending::<()>().await;
-        }
-        if !ctx.delay.is_zero() {
-            tokio::time::sleep(ctx.delay).await;
-        }
-        let _abci = if self.cfg.legacy_abci_lock && route.name == "abci_query" {
-            Some(self.abci_lock.lock().await)
-        } else {
-            None
-        };
-        let mut cacheable = false;
-        let outcome = match decoded {
-            Err(e) => {
-                let how = if ctx.uri { "http" } else { "json" };
-                Err(RpcError::invalid_params(format!(
-                    "error converting {how} params to arguments: {e}"
-                )))
-            }
-            Ok(args) => {
-                cacheable = route.cacheable_with(&args);
-                routes::exec(self, route, &args)
-                    .await
-                    .map_err(RpcError::internal)
-            }
-        };
-        let ok = outcome.is_ok();
-        let id = if ctx.wrong_id { id.wrong() } else { id };
-        let bytes = RpcResponse {
-            id: Some(id),
-            outcome,
-        }
-        .encode(ctx.ws);
-        let (charge, died) = self.mem.charge(bytes.len());
-        if died {
-            self.die();
-            return None;
-        }
-        let hold = MemoryModel::hold_time(bytes.len(), self.cfg.encode_rate_for(route.name));
-        // Sub-millisecond holds would only add timer overhead; they are still accounted.
-        if hold >= Duration::from_millis(1) {
-            tokio::time::sleep(hold).await;
-        }
-        drop(charge);
-        if self.mem.is_oom() {
-            return None;
-        }
-        Some(Element {
-            bytes,
-            ok,
-            cacheable: ok && cacheable,
-        })
     }
 
     /// The process is gone: close the listener and drop every connection.

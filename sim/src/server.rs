@@ -1,95 +1,35 @@
-//! Listeners and connections: the RPC listener that dies with the node (down, OOM) and comes
-//! back on the same port, and the control listener that never dies.
+//! What the listeners serve: an RPC connection (HTTP/1 with upgrades, cut by the node's
+//! mid-body faults), and the control listener that never dies.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::control;
 use crate::faults::{CutCtl, CutIo};
 use crate::http;
+use crate::listener::until_dead;
 use crate::node::Node;
 
-/// A real node listens with the system's backlog (Go asks for somaxconn, 4096 on current
-/// kernels); std's 128 would make bursts of connects wait for a SYN retransmit, which
-/// no CometBFT node does.
-const BACKLOG: i32 = 4096;
-
-/// Binds with `SO_REUSEADDR`, retrying while a just-closed listener on the same port is
-/// still being torn down.
-fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let mut last = None;
-    for _ in 0..100 {
-        match listen(addr) {
-            Ok(l) => return Ok(l),
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                last = Some(e);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::ErrorKind::AddrInUse.into()))
-}
-
-fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
-/// Opens the RPC listener (no-op when already up) and records the bound address.
-pub fn bring_up(node: &Arc<Node>) -> io::Result<SocketAddr> {
-    let mut life = node.life.lock().unwrap_or_else(|p| p.into_inner());
-    if life.kill.is_some() {
-        return Ok(life.addr);
-    }
-    let std_listener = bind(life.addr)?;
-    let addr = std_listener.local_addr()?;
-    let listener = {
-        let _enter = node.rt.enter();
-        TcpListener::from_std(std_listener)?
-    };
-    let (kill, dead) = watch::channel(false);
-    life.addr = addr;
-    life.kill = Some(kill);
-    life.accepting = Some(node.rt.spawn(accept_loop(node.clone(), listener, dead)));
-    Ok(addr)
-}
-
-async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut dead: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = dead.changed() => return,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_rpc_connection(node.clone(), stream, dead.clone()));
-            }
-        }
-    }
-}
-
-async fn serve_rpc_connection(
+/// The node's `serve`: boxed, because the node holds it as a plain function pointer.
+pub fn serve_rpc(
     node: Arc<Node>,
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
     dead: watch::Receiver<bool>,
-) {
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(serve_rpc_connection(node, stream, dead))
+}
+
+async fn serve_rpc_connection(node: Arc<Node>, stream: TcpStream, dead: watch::Receiver<bool>) {
     let cut = CutCtl::new();
     let io = TokioIo::new(CutIo::new(stream, cut.clone()));
     let svc_dead = dead.clone();
@@ -101,17 +41,6 @@ async fn serve_rpc_connection(
         .serve_connection(io, svc)
         .with_upgrades();
     until_dead(dead, conn).await;
-}
-
-/// Runs `fut` until the node dies; dropping it closes the connection.
-pub async fn until_dead<F: Future>(mut dead: watch::Receiver<bool>, fut: F) {
-    if *dead.borrow() {
-        return;
-    }
-    tokio::select! {
-        _ = dead.changed() => {}
-        _ = fut => {}
-    }
 }
 
 /// The control listener serves only `/_simnode/*` and stays up for the node's whole life.
@@ -132,7 +61,7 @@ pub async fn control_listener(
                     let node = node.clone();
                     let svc = service_fn(move |req| {
                         let node = node.clone();
-                        async move { Ok::<_, Infallible>(crate::control::handle(node, req, true).await) }
+                        async move { Ok::<_, Infallible>(control::handle(node, req, true).await) }
                     });
                     let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
                     tokio::spawn(until_dead(stop.clone(), conn));

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::lifecycle::{apply_fault, reset_counters, restart};
+use crate::listener;
 use crate::node::Node;
 use crate::server;
 
@@ -28,8 +30,13 @@ impl SimNode {
         let listen = config.listen;
         let control = config.control_listen;
         let interval = config.block_interval;
-        let node = Arc::new(Node::new(config, listen, tokio::runtime::Handle::current()));
-        server::bring_up(&node)?;
+        let node = Arc::new(Node::new(
+            config,
+            listen,
+            tokio::runtime::Handle::current(),
+            server::serve_rpc,
+        ));
+        listener::bring_up(&node)?;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut control_addr = None;
@@ -146,31 +153,4 @@ impl Drop for SimNode {
         self.node.die();
         let _ = self.stop.send(true);
     }
-}
-
-pub(crate) fn reset_counters(node: &Node) {
-    node.counters.reset();
-    node.mem.reset_peak();
-}
-
-pub(crate) fn apply_fault(node: &Arc<Node>, fault: Fault, scope: Option<String>) -> io::Result<()> {
-    let down = fault == Fault::Down;
-    node.set_fault(fault, scope);
-    if down {
-        node.die();
-        Ok(())
-    } else if !node.mem.is_oom() {
-        server::bring_up(node).map(|_| ())
-    } else {
-        Ok(())
-    }
-}
-
-pub(crate) fn restart(node: &Arc<Node>) -> io::Result<()> {
-    node.die();
-    node.mem.restart();
-    if node.fault().0 == Fault::Down {
-        return Ok(());
-    }
-    server::bring_up(node).map(|_| ())
 }

@@ -15,10 +15,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::blockgen;
+use crate::call::{self, CallCtx};
 use crate::chain::{hex_upper, sha256};
-use crate::http::{respond, Body};
+use crate::listener::until_dead;
 use crate::node::Node;
 use crate::query::{self, EventMap, Query, MAX_QUERY_LENGTH};
+use crate::response::{respond, Body};
 use crate::routes;
 use crate::wire::{self, RpcError, RpcId, RpcResponse};
 
@@ -56,7 +58,7 @@ pub fn upgrade(
             return;
         };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
-        crate::server::until_dead(dead, session(node, ws)).await;
+        until_dead(dead, session(node, ws)).await;
     });
     let mut resp = respond(StatusCode::SWITCHING_PROTOCOLS, None, Vec::new());
     let h = resp.headers_mut();
@@ -172,8 +174,8 @@ async fn handle_text(node: &Arc<Node>, subs: &mut Vec<Subscription>, text: &str)
         ));
     }
     let fault = node.fault_for(std::iter::once(route.name));
-    let ctx = node.ctx_for(&fault, false, true);
-    let element = node.run_call(id, route, decoded, &ctx).await?;
+    let ctx = CallCtx::new(&fault, false, true);
+    let element = call::run(node, id, route, decoded, &ctx).await?;
     Some(lossy(element.bytes))
 }
 

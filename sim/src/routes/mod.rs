@@ -5,8 +5,6 @@ mod blocks;
 mod info;
 mod txs;
 
-pub use info::Genesis;
-
 use serde_json::Value;
 
 use crate::node::Node;
