@@ -90,7 +90,7 @@ pub fn render(report: &Report, charts: &[(String, String)], shown: &Shown, setup
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verdict::Verdict;
+    use crate::report::Verdict;
 
     #[test]
     fn report_lists_targets_rows_charts_and_configs() {

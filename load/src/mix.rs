@@ -94,7 +94,7 @@ impl Picker {
 
     pub fn observe(&mut self, body: &[u8]) {
         if self.awaiting_status {
-            self.status_head = crate::sampler::head_from_status(body);
+            self.status_head = head_from_status(body);
         }
     }
 
@@ -229,6 +229,16 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
+/// The head a `status` answer reports: the storm's next height, and the head followed
+/// when no control port tells it.
+pub fn head_from_status(body: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v["result"]["sync_info"]["latest_block_height"]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +329,13 @@ mod tests {
         assert_ne!(a, b);
         let mut p = Picker::new(Mix::CacheHit, Form::Post, 4);
         assert_eq!(p.next(10), p.next(99));
+    }
+
+    #[test]
+    fn reads_the_head_from_a_status_answer() {
+        let body =
+            br#"{"jsonrpc":"2.0","id":-1,"result":{"sync_info":{"latest_block_height":"42"}}}"#;
+        assert_eq!(head_from_status(body), Some(42));
+        assert_eq!(head_from_status(b"{}"), None);
     }
 }

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::measure::Measured;
 use crate::record::Recorder;
-use crate::verdict::Verdict;
 
 /// Methods the storm asks; the per-block count is over these.
 pub const STORM_METHODS: [&str; 3] = ["block_results", "tx_search", "abci_query"];
@@ -101,6 +100,16 @@ impl Entry {
         }
         (requests, questions, excess)
     }
+}
+
+/// One of the targets, as checked by `verdict.rs`: part of the report's document.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Verdict {
+    pub scenario: String,
+    pub goal: String,
+    pub measured: String,
+    /// None when the run lacks what the check needs (e.g. nginx could not be installed).
+    pub met: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::client::{Call, Client};
 use crate::drive::Live;
+use crate::mix::head_from_status;
 use crate::procs::rss_bytes;
 use cometgate_sim::Stats;
 
@@ -131,26 +132,5 @@ pub async fn follow_head(url: String, live: Arc<Live>, mut stop: watch::Receiver
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = stop.changed() => return,
         }
-    }
-}
-
-pub fn head_from_status(body: &[u8]) -> Option<u64> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    v["result"]["sync_info"]["latest_block_height"]
-        .as_str()?
-        .parse()
-        .ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_head_from_a_status_answer() {
-        let body =
-            br#"{"jsonrpc":"2.0","id":-1,"result":{"sync_info":{"latest_block_height":"42"}}}"#;
-        assert_eq!(head_from_status(body), Some(42));
-        assert_eq!(head_from_status(b"{}"), None);
     }
 }

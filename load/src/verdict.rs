@@ -1,19 +1,9 @@
 //! The targets, checked against one run's entries. Ratios are taken round by round
 //! (targets measured alternately, side by side), then the median of the rounds.
 
-use serde::{Deserialize, Serialize};
-
 use crate::configs::CACHE_MIB;
-use crate::report::{median, Entry};
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Verdict {
-    pub scenario: String,
-    pub goal: String,
-    pub measured: String,
-    /// None when the run lacks what the check needs (e.g. nginx could not be installed).
-    pub met: Option<bool>,
-}
+use crate::plan::STORM_MEMORY_LIMIT;
+use crate::report::{median, Entry, RoundFigures, Verdict};
 
 fn find<'a>(entries: &'a [Entry], name: &str, target: &str) -> Option<&'a Entry> {
     entries
@@ -22,7 +12,7 @@ fn find<'a>(entries: &'a [Entry], name: &str, target: &str) -> Option<&'a Entry>
 }
 
 /// Per-round ratio a/b of one figure, then their median.
-fn median_ratio(a: &Entry, b: &Entry, f: fn(&crate::report::RoundFigures) -> f64) -> f64 {
+fn median_ratio(a: &Entry, b: &Entry, f: fn(&RoundFigures) -> f64) -> f64 {
     let mut r: Vec<f64> = a
         .rounds
         .iter()
@@ -75,7 +65,7 @@ fn storm(entries: &[Entry]) -> Verdict {
             "direct: OOM {} (peak {} MiB of a {} MiB limit); cometgate: OOM {} (peak {} MiB); {requests} node requests for {questions} distinct questions over {} heads, {excess} beyond one per question per block; node requests per block: {}",
             d.node_oom,
             d.node_peak_memory_bytes >> 20,
-            crate::plan::STORM_MEMORY_LIMIT >> 20,
+            STORM_MEMORY_LIMIT >> 20,
             c.node_oom,
             c.node_peak_memory_bytes >> 20,
             c.blocks,
