@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::charts::{self, Series};
+use crate::drive::Mode;
 use crate::markdown::{self, Shown};
 use crate::measure::{measure, Measured};
 use crate::plan::{scenarios, storm_node, Scenario, ABUSER, STORM_MEMORY_LIMIT};
@@ -88,6 +89,16 @@ pub async fn bench(opts: Options) -> Result<Report, String> {
 
 fn draw_charts(out: &Path, plan: &[Scenario], runs: &[Measured]) -> Vec<(String, String)> {
     let mut charts = Vec::new();
+    charts.extend(storm_chart(out, runs));
+    for sc in plan.iter().filter(|s| s.name != "abuse-baseline") {
+        charts.extend(cdf_chart(out, sc, runs));
+    }
+    charts
+}
+
+/// The node's memory through the LCD storm, one line per target; `None` when the storm
+/// did not run or its chart could not be drawn.
+fn storm_chart(out: &Path, runs: &[Measured]) -> Option<(String, String)> {
     let storm: Vec<Series> = runs
         .iter()
         .filter(|m| m.scenario == "lcd-storm")
@@ -110,73 +121,80 @@ fn draw_charts(out: &Path, plan: &[Scenario], runs: &[Measured]) -> Vec<(String,
                 .collect(),
         })
         .collect();
-    if !storm.is_empty() {
-        let file = "storm-memory.png";
-        let title = "lcd-storm: simulated node memory";
-        match charts::memory(
-            &out.join(file),
-            title,
-            &storm,
-            Some((STORM_MEMORY_LIMIT >> 20) as f64),
-        ) {
-            Ok(()) => charts.push((file.to_string(), title.to_string())),
-            Err(e) => eprintln!("{e}"),
+    if storm.is_empty() {
+        return None;
+    }
+    let file = "storm-memory.png";
+    let title = "lcd-storm: simulated node memory";
+    let limit = Some((STORM_MEMORY_LIMIT >> 20) as f64);
+    match charts::memory(&out.join(file), title, &storm, limit) {
+        Ok(()) => Some((file.to_string(), title.to_string())),
+        Err(e) => {
+            eprintln!("{e}");
+            None
         }
     }
-    for sc in plan.iter().filter(|s| s.name != "abuse-baseline") {
-        let mut series = Vec::new();
-        let names: &[&str] = if sc.name == "abuse" {
-            &["abuse-baseline", "abuse"]
-        } else {
-            &[sc.name]
-        };
-        for name in names {
-            for target in &sc.targets {
-                let mut rec = Recorder::new();
-                for m in runs
-                    .iter()
-                    .filter(|m| m.scenario == *name && m.target == *target)
-                {
-                    rec.merge(&m.rec);
-                }
-                if rec.count() == 0 {
-                    continue;
-                }
-                let label = if sc.name == "abuse" {
-                    format!(
-                        "{} {}",
-                        target.name(),
-                        if *name == "abuse" {
-                            "with abuser"
-                        } else {
-                            "baseline"
-                        }
-                    )
-                } else {
-                    target.name().to_string()
-                };
-                series.push(Series {
-                    name: label,
-                    points: rec.cdf_points(),
-                });
+}
+
+/// One scenario's latency CDF, one line per target; `abuse` also shows its baseline.
+fn cdf_chart(out: &Path, sc: &Scenario, runs: &[Measured]) -> Option<(String, String)> {
+    let mut series = cdf_series(sc, runs);
+    if series.is_empty() {
+        return None;
+    }
+    if sc.name == "abuse" {
+        // Four lines at most keep the chart readable: cometgate both ways, the others
+        // with the abuser.
+        series.retain(|s| s.name.starts_with("cometgate") || s.name.ends_with("abuser"));
+    }
+    let file = format!("cdf-{}.png", sc.name);
+    let title = format!("{}: latency CDF", sc.name);
+    match charts::cdf(&out.join(&file), &title, &series) {
+        Ok(()) => Some((file, title)),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
+/// Every round of each (scenario, target) merged into one line.
+fn cdf_series(sc: &Scenario, runs: &[Measured]) -> Vec<Series> {
+    let mut series = Vec::new();
+    let names: &[&str] = if sc.name == "abuse" {
+        &["abuse-baseline", "abuse"]
+    } else {
+        &[sc.name]
+    };
+    for name in names {
+        for target in &sc.targets {
+            let mut rec = Recorder::new();
+            for m in runs
+                .iter()
+                .filter(|m| m.scenario == *name && m.target == *target)
+            {
+                rec.merge(&m.rec);
             }
-        }
-        if series.is_empty() {
-            continue;
-        }
-        if sc.name == "abuse" {
-            // Four lines at most keep the chart readable: cometgate both ways, the others
-            // with the abuser.
-            series.retain(|s| s.name.starts_with("cometgate") || s.name.ends_with("abuser"));
-        }
-        let file = format!("cdf-{}.png", sc.name);
-        let title = format!("{}: latency CDF", sc.name);
-        match charts::cdf(&out.join(&file), &title, &series) {
-            Ok(()) => charts.push((file, title)),
-            Err(e) => eprintln!("{e}"),
+            if rec.count() == 0 {
+                continue;
+            }
+            let label = if sc.name == "abuse" {
+                let with = if *name == "abuse" {
+                    "with abuser"
+                } else {
+                    "baseline"
+                };
+                format!("{} {with}", target.name())
+            } else {
+                target.name().to_string()
+            };
+            series.push(Series {
+                name: label,
+                points: rec.cdf_points(),
+            });
         }
     }
-    charts
+    series
 }
 
 fn shown(runs: &[Measured]) -> Shown {
@@ -214,8 +232,8 @@ fn setup(plan: &[Scenario]) -> String {
     );
     for sc in plan {
         let mode = match sc.load.mode {
-            crate::drive::Mode::Closed { clients } => format!("closed loop, {clients} clients"),
-            crate::drive::Mode::Open { rate } => {
+            Mode::Closed { clients } => format!("closed loop, {clients} clients"),
+            Mode::Open { rate } => {
                 format!("open loop, {rate:.0} req/s (latency from intended send time)")
             }
         };

@@ -1,6 +1,7 @@
 //! One measurement: a scenario against one target, on fresh processes, with the node's
 //! counters reset after the warm-up so that they count the measured load alone.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use crate::plan::Scenario;
 use crate::procs::hwm_bytes;
 use crate::record::Recorder;
 use crate::sampler::{node_post, node_stats, watch as sample, Watch, Watched};
-use crate::stack::{self, Bins, Target};
+use crate::stack::{self, Bins, Stack, Target};
 use cometgate_sim::Stats;
 
 pub struct Measured {
@@ -41,22 +42,9 @@ pub async fn measure(
 ) -> Result<Measured, String> {
     let stack = stack::start(bins, target, &sc.node, sc.limits, dir).await?;
     let control = stack.node.control;
-    let live = Arc::new(Live::default());
-    let start = node_stats(control).await?;
-    live.head.store(start.height, Ordering::Relaxed);
-    if !sc.warmup.is_zero() {
-        let warm = Load {
-            duration: sc.warmup,
-            ..sc.load.clone()
-        };
-        drive(&warm, &stack.url, live.clone()).await?;
-    }
-    // Readiness probes and warm-up are not the scenario's load.
-    node_post(control, "/_simnode/reset-counters").await?;
-    let start = node_stats(control).await?;
+    let start = warm_up(sc, &stack.url, control).await?;
     let live = Arc::new(Live::default());
     live.head.store(start.height, Ordering::Relaxed);
-
     let (stop_tx, stop_rx) = watch::channel(false);
     let watcher = tokio::spawn(sample(
         Watch {
@@ -70,9 +58,57 @@ pub async fn measure(
     ));
     let label = format!("{}/{}", sc.name, target.name());
     let bar = progress(label, live.clone(), sc.load.duration);
+    let (rec, background, elapsed) = run_loads(sc, &stack.url, live, start.height).await?;
+    end_progress(bar);
+    let _ = stop_tx.send(true);
+    let watched = watcher.await.map_err(|e| e.to_string())?;
+    let node = node_stats(control).await?;
+    let front_peak_rss = front_peak_rss(target, &stack, &watched);
+    let config_text = stack.config_text.clone();
+    drop(stack);
+    Ok(Measured {
+        scenario: sc.name,
+        target,
+        round,
+        rec,
+        background,
+        elapsed,
+        node,
+        start_height: start.height,
+        watched,
+        front_peak_rss,
+        config_text,
+    })
+}
+
+/// Sends the scenario's warm-up load, then resets the node's counters: readiness probes
+/// and warm-up are not the scenario's load. Returns the node's stats after the reset.
+async fn warm_up(sc: &Scenario, url: &str, control: SocketAddr) -> Result<Stats, String> {
+    let live = Arc::new(Live::default());
+    let start = node_stats(control).await?;
+    live.head.store(start.height, Ordering::Relaxed);
+    if !sc.warmup.is_zero() {
+        let warm = Load {
+            duration: sc.warmup,
+            ..sc.load.clone()
+        };
+        drive(&warm, url, live).await?;
+    }
+    node_post(control, "/_simnode/reset-counters").await?;
+    node_stats(control).await
+}
+
+/// Drives the measured load, and the unmeasured background load beside it when the
+/// scenario has one. Returns both recorders and the measured load's wall time.
+async fn run_loads(
+    sc: &Scenario,
+    url: &str,
+    live: Arc<Live>,
+    start_height: u64,
+) -> Result<(Recorder, Option<Recorder>, Duration), String> {
     let background = sc.background.clone().map(|load| {
-        let (url, live) = (stack.url.clone(), Arc::new(Live::default()));
-        live.head.store(start.height, Ordering::Relaxed);
+        let (url, live) = (url.to_string(), Arc::new(Live::default()));
+        live.head.store(start_height, Ordering::Relaxed);
         let head_src = live.clone();
         (
             tokio::spawn(async move { drive(&load, &url, live).await }),
@@ -82,7 +118,7 @@ pub async fn measure(
     let began = std::time::Instant::now();
     let mirror = background.as_ref().map(|(_, l)| l.clone());
     let rec = {
-        let run = drive(&sc.load, &stack.url, live.clone());
+        let run = drive(&sc.load, url, live.clone());
         tokio::pin!(run);
         // The abuser's mix needs the head too; mirror the sampler's view into its counters.
         let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -102,31 +138,17 @@ pub async fn measure(
         Some((task, _)) => task.await.ok().and_then(|r| r.ok()),
         None => None,
     };
-    end_progress(bar);
-    let _ = stop_tx.send(true);
-    let watched = watcher.await.map_err(|e| e.to_string())?;
-    let node = node_stats(control).await?;
-    let front_peak_rss = match target {
+    Ok((rec, background, elapsed))
+}
+
+/// The front's peak resident memory: sampled, and for one process also its VmHWM.
+fn front_peak_rss(target: Target, stack: &Stack, watched: &Watched) -> Option<u64> {
+    match target {
         Target::Direct => None,
         Target::Nginx => Some(watched.peak_rss),
         _ => {
             let hwm = stack.front.as_ref().and_then(|p| hwm_bytes(p.pid()));
             Some(watched.peak_rss.max(hwm.unwrap_or(0)))
         }
-    };
-    let config_text = stack.config_text.clone();
-    drop(stack);
-    Ok(Measured {
-        scenario: sc.name,
-        target,
-        round,
-        rec,
-        background,
-        elapsed,
-        node,
-        start_height: start.height,
-        watched,
-        front_peak_rss,
-        config_text,
-    })
+    }
 }

@@ -89,39 +89,14 @@ pub fn storm_load(duration: Duration) -> Load {
     )
 }
 
+/// Every scenario, in the order the bench runs and reports them.
 pub fn scenarios(quick: bool) -> Vec<Scenario> {
-    use Target::*;
-    // cometgate's default per-client concurrency (16); a rate that lets the well-behaved
-    // clients' 100 req/s (about 330 cost units/s) through on both sides.
-    let abuse_limits = Limits {
-        per_second: 600,
-        burst: 1200,
-        concurrent: 16,
-    };
-    let well_behaved = load(
-        Mix::Explorer,
-        Form::Post,
-        Mode::Open { rate: 100.0 },
-        secs(quick, 6, 15),
-    );
-    // An open-loop flood at 20× the well-behaved rate. A closed-loop abuser answered with
-    // instant 429s would spin as fast as this 2-core machine allows and measure only CPU
-    // starvation of everything on it, the load generator included.
-    let abuser = Load {
-        local: Some(ABUSER),
-        ..load(
-            Mix::Abuser,
-            Form::Post,
-            Mode::Open { rate: ABUSER_RATE },
-            secs(quick, 6, 15),
-        )
-    };
     let base = Scenario {
         name: "",
-        targets: vec![],
+        targets: vec![Target::Direct, Target::Cometgate, Target::Nginx],
         node: chain_node(),
         limits: Limits::UNBINDING,
-        load: well_behaved.clone(),
+        load: well_behaved(quick),
         background: None,
         rounds: 1,
         warmup: Duration::ZERO,
@@ -130,7 +105,6 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
     vec![
         Scenario {
             name: "lcd-storm",
-            targets: vec![Direct, Cometgate, Nginx],
             node: storm_node(),
             load: storm_load(secs(quick, 8, 20)),
             poll_node: true,
@@ -138,7 +112,6 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
         },
         Scenario {
             name: "explorer",
-            targets: vec![Direct, Cometgate, Nginx],
             load: load(
                 Mix::Explorer,
                 Form::Get,
@@ -150,48 +123,85 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
         },
         Scenario {
             name: "abuse-baseline",
-            targets: vec![Direct, Cometgate, Nginx],
-            limits: abuse_limits,
+            limits: ABUSE_LIMITS,
             poll_node: true,
             ..base.clone()
         },
         Scenario {
             name: "abuse",
-            targets: vec![Direct, Cometgate, Nginx],
-            limits: abuse_limits,
-            background: Some(abuser),
+            limits: ABUSE_LIMITS,
+            background: Some(abuser(quick)),
             poll_node: true,
             ..base.clone()
         },
-        Scenario {
-            name: "cache-hit",
-            targets: vec![Cometgate, Nginx, Ceiling],
-            load: load(
-                Mix::CacheHit,
-                Form::Post,
-                Mode::Closed { clients: 64 },
-                secs(quick, 4, 8),
-            ),
-            rounds: if quick { 1 } else { 3 },
-            warmup: Duration::from_secs(1),
-            ..base.clone()
-        },
-        Scenario {
-            name: "miss-overhead",
-            targets: vec![Direct, Cometgate, Nginx],
-            // One client, one request at a time: no queueing, so the difference between
-            // targets is what each hop adds.
-            load: load(
-                Mix::MissOverhead,
-                Form::Post,
-                Mode::Closed { clients: 1 },
-                secs(quick, 4, 8),
-            ),
-            rounds: if quick { 1 } else { 3 },
-            warmup: Duration::from_secs(1),
-            ..base
-        },
+        cache_hit(quick, &base),
+        miss_overhead(quick, base),
     ]
+}
+
+/// cometgate's default per-client concurrency (16); a rate that lets the well-behaved
+/// clients' 100 req/s (about 330 cost units/s) through on both sides.
+const ABUSE_LIMITS: Limits = Limits {
+    per_second: 600,
+    burst: 1200,
+    concurrent: 16,
+};
+
+fn well_behaved(quick: bool) -> Load {
+    load(
+        Mix::Explorer,
+        Form::Post,
+        Mode::Open { rate: 100.0 },
+        secs(quick, 6, 15),
+    )
+}
+
+/// An open-loop flood at 20× the well-behaved rate. A closed-loop abuser answered with
+/// instant 429s would spin as fast as this 2-core machine allows and measure only CPU
+/// starvation of everything on it, the load generator included.
+fn abuser(quick: bool) -> Load {
+    Load {
+        local: Some(ABUSER),
+        ..load(
+            Mix::Abuser,
+            Form::Post,
+            Mode::Open { rate: ABUSER_RATE },
+            secs(quick, 6, 15),
+        )
+    }
+}
+
+fn cache_hit(quick: bool, base: &Scenario) -> Scenario {
+    Scenario {
+        name: "cache-hit",
+        targets: vec![Target::Cometgate, Target::Nginx, Target::Ceiling],
+        load: load(
+            Mix::CacheHit,
+            Form::Post,
+            Mode::Closed { clients: 64 },
+            secs(quick, 4, 8),
+        ),
+        rounds: if quick { 1 } else { 3 },
+        warmup: Duration::from_secs(1),
+        ..base.clone()
+    }
+}
+
+fn miss_overhead(quick: bool, base: Scenario) -> Scenario {
+    Scenario {
+        name: "miss-overhead",
+        // One client, one request at a time: no queueing, so the difference between
+        // targets is what each hop adds.
+        load: load(
+            Mix::MissOverhead,
+            Form::Post,
+            Mode::Closed { clients: 1 },
+            secs(quick, 4, 8),
+        ),
+        rounds: if quick { 1 } else { 3 },
+        warmup: Duration::from_secs(1),
+        ..base
+    }
 }
 
 #[cfg(test)]

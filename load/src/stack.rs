@@ -108,68 +108,9 @@ pub async fn start(
     let listen = free_addr();
     let (front, config_text) = match target {
         Target::Direct => (None, None),
-        Target::Cometgate => {
-            let text = cometgate_toml(&GatewayConf {
-                listen,
-                metrics: free_addr(),
-                upstream: node.rpc,
-                limits,
-            });
-            let path = dir.join("cometgate.toml");
-            std::fs::write(&path, &text).map_err(|e| e.to_string())?;
-            let mut cmd = Command::new(&bins.cometgate);
-            cmd.arg("--config")
-                .arg(&path)
-                // The default log level, as operators run it (its per-request span included).
-                .env("TOKIO_WORKER_THREADS", WORKERS.to_string())
-                .env_remove("RUST_LOG");
-            (Some(Proc::spawn(cmd, "cometgate", dir, true)?), Some(text))
-        }
-        Target::Nginx => {
-            let nginx = bins.nginx.as_ref().ok_or("nginx is not installed")?;
-            let ndir = dir.join("nginx");
-            std::fs::create_dir_all(&ndir).map_err(|e| e.to_string())?;
-            // nginx's workers drop to an unprivileged user when started as root; they
-            // must still write the cache and temp directories.
-            let _ = Command::new("chmod")
-                .args(["-R", "a+rwx"])
-                .arg(dir)
-                .status();
-            let text = nginx_conf(&NginxConf {
-                dir: &ndir,
-                listen,
-                upstream: node.rpc,
-                limits,
-            });
-            let conf = ndir.join("nginx.conf");
-            std::fs::write(&conf, &text).map_err(|e| e.to_string())?;
-            let mut cmd = Command::new(nginx);
-            cmd.arg("-p")
-                .arg(&ndir)
-                .arg("-e")
-                .arg(ndir.join("error.log"))
-                .arg("-c")
-                .arg(&conf);
-            (Some(Proc::spawn(cmd, "nginx", dir, true)?), Some(text))
-        }
-        Target::Ceiling => {
-            // The ceiling serves the very bytes the cache-hit scenario asks for.
-            let call = Picker::new(Mix::CacheHit, Form::Post, 0).next(1);
-            let (_, body) = Client::new(&format!("http://{}", node.rpc), None)?
-                .fetch(&call)
-                .await
-                .map_err(|e| format!("fetching the ceiling's body: {e}"))?;
-            let body_path = dir.join("ceiling-body.json");
-            std::fs::write(&body_path, &body).map_err(|e| e.to_string())?;
-            let mut cmd = Command::new(&bins.me);
-            cmd.arg("ceiling")
-                .arg("--listen")
-                .arg(listen.to_string())
-                .arg("--body")
-                .arg(&body_path)
-                .env("TOKIO_WORKER_THREADS", WORKERS.to_string());
-            (Some(Proc::spawn(cmd, "ceiling", dir, false)?), None)
-        }
+        Target::Cometgate => start_cometgate(bins, listen, node.rpc, limits, dir)?,
+        Target::Nginx => start_nginx(bins, listen, node.rpc, limits, dir)?,
+        Target::Ceiling => start_ceiling(bins, listen, node.rpc, dir).await?,
     };
     let url = match target {
         Target::Direct => format!("http://{}", node.rpc),
@@ -188,6 +129,91 @@ pub async fn start(
         wait_answering(&stack.url).await?;
     }
     Ok(stack)
+}
+
+/// The process in front of the node, if any, and its generated config (for the report).
+type Front = (Option<Proc>, Option<String>);
+
+fn start_cometgate(
+    bins: &Bins,
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    limits: Limits,
+    dir: &Path,
+) -> Result<Front, String> {
+    let text = cometgate_toml(&GatewayConf {
+        listen,
+        metrics: free_addr(),
+        upstream,
+        limits,
+    });
+    let path = dir.join("cometgate.toml");
+    std::fs::write(&path, &text).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(&bins.cometgate);
+    cmd.arg("--config")
+        .arg(&path)
+        // The default log level, as operators run it (its per-request span included).
+        .env("TOKIO_WORKER_THREADS", WORKERS.to_string())
+        .env_remove("RUST_LOG");
+    Ok((Some(Proc::spawn(cmd, "cometgate", dir, true)?), Some(text)))
+}
+
+fn start_nginx(
+    bins: &Bins,
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    limits: Limits,
+    dir: &Path,
+) -> Result<Front, String> {
+    let nginx = bins.nginx.as_ref().ok_or("nginx is not installed")?;
+    let ndir = dir.join("nginx");
+    std::fs::create_dir_all(&ndir).map_err(|e| e.to_string())?;
+    // nginx's workers drop to an unprivileged user when started as root; they
+    // must still write the cache and temp directories.
+    let _ = Command::new("chmod")
+        .args(["-R", "a+rwx"])
+        .arg(dir)
+        .status();
+    let text = nginx_conf(&NginxConf {
+        dir: &ndir,
+        listen,
+        upstream,
+        limits,
+    });
+    let conf = ndir.join("nginx.conf");
+    std::fs::write(&conf, &text).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-p")
+        .arg(&ndir)
+        .arg("-e")
+        .arg(ndir.join("error.log"))
+        .arg("-c")
+        .arg(&conf);
+    Ok((Some(Proc::spawn(cmd, "nginx", dir, true)?), Some(text)))
+}
+
+async fn start_ceiling(
+    bins: &Bins,
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    dir: &Path,
+) -> Result<Front, String> {
+    // The ceiling serves the very bytes the cache-hit scenario asks for.
+    let call = Picker::new(Mix::CacheHit, Form::Post, 0).next(1);
+    let (_, body) = Client::new(&format!("http://{upstream}"), None)?
+        .fetch(&call)
+        .await
+        .map_err(|e| format!("fetching the ceiling's body: {e}"))?;
+    let body_path = dir.join("ceiling-body.json");
+    std::fs::write(&body_path, &body).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(&bins.me);
+    cmd.arg("ceiling")
+        .arg("--listen")
+        .arg(listen.to_string())
+        .arg("--body")
+        .arg(&body_path)
+        .env("TOKIO_WORKER_THREADS", WORKERS.to_string());
+    Ok((Some(Proc::spawn(cmd, "ceiling", dir, false)?), None))
 }
 
 /// Waits until `status` answers 200 through the target: cometgate also needs its head
