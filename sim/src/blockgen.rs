@@ -8,25 +8,26 @@ use crate::chain::{hex_upper, sha256, split_kv, Chain};
 use crate::clock::{rfc3339, GENESIS_NANOS, GENESIS_SECS};
 
 /// `sha256("")`, what CometBFT prints for the hash of an empty list.
-pub const EMPTY_HASH: &str = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+pub(crate) const EMPTY_HASH: &str =
+    "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
 const CONSENSUS_HASH: &str = "048091BC7DDC283F77BFBF91D73C44DA58C3DF8A9CBC867405D8B7F3DAADA22F";
 const FIXTURE_VALSET_HASH: &str =
     "33415EFFCEDA5BD0A3A443A727457D9F7B9E38389BF27A936FEDF749A7B7566E";
 const FIXTURE_VAL_ADDR: &str = "2DD9F44FD9067555C322243C3C913BA7B51D2BE0";
 const FIXTURE_VAL_PUBKEY: &str = "bNNlGls5R25wC3Sd8720F/3+7IZBhXcD22MNFtPk/v0=";
 
-pub fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-pub struct Validator {
-    pub address: String,
-    pub pub_key: String,
-    pub power: u64,
+pub(crate) struct Validator {
+    pub(crate) address: String,
+    pub(crate) pub_key: String,
+    pub(crate) power: u64,
 }
 
 /// The fixture's validator first, then derived ones (address = sha256(pubkey)[..20]).
-pub fn validators(chain: &Chain) -> Vec<Validator> {
+pub(crate) fn validators(chain: &Chain) -> Vec<Validator> {
     (0..chain.params.validators.max(1))
         .map(|i| {
             if i == 0 {
@@ -46,7 +47,7 @@ pub fn validators(chain: &Chain) -> Vec<Validator> {
         .collect()
 }
 
-pub fn validators_hash(chain: &Chain) -> String {
+pub(crate) fn validators_hash(chain: &Chain) -> String {
     if chain.params.validators <= 1 {
         FIXTURE_VALSET_HASH.into()
     } else {
@@ -54,23 +55,23 @@ pub fn validators_hash(chain: &Chain) -> String {
     }
 }
 
-pub fn pub_key_json(b64key: &str) -> Value {
+pub(crate) fn pub_key_json(b64key: &str) -> Value {
     json!({"type": "tendermint/PubKeyEd25519", "value": b64key})
 }
 
 /// One block per second from genesis, with a per-height sub-second jitter.
-pub fn block_time(chain: &Chain, h: u64) -> String {
+pub(crate) fn block_time(chain: &Chain, h: u64) -> String {
     let d = chain.digest("time", h);
     let nanos = u32::from_le_bytes([d[0], d[1], d[2], d[3]]) % 1_000_000_000;
     let nanos = if h == 0 { GENESIS_NANOS } else { nanos };
     rfc3339(GENESIS_SECS + h as i64, nanos)
 }
 
-pub fn app_hash_bytes(chain: &Chain, h: u64) -> Vec<u8> {
+pub(crate) fn app_hash_bytes(chain: &Chain, h: u64) -> Vec<u8> {
     chain.digest("app", h)[..8].to_vec()
 }
 
-pub fn block_id(chain: &Chain, h: u64) -> Value {
+pub(crate) fn block_id(chain: &Chain, h: u64) -> Value {
     if h == 0 {
         return json!({"hash": "", "parts": {"hash": "", "total": 0}});
     }
@@ -91,7 +92,7 @@ fn txs_hash(txs: &[Vec<u8>]) -> String {
     hex_upper(&sha256(&all))
 }
 
-pub fn header(chain: &Chain, h: u64, txs: &[Vec<u8>]) -> Value {
+pub(crate) fn header(chain: &Chain, h: u64, txs: &[Vec<u8>]) -> Value {
     let valset = validators_hash(chain);
     let prev_results = if h > 1 && chain.tx_count(h - 1) > 0 {
         hex_upper(&chain.digest("results", h - 1))
@@ -117,7 +118,7 @@ pub fn header(chain: &Chain, h: u64, txs: &[Vec<u8>]) -> Value {
 }
 
 /// The commit for block `h` (signed at the time of block h+1, as in the fixtures).
-pub fn commit(chain: &Chain, h: u64) -> Value {
+pub(crate) fn commit(chain: &Chain, h: u64) -> Value {
     if h == 0 {
         return json!({"block_id": block_id(chain, 0), "height": "0", "round": 0, "signatures": []});
     }
@@ -138,7 +139,7 @@ pub fn commit(chain: &Chain, h: u64) -> Value {
     json!({"block_id": block_id(chain, h), "height": h.to_string(), "round": 0, "signatures": sigs})
 }
 
-pub fn block(chain: &Chain, h: u64) -> Value {
+pub(crate) fn block(chain: &Chain, h: u64) -> Value {
     let txs = chain.txs(h);
     json!({
         "data": {"txs": txs.iter().map(|t| b64(t)).collect::<Vec<_>>()},
@@ -149,7 +150,7 @@ pub fn block(chain: &Chain, h: u64) -> Value {
 }
 
 /// `ResultBlock`: `{block_id, block}`.
-pub fn result_block(chain: &Chain, h: u64) -> Value {
+pub(crate) fn result_block(chain: &Chain, h: u64) -> Value {
     json!({"block_id": block_id(chain, h), "block": block(chain, h)})
 }
 
@@ -158,7 +159,7 @@ fn attr(key: &str, value: String, index: bool) -> Value {
 }
 
 /// Events of tx `i` at height `h`: the kvstore `app` event first, then heavy `transfer` ones.
-pub fn tx_events(chain: &Chain, h: u64, i: usize, tx: &[u8]) -> Vec<Value> {
+pub(crate) fn tx_events(chain: &Chain, h: u64, i: usize, tx: &[u8]) -> Vec<Value> {
     let key = String::from_utf8_lossy(split_kv(tx).0).into_owned();
     (0..chain.params.events_per_tx)
         .map(|j| {
@@ -181,7 +182,7 @@ pub fn tx_events(chain: &Chain, h: u64, i: usize, tx: &[u8]) -> Vec<Value> {
 }
 
 /// `ExecTxResult` of a transaction, as `block_results`, `tx` and events carry it.
-pub fn exec_tx_result(chain: &Chain, h: u64, i: usize, tx: &[u8]) -> Value {
+pub(crate) fn exec_tx_result(chain: &Chain, h: u64, i: usize, tx: &[u8]) -> Value {
     json!({
         "code": 0,
         "codespace": "",
@@ -194,7 +195,7 @@ pub fn exec_tx_result(chain: &Chain, h: u64, i: usize, tx: &[u8]) -> Value {
     })
 }
 
-pub fn block_results(chain: &Chain, h: u64) -> Value {
+pub(crate) fn block_results(chain: &Chain, h: u64) -> Value {
     let txs = chain.txs(h);
     let results: Vec<Value> = txs
         .iter()
@@ -212,7 +213,7 @@ pub fn block_results(chain: &Chain, h: u64) -> Value {
 }
 
 /// `ResultTx`; `proof` only when asked, as CometBFT omits the empty proof.
-pub fn result_tx(chain: &Chain, h: u64, i: u32, prove: bool) -> Value {
+pub(crate) fn result_tx(chain: &Chain, h: u64, i: u32, prove: bool) -> Value {
     let txs = chain.txs(h);
     let tx = txs.get(i as usize).cloned().unwrap_or_default();
     let mut v = json!({
@@ -233,7 +234,7 @@ pub fn result_tx(chain: &Chain, h: u64, i: u32, prove: bool) -> Value {
 }
 
 /// Rough serialized size, for `block_metas[].block_size`.
-pub fn block_size(chain: &Chain, h: u64) -> usize {
+pub(crate) fn block_size(chain: &Chain, h: u64) -> usize {
     let txs: usize = chain.txs(h).iter().map(|t| t.len() + 8).sum();
     600 + txs
 }

@@ -11,23 +11,23 @@ use crate::wire::{RpcError, RpcId, RpcResponse};
 
 /// How one call is made and how the current fault bends it.
 #[derive(Clone, Default)]
-pub struct CallCtx {
-    pub uri: bool,
-    pub ws: bool,
-    pub wrong_id: bool,
-    pub delay: Duration,
-    pub hang: bool,
+pub(crate) struct CallCtx {
+    pub(crate) uri: bool,
+    pub(crate) ws: bool,
+    pub(crate) wrong_id: bool,
+    pub(crate) delay: Duration,
+    pub(crate) hang: bool,
 }
 
 /// One encoded answer.
-pub struct Element {
-    pub bytes: Vec<u8>,
-    pub ok: bool,
-    pub cacheable: bool,
+pub(crate) struct Element {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) ok: bool,
+    pub(crate) cacheable: bool,
 }
 
 impl CallCtx {
-    pub fn new(fault: &Fault, uri: bool, ws: bool) -> CallCtx {
+    pub(crate) fn new(fault: &Fault, uri: bool, ws: bool) -> CallCtx {
         CallCtx {
             uri,
             ws,
@@ -42,7 +42,7 @@ impl CallCtx {
 }
 
 /// Runs one call. `None` means the node died (OOM) while answering: no answer goes out.
-pub async fn run(
+pub(crate) async fn run(
     node: &Node,
     id: RpcId,
     route: &'static Route,

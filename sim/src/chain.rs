@@ -9,19 +9,19 @@ use tokio::sync::broadcast;
 
 /// What generates a block's content; all of it is a function of (seed, height).
 #[derive(Clone, Debug)]
-pub struct ChainParams {
-    pub seed: u64,
-    pub chain_id: String,
-    pub txs_per_block: usize,
-    pub events_per_tx: usize,
-    pub tx_bytes: usize,
-    pub validators: usize,
+pub(crate) struct ChainParams {
+    pub(crate) seed: u64,
+    pub(crate) chain_id: String,
+    pub(crate) txs_per_block: usize,
+    pub(crate) events_per_tx: usize,
+    pub(crate) tx_bytes: usize,
+    pub(crate) validators: usize,
 }
 
 /// Sent to websocket subscribers once a block is committed.
 #[derive(Clone, Debug)]
-pub struct NewBlock {
-    pub height: u64,
+pub(crate) struct NewBlock {
+    pub(crate) height: u64,
 }
 
 struct State {
@@ -33,23 +33,23 @@ struct State {
     kv: HashMap<Vec<u8>, (u64, Vec<u8>)>,
 }
 
-pub struct Chain {
-    pub params: ChainParams,
+pub(crate) struct Chain {
+    pub(crate) params: ChainParams,
     state: RwLock<State>,
     events: broadcast::Sender<NewBlock>,
 }
 
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
 /// Upper-case hex, as CometBFT prints hashes.
-pub fn hex_upper(bytes: &[u8]) -> String {
+pub(crate) fn hex_upper(bytes: &[u8]) -> String {
     hex::encode_upper(bytes)
 }
 
 impl Chain {
-    pub fn new(params: ChainParams, start_height: u64) -> Arc<Chain> {
+    pub(crate) fn new(params: ChainParams, start_height: u64) -> Arc<Chain> {
         let (events, _) = broadcast::channel(1024);
         let chain = Chain {
             params,
@@ -97,7 +97,7 @@ impl Chain {
     }
 
     /// Commits the mempool into a new block and tells subscribers.
-    pub fn advance(&self) -> u64 {
+    pub(crate) fn advance(&self) -> u64 {
         let h = {
             let mut st = self.write();
             let h = st.head + 1;
@@ -109,16 +109,16 @@ impl Chain {
         h
     }
 
-    pub fn head(&self) -> u64 {
+    pub(crate) fn head(&self) -> u64 {
         self.read().head
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<NewBlock> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<NewBlock> {
         self.events.subscribe()
     }
 
     /// Deterministic 32 bytes for (tag, height).
-    pub fn digest(&self, tag: &str, h: u64) -> [u8; 32] {
+    pub(crate) fn digest(&self, tag: &str, h: u64) -> [u8; 32] {
         let mut d = Sha256::new();
         d.update(self.params.seed.to_le_bytes());
         d.update(tag.as_bytes());
@@ -130,12 +130,12 @@ impl Chain {
         self.digest("block", h)
     }
 
-    pub fn block_hash(&self, h: u64) -> String {
+    pub(crate) fn block_hash(&self, h: u64) -> String {
         hex_upper(&self.block_hash_bytes(h))
     }
 
     /// A kvstore-style `key=value` transaction padded to `tx_bytes`.
-    pub fn generated_tx(&self, h: u64, i: usize) -> Vec<u8> {
+    pub(crate) fn generated_tx(&self, h: u64, i: usize) -> Vec<u8> {
         let mut tx = format!("gen-{h}-{i}=").into_bytes();
         let filler = hex_upper(&self.digest("txval", h * 1_000_003 + i as u64));
         let want = self.params.tx_bytes.max(tx.len() + 1);
@@ -148,7 +148,7 @@ impl Chain {
     }
 
     /// Every transaction of block `h`: generated ones, then broadcast ones.
-    pub fn txs(&self, h: u64) -> Vec<Vec<u8>> {
+    pub(crate) fn txs(&self, h: u64) -> Vec<Vec<u8>> {
         let mut txs: Vec<Vec<u8>> = (0..self.params.txs_per_block)
             .map(|i| self.generated_tx(h, i))
             .collect();
@@ -158,22 +158,22 @@ impl Chain {
         txs
     }
 
-    pub fn tx_count(&self, h: u64) -> usize {
+    pub(crate) fn tx_count(&self, h: u64) -> usize {
         self.params.txs_per_block + self.read().user_txs.get(&h).map_or(0, Vec::len)
     }
 
-    pub fn find_tx(&self, hash: &[u8]) -> Option<(u64, u32)> {
+    pub(crate) fn find_tx(&self, hash: &[u8]) -> Option<(u64, u32)> {
         let key: [u8; 32] = hash.try_into().ok()?;
         self.read().tx_index.get(&key).copied()
     }
 
-    pub fn find_block(&self, hash: &[u8]) -> Option<u64> {
+    pub(crate) fn find_block(&self, hash: &[u8]) -> Option<u64> {
         let key: [u8; 32] = hash.try_into().ok()?;
         self.read().block_index.get(&key).copied()
     }
 
     /// `CheckTx` then mempool insertion; a duplicate is refused as CometBFT's cache does.
-    pub fn add_to_mempool(&self, tx: Vec<u8>) -> Result<(), String> {
+    pub(crate) fn add_to_mempool(&self, tx: Vec<u8>) -> Result<(), String> {
         let mut st = self.write();
         if st.mempool.contains(&tx) {
             return Err("tx already exists in cache".to_string());
@@ -182,12 +182,12 @@ impl Chain {
         Ok(())
     }
 
-    pub fn mempool(&self) -> Vec<Vec<u8>> {
+    pub(crate) fn mempool(&self) -> Vec<Vec<u8>> {
         self.read().mempool.clone()
     }
 
     /// The kvstore application's view: the value last written under `key`, and where.
-    pub fn lookup_key(&self, key: &[u8]) -> Option<(u64, Vec<u8>)> {
+    pub(crate) fn lookup_key(&self, key: &[u8]) -> Option<(u64, Vec<u8>)> {
         if let Some(found) = self.read().kv.get(key) {
             return Some(found.clone());
         }
@@ -204,7 +204,7 @@ impl Chain {
 }
 
 /// kvstore semantics: `k=v` stores v under k, anything else stores the tx under itself.
-pub fn split_kv(tx: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split_kv(tx: &[u8]) -> (&[u8], &[u8]) {
     match tx.iter().position(|b| *b == b'=') {
         Some(p) => (&tx[..p], &tx[p + 1..]),
         None => (tx, tx),

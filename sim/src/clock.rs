@@ -1,11 +1,11 @@
 //! Block times: deterministic per height, printed as Go's RFC3339Nano in UTC.
 
 /// Genesis time of the kvstore fixtures (2023-05-17T14:12:48.347696215Z).
-pub const GENESIS_SECS: i64 = 1_684_332_768;
-pub const GENESIS_NANOS: u32 = 347_696_215;
+pub(crate) const GENESIS_SECS: i64 = 1_684_332_768;
+pub(crate) const GENESIS_NANOS: u32 = 347_696_215;
 
 /// Go's `time.RFC3339Nano`: trailing zeros of the fraction trimmed, no fraction when zero.
-pub fn rfc3339(secs: i64, nanos: u32) -> String {
+pub(crate) fn rfc3339(secs: i64, nanos: u32) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);

@@ -30,7 +30,11 @@ fn after_reply(f: impl FnOnce() -> std::io::Result<()> + Send + 'static) {
     });
 }
 
-pub async fn handle(node: Arc<Node>, req: Request<Incoming>, control_port: bool) -> Response<Body> {
+pub(crate) async fn handle(
+    node: Arc<Node>,
+    req: Request<Incoming>,
+    control_port: bool,
+) -> Response<Body> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let body = req

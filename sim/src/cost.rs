@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-pub struct MemoryModel {
+pub(crate) struct MemoryModel {
     live: AtomicU64,
     peak: AtomicU64,
     oom: AtomicBool,
@@ -14,7 +14,7 @@ pub struct MemoryModel {
 }
 
 /// Memory held by one answer; released on drop.
-pub struct Charge<'a> {
+pub(crate) struct Charge<'a> {
     model: &'a MemoryModel,
     bytes: u64,
 }
@@ -32,7 +32,7 @@ impl Drop for Charge<'_> {
 }
 
 impl MemoryModel {
-    pub fn new(limit: Option<u64>, amplification: f64) -> Self {
+    pub(crate) fn new(limit: Option<u64>, amplification: f64) -> Self {
         MemoryModel {
             live: AtomicU64::new(0),
             peak: AtomicU64::new(0),
@@ -45,7 +45,7 @@ impl MemoryModel {
 
     /// Charges an answer of `size` bytes. The bool is true when this charge crossed the
     /// limit and the node just died (only the first crossing reports it).
-    pub fn charge(&self, size: usize) -> (Charge<'_>, bool) {
+    pub(crate) fn charge(&self, size: usize) -> (Charge<'_>, bool) {
         let bytes = (size as f64 * self.amplification) as u64;
         let now = self.live.fetch_add(bytes, Ordering::SeqCst) + bytes;
         self.peak.fetch_max(now, Ordering::SeqCst);
@@ -63,35 +63,35 @@ impl MemoryModel {
     }
 
     /// How long the encoder keeps an answer of `size` bytes alive.
-    pub fn hold_time(size: usize, bytes_per_sec: u64) -> Duration {
+    pub(crate) fn hold_time(size: usize, bytes_per_sec: u64) -> Duration {
         if bytes_per_sec == 0 {
             return Duration::ZERO;
         }
         Duration::from_secs_f64(size as f64 / bytes_per_sec as f64)
     }
 
-    pub fn is_oom(&self) -> bool {
+    pub(crate) fn is_oom(&self) -> bool {
         self.oom.load(Ordering::SeqCst)
     }
 
     /// A restarted process starts with empty memory; the peak stays for the benchmark.
-    pub fn restart(&self) {
+    pub(crate) fn restart(&self) {
         self.live.store(0, Ordering::SeqCst);
         self.oom.store(false, Ordering::SeqCst);
     }
 
-    pub fn reset_peak(&self) {
+    pub(crate) fn reset_peak(&self) {
         self.peak
             .store(self.live.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 
-    pub fn live(&self) -> u64 {
+    pub(crate) fn live(&self) -> u64 {
         self.live.load(Ordering::SeqCst)
     }
-    pub fn peak(&self) -> u64 {
+    pub(crate) fn peak(&self) -> u64 {
         self.peak.load(Ordering::SeqCst)
     }
-    pub fn oom_count(&self) -> u64 {
+    pub(crate) fn oom_count(&self) -> u64 {
         self.oom_count.load(Ordering::SeqCst)
     }
 }

@@ -37,7 +37,7 @@ pub enum Fault {
 
 impl Fault {
     /// Parses the control route's `{"kind": "...", "ms": N, "bytes": N}` form.
-    pub fn from_spec(v: &serde_json::Value) -> Result<Fault, String> {
+    pub(crate) fn from_spec(v: &serde_json::Value) -> Result<Fault, String> {
         let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("none");
         let num = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
         Ok(match kind {
@@ -73,12 +73,12 @@ struct Plan {
 }
 
 /// Per-connection switch the request handler arms before returning its response.
-pub struct CutCtl {
+pub(crate) struct CutCtl {
     plan: Mutex<Plan>,
 }
 
 impl CutCtl {
-    pub fn new() -> Arc<CutCtl> {
+    pub(crate) fn new() -> Arc<CutCtl> {
         Arc::new(CutCtl {
             plan: Mutex::new(Plan {
                 phase: Phase::Idle,
@@ -90,7 +90,7 @@ impl CutCtl {
 
     /// The next response gets `body_bytes` of its body through, then the cut: a close, or a
     /// TCP reset when `reset`.
-    pub fn arm(&self, body_bytes: usize, reset: bool) {
+    pub(crate) fn arm(&self, body_bytes: usize, reset: bool) {
         *self.lock() = Plan {
             phase: Phase::SeekHeaderEnd { matched: 0 },
             body_budget: body_bytes,
@@ -151,7 +151,7 @@ fn advance(plan: &mut Plan, bytes: &[u8]) -> usize {
 
 /// A TCP stream that obeys its `CutCtl` when writing, and reads request lines the way
 /// Go's server accepts them (see `lenient`).
-pub struct CutIo {
+pub(crate) struct CutIo {
     inner: TcpStream,
     ctl: Arc<CutCtl>,
     rewriter: Rewriter,
@@ -160,7 +160,7 @@ pub struct CutIo {
 }
 
 impl CutIo {
-    pub fn new(inner: TcpStream, ctl: Arc<CutCtl>) -> Self {
+    pub(crate) fn new(inner: TcpStream, ctl: Arc<CutCtl>) -> Self {
         CutIo {
             inner,
             ctl,

@@ -10,22 +10,22 @@ fn result_of(text: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
-pub fn status() -> Value {
+pub(crate) fn status() -> Value {
     result_of(include_str!("../fixtures/status.json"))
 }
-pub fn net_info() -> Value {
+pub(crate) fn net_info() -> Value {
     result_of(include_str!("../fixtures/net_info.json"))
 }
-pub fn genesis() -> Value {
+pub(crate) fn genesis() -> Value {
     result_of(include_str!("../fixtures/genesis.json"))
 }
-pub fn consensus_state() -> Value {
+pub(crate) fn consensus_state() -> Value {
     result_of(include_str!("../fixtures/consensus_state.json"))
 }
-pub fn consensus_params() -> Value {
+pub(crate) fn consensus_params() -> Value {
     result_of(include_str!("../fixtures/consensus_params.json"))
 }
-pub fn abci_info() -> Value {
+pub(crate) fn abci_info() -> Value {
     result_of(include_str!("../fixtures/abci_info.json"))
 }
 

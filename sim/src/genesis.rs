@@ -8,16 +8,16 @@ use crate::chain::Chain;
 use crate::fixtures;
 
 /// CometBFT v0.38 serves the genesis in 16 MB chunks.
-pub const GENESIS_CHUNK_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const GENESIS_CHUNK_BYTES: usize = 16 * 1024 * 1024;
 
 /// The genesis document, built once: whole, and as base64 chunks of its JSON.
-pub struct Genesis {
+pub(crate) struct Genesis {
     doc: Value,
     chunks: Vec<String>,
 }
 
 impl Genesis {
-    pub fn build(chain: &Chain, target_bytes: usize) -> Genesis {
+    pub(crate) fn build(chain: &Chain, target_bytes: usize) -> Genesis {
         let mut doc = fixtures::genesis()["genesis"].take();
         doc["chain_id"] = json!(chain.params.chain_id);
         doc["validators"] = blockgen::validators(chain)
@@ -35,7 +35,7 @@ impl Genesis {
         Genesis { doc, chunks }
     }
 
-    pub fn whole(&self) -> Result<Value, String> {
+    pub(crate) fn whole(&self) -> Result<Value, String> {
         if self.chunks.len() > 1 {
             return Err(
                 "genesis response is large, please use the genesis_chunked API instead".to_string(),
@@ -44,7 +44,7 @@ impl Genesis {
         Ok(json!({"genesis": self.doc}))
     }
 
-    pub fn chunk(&self, id: i64) -> Result<Value, String> {
+    pub(crate) fn chunk(&self, id: i64) -> Result<Value, String> {
         if self.chunks.is_empty() {
             return Err("service configuration error, there are no chunks".to_string());
         }

@@ -37,7 +37,7 @@ fn not_found() -> Response<Body> {
     r
 }
 
-pub async fn handle(
+pub(crate) async fn handle(
     node: Arc<Node>,
     cut: Arc<CutCtl>,
     dead: watch::Receiver<bool>,

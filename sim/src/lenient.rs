@@ -27,7 +27,7 @@ enum State {
     Passthrough,
 }
 
-pub struct Rewriter {
+pub(crate) struct Rewriter {
     state: State,
 }
 
@@ -40,7 +40,7 @@ impl Default for Rewriter {
 }
 
 impl Rewriter {
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+    pub(crate) fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
         let mut i = 0;
         while i < input.len() {
             match &mut self.state {

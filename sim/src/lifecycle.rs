@@ -8,12 +8,12 @@ use crate::faults::Fault;
 use crate::listener;
 use crate::node::Node;
 
-pub fn reset_counters(node: &Node) {
+pub(crate) fn reset_counters(node: &Node) {
     node.counters.reset();
     node.mem.reset_peak();
 }
 
-pub fn apply_fault(node: &Arc<Node>, fault: Fault, scope: Option<String>) -> io::Result<()> {
+pub(crate) fn apply_fault(node: &Arc<Node>, fault: Fault, scope: Option<String>) -> io::Result<()> {
     let down = fault == Fault::Down;
     node.set_fault(fault, scope);
     if down {
@@ -26,7 +26,7 @@ pub fn apply_fault(node: &Arc<Node>, fault: Fault, scope: Option<String>) -> io:
     }
 }
 
-pub fn restart(node: &Arc<Node>) -> io::Result<()> {
+pub(crate) fn restart(node: &Arc<Node>) -> io::Result<()> {
     node.die();
     node.mem.restart();
     if node.fault().0 == Fault::Down {

@@ -49,7 +49,7 @@ fn listen(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Opens the RPC listener (no-op when already up) and records the bound address.
-pub fn bring_up(node: &Arc<Node>) -> io::Result<SocketAddr> {
+pub(crate) fn bring_up(node: &Arc<Node>) -> io::Result<SocketAddr> {
     let mut life = node.life.lock().unwrap_or_else(|p| p.into_inner());
     if life.kill.is_some() {
         return Ok(life.addr);
@@ -81,7 +81,7 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut dead: watch::Re
 }
 
 /// Runs `fut` until the node dies; dropping it closes the connection.
-pub async fn until_dead<F: Future>(mut dead: watch::Receiver<bool>, fut: F) {
+pub(crate) async fn until_dead<F: Future>(mut dead: watch::Receiver<bool>, fut: F) {
     if *dead.borrow() {
         return;
     }

@@ -19,33 +19,33 @@ use crate::stats::{Counters, Stats};
 /// Serves one accepted RPC connection until `dead` fires. The node holds it because a
 /// request served this way may bring the listener back up (restart, a cleared `Down`):
 /// the listener reaches the HTTP layer through the node rather than by name.
-pub type ServeConn =
+pub(crate) type ServeConn =
     fn(Arc<Node>, TcpStream, watch::Receiver<bool>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
-pub struct Node {
-    pub cfg: SimNodeConfig,
-    pub chain: Arc<Chain>,
-    pub counters: Counters,
-    pub mem: MemoryModel,
-    pub genesis: Genesis,
-    pub rt: tokio::runtime::Handle,
+pub(crate) struct Node {
+    pub(crate) cfg: SimNodeConfig,
+    pub(crate) chain: Arc<Chain>,
+    pub(crate) counters: Counters,
+    pub(crate) mem: MemoryModel,
+    pub(crate) genesis: Genesis,
+    pub(crate) rt: tokio::runtime::Handle,
     fault: RwLock<(Fault, Option<String>)>,
     /// Tendermint 0.34's `abci_query` lock (`legacy_abci_lock`).
-    pub abci_lock: tokio::sync::Mutex<()>,
+    pub(crate) abci_lock: tokio::sync::Mutex<()>,
     pub(crate) life: Mutex<Life>,
-    pub serve: ServeConn,
+    pub(crate) serve: ServeConn,
 }
 
 /// The RPC listener's lifetime: `kill` ends the accept loop and every open connection.
 pub(crate) struct Life {
-    pub addr: SocketAddr,
-    pub kill: Option<watch::Sender<bool>>,
+    pub(crate) addr: SocketAddr,
+    pub(crate) kill: Option<watch::Sender<bool>>,
     /// The accept loop, which owns the listener: the port is free once it has ended.
-    pub accepting: Option<tokio::task::JoinHandle<()>>,
+    pub(crate) accepting: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
-    pub fn new(
+    pub(crate) fn new(
         cfg: SimNodeConfig,
         addr: SocketAddr,
         rt: tokio::runtime::Handle,
@@ -81,16 +81,16 @@ impl Node {
         }
     }
 
-    pub fn set_fault(&self, fault: Fault, method: Option<String>) {
+    pub(crate) fn set_fault(&self, fault: Fault, method: Option<String>) {
         *self.fault.write().unwrap_or_else(|p| p.into_inner()) = (fault, method);
     }
 
-    pub fn fault(&self) -> (Fault, Option<String>) {
+    pub(crate) fn fault(&self) -> (Fault, Option<String>) {
         self.fault.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The fault acting on a call that involves `methods` (scoped faults need a match).
-    pub fn fault_for<'a>(&self, mut methods: impl Iterator<Item = &'a str>) -> Fault {
+    pub(crate) fn fault_for<'a>(&self, mut methods: impl Iterator<Item = &'a str>) -> Fault {
         let (fault, scope) = self.fault();
         match scope {
             Some(m) if !methods.any(|x| x == m) => Fault::None,
@@ -98,7 +98,7 @@ impl Node {
         }
     }
 
-    pub fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         let mut s = Stats::default();
         self.counters.fill(&mut s);
         s.live_bytes = self.mem.live();
@@ -111,12 +111,12 @@ impl Node {
     }
 
     /// Counts a call that never reaches a route (unknown method, parse error...).
-    pub fn count_only(&self, method: &str, key: &str) {
+    pub(crate) fn count_only(&self, method: &str, key: &str) {
         drop(self.counters.begin(method, key));
     }
 
     /// The process is gone: close the listener and drop every connection.
-    pub fn die(&self) {
+    pub(crate) fn die(&self) {
         let kill = self
             .life
             .lock()
@@ -129,7 +129,7 @@ impl Node {
     }
 
     /// Dies, and resolves once the listener is closed: its port may be bound again.
-    pub async fn die_and_close(&self) {
+    pub(crate) async fn die_and_close(&self) {
         self.die();
         let accepting = self
             .life
@@ -142,7 +142,7 @@ impl Node {
         }
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.life.lock().unwrap_or_else(|p| p.into_inner()).addr
     }
 }

@@ -8,7 +8,7 @@ use crate::wire::{go_kind, go_syntax_error};
 
 /// The Go type of a route argument; pointer types distinguish "absent" from zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ArgType {
+pub(crate) enum ArgType {
     /// `*int64` (height)
     I64Ptr,
     /// `int64` (blockchain bounds, abci_query height)
@@ -55,7 +55,7 @@ impl ArgType {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum ArgVal {
+pub(crate) enum ArgVal {
     Int(i64),
     Bool(bool),
     Str(String),
@@ -64,7 +64,7 @@ pub enum ArgVal {
 }
 
 /// `None` is Go's zero value (nil pointer, 0, "", false, nil slice): what `IsZero` sees.
-pub type Arg = Option<ArgVal>;
+pub(crate) type Arg = Option<ArgVal>;
 
 /// Drops zero values of non-pointer types so `None` always means "zero".
 fn normalise(ty: ArgType, v: ArgVal) -> Arg {
@@ -82,7 +82,7 @@ fn normalise(ty: ArgType, v: ArgVal) -> Arg {
 }
 
 /// Decodes one JSON-RPC param value (`cmtjson.Unmarshal` into the Go type).
-pub fn decode_json(ty: ArgType, raw: &Value) -> Result<Arg, String> {
+pub(crate) fn decode_json(ty: ArgType, raw: &Value) -> Result<Arg, String> {
     if raw.is_null() {
         return Ok(None);
     }
@@ -192,7 +192,7 @@ fn go_rune(c: char) -> String {
 }
 
 /// Go's `%q` for the ASCII texts that reach it here.
-pub fn go_quote(s: &str) -> String {
+pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -216,7 +216,7 @@ fn is_int_text(s: &str) -> bool {
 
 /// Decodes one URI query argument (non-empty), following `_nonJSONStringToArg` then
 /// falling back to JSON.
-pub fn decode_uri(ty: ArgType, arg: &str) -> Result<Arg, String> {
+pub(crate) fn decode_uri(ty: ArgType, arg: &str) -> Result<Arg, String> {
     let quoted = arg.starts_with('"') && arg.ends_with('"');
     let hexed = arg.len() >= 2 && arg[..2].eq_ignore_ascii_case("0x");
     if is_int_text(arg) && ty.is_int() {
@@ -251,7 +251,7 @@ pub fn decode_uri(ty: ArgType, arg: &str) -> Result<Arg, String> {
 }
 
 /// How an argument shows in the canonical request key used by the counters.
-pub fn canonical(v: &ArgVal) -> String {
+pub(crate) fn canonical(v: &ArgVal) -> String {
     match v {
         ArgVal::Int(i) => i.to_string(),
         ArgVal::Bool(b) => b.to_string(),

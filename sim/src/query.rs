@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 /// CometBFT's `maxQueryLength`.
-pub const MAX_QUERY_LENGTH: usize = 512;
+pub(crate) const MAX_QUERY_LENGTH: usize = 512;
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Op {
+pub(crate) enum Op {
     Eq,
     Lt,
     Le,
@@ -18,26 +18,26 @@ pub enum Op {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Operand {
+pub(crate) enum Operand {
     Str(String),
     Num(f64),
     None,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Condition {
-    pub tag: String,
-    pub op: Op,
-    pub arg: Operand,
+pub(crate) struct Condition {
+    pub(crate) tag: String,
+    pub(crate) op: Op,
+    pub(crate) arg: Operand,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Query {
-    pub conditions: Vec<Condition>,
+pub(crate) struct Query {
+    pub(crate) conditions: Vec<Condition>,
 }
 
 /// Composite key (`type.attr`) to every value carried under it.
-pub type EventMap = BTreeMap<String, Vec<String>>;
+pub(crate) type EventMap = BTreeMap<String, Vec<String>>;
 
 struct Lexer<'a> {
     s: &'a str,
@@ -69,7 +69,7 @@ fn is_tag_char(c: char) -> bool {
     !c.is_whitespace() && !matches!(c, '=' | '<' | '>' | '\'' | '(' | ')')
 }
 
-pub fn parse(text: &str) -> Result<Query, String> {
+pub(crate) fn parse(text: &str) -> Result<Query, String> {
     let mut lx = Lexer { s: text, pos: 0 };
     let mut conditions = Vec::new();
     loop {
@@ -175,7 +175,7 @@ impl Condition {
 }
 
 impl Query {
-    pub fn matches(&self, events: &EventMap) -> bool {
+    pub(crate) fn matches(&self, events: &EventMap) -> bool {
         self.conditions.iter().all(|c| {
             events
                 .get(&c.tag)
@@ -184,7 +184,7 @@ impl Query {
     }
 
     /// Inclusive bounds implied by the conditions on `tag` (e.g. `tx.height`).
-    pub fn bounds(&self, tag: &str, lo: u64, hi: u64) -> (u64, u64) {
+    pub(crate) fn bounds(&self, tag: &str, lo: u64, hi: u64) -> (u64, u64) {
         let (mut lo, mut hi) = (lo, hi);
         for c in self.conditions.iter().filter(|c| c.tag == tag) {
             let Operand::Num(n) = c.arg else { continue };
@@ -204,7 +204,7 @@ impl Query {
         (lo, hi)
     }
 
-    pub fn condition_on(&self, tag: &str) -> Option<&Condition> {
+    pub(crate) fn condition_on(&self, tag: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.tag == tag)
     }
 }

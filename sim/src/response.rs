@@ -7,9 +7,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
-pub type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
-pub fn respond(status: StatusCode, content_type: Option<&str>, body: Vec<u8>) -> Response<Body> {
+pub(crate) fn respond(
+    status: StatusCode,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> Response<Body> {
     let mut b = Response::builder().status(status);
     if let Some(ct) = content_type {
         b = b.header("Content-Type", ct);

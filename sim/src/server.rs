@@ -21,7 +21,7 @@ use crate::listener::until_dead;
 use crate::node::Node;
 
 /// The node's `serve`: boxed, because the node holds it as a plain function pointer.
-pub fn serve_rpc(
+pub(crate) fn serve_rpc(
     node: Arc<Node>,
     stream: TcpStream,
     dead: watch::Receiver<bool>,
@@ -44,7 +44,7 @@ async fn serve_rpc_connection(node: Arc<Node>, stream: TcpStream, dead: watch::R
 }
 
 /// The control listener serves only `/_simnode/*` and stays up for the node's whole life.
-pub async fn control_listener(
+pub(crate) async fn control_listener(
     node: Arc<Node>,
     addr: SocketAddr,
     stop: watch::Receiver<bool>,

@@ -7,14 +7,13 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::config::SimNodeConfig;
+use crate::faults::Fault;
 use crate::lifecycle::{apply_fault, reset_counters, restart};
 use crate::listener;
 use crate::node::Node;
 use crate::server;
-
-pub use crate::config::SimNodeConfig;
-pub use crate::faults::Fault;
-pub use crate::stats::Stats;
+use crate::stats::Stats;
 
 /// A running simulated CometBFT node.
 pub struct SimNode {
@@ -107,10 +106,6 @@ impl SimNode {
         let _ = apply_fault(&self.node, fault, Some(method.to_string()));
     }
 
-    pub fn fault(&self) -> Fault {
-        self.node.fault().0
-    }
-
     pub fn stats(&self) -> Stats {
         self.node.stats()
     }
@@ -127,15 +122,6 @@ impl SimNode {
     /// Brings the node back after OOM (or restarts a live one): empty memory, same port.
     pub fn restart(&self) {
         let _ = restart(&self.node);
-    }
-
-    /// Like `restart`, reporting a failure to rebind.
-    pub fn try_restart(&self) -> io::Result<()> {
-        restart(&self.node)
-    }
-
-    pub fn is_oom(&self) -> bool {
-        self.node.mem.is_oom()
     }
 
     /// Stops the node; its port is free to bind again once this returns.

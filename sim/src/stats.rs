@@ -33,7 +33,7 @@ struct Maps {
 }
 
 #[derive(Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     total: AtomicU64,
     inflight: AtomicU64,
     peak_inflight: AtomicU64,
@@ -41,7 +41,7 @@ pub struct Counters {
 }
 
 /// Decrements in-flight counts when a request finishes, whatever path it takes.
-pub struct InflightGuard<'a> {
+pub(crate) struct InflightGuard<'a> {
     counters: &'a Counters,
     method: String,
 }
@@ -62,7 +62,7 @@ impl Counters {
     }
 
     /// Counts one request and marks it in flight until the guard drops.
-    pub fn begin(&self, method: &str, request_key: &str) -> InflightGuard<'_> {
+    pub(crate) fn begin(&self, method: &str, request_key: &str) -> InflightGuard<'_> {
         let mut m = self.lock();
         self.total.fetch_add(1, Ordering::SeqCst);
         let now = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -83,12 +83,12 @@ impl Counters {
         }
     }
 
-    pub fn requests_for(&self, method: &str) -> u64 {
+    pub(crate) fn requests_for(&self, method: &str) -> u64 {
         self.lock().per_method.get(method).copied().unwrap_or(0)
     }
 
     /// Clears counts and peaks; requests still in flight keep being tracked.
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         let mut m = self.lock();
         self.total.store(0, Ordering::SeqCst);
         self.peak_inflight
@@ -99,7 +99,7 @@ impl Counters {
         m.peak_inflight_per_method = m.inflight_per_method.clone();
     }
 
-    pub fn fill(&self, s: &mut Stats) {
+    pub(crate) fn fill(&self, s: &mut Stats) {
         let m = self.lock();
         s.total_requests = self.total.load(Ordering::SeqCst);
         s.inflight = self.inflight.load(Ordering::SeqCst);

@@ -2,7 +2,7 @@
 //! dropped, as Go 1.17+ does), `+` as space, percent-decoding, malformed pairs skipped,
 //! first value wins at lookup.
 
-pub fn parse_query(raw: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_query(raw: &str) -> Vec<(String, String)> {
     raw.split('&')
         .filter(|p| !p.is_empty() && !p.contains(';'))
         .filter_map(|pair| {

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 /// A request id: CometBFT accepts strings and whole numbers only.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RpcId {
+pub(crate) enum RpcId {
     Int(i64),
     Str(String),
 }
@@ -18,7 +18,7 @@ impl RpcId {
     }
 
     /// A different id of the same kind, for the wrong-id fault.
-    pub fn wrong(&self) -> RpcId {
+    pub(crate) fn wrong(&self) -> RpcId {
         match self {
             RpcId::Int(i) => RpcId::Int(i.wrapping_add(1_000_003)),
             RpcId::Str(s) => RpcId::Str(format!("{s}-wrong")),
@@ -27,54 +27,54 @@ impl RpcId {
 }
 
 /// The id CometBFT gives to answers of URI-form requests.
-pub const URI_ID: RpcId = RpcId::Int(-1);
+pub(crate) const URI_ID: RpcId = RpcId::Int(-1);
 
 #[derive(Clone, Debug)]
-pub struct RpcRequest {
+pub(crate) struct RpcRequest {
     /// `None` is a notification: CometBFT executes nothing and answers nothing.
-    pub id: Option<RpcId>,
-    pub method: String,
+    pub(crate) id: Option<RpcId>,
+    pub(crate) method: String,
     /// `None` when absent; CometBFT then calls the route with no arguments at all.
-    pub params: Option<Value>,
+    pub(crate) params: Option<Value>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct RpcError {
-    pub code: i64,
-    pub message: &'static str,
-    pub data: Option<String>,
+pub(crate) struct RpcError {
+    pub(crate) code: i64,
+    pub(crate) message: &'static str,
+    pub(crate) data: Option<String>,
 }
 
 impl RpcError {
-    pub fn parse(data: String) -> Self {
+    pub(crate) fn parse(data: String) -> Self {
         RpcError {
             code: -32700,
             message: "Parse error. Invalid JSON",
             data: Some(data),
         }
     }
-    pub fn invalid_request(data: String) -> Self {
+    pub(crate) fn invalid_request(data: String) -> Self {
         RpcError {
             code: -32600,
             message: "Invalid Request",
             data: Some(data),
         }
     }
-    pub fn method_not_found() -> Self {
+    pub(crate) fn method_not_found() -> Self {
         RpcError {
             code: -32601,
             message: "Method not found",
             data: None,
         }
     }
-    pub fn invalid_params(data: String) -> Self {
+    pub(crate) fn invalid_params(data: String) -> Self {
         RpcError {
             code: -32602,
             message: "Invalid params",
             data: Some(data),
         }
     }
-    pub fn internal(data: String) -> Self {
+    pub(crate) fn internal(data: String) -> Self {
         RpcError {
             code: -32603,
             message: "Internal error",
@@ -84,19 +84,19 @@ impl RpcError {
 }
 
 #[derive(Clone, Debug)]
-pub struct RpcResponse {
-    pub id: Option<RpcId>,
-    pub outcome: Result<Value, RpcError>,
+pub(crate) struct RpcResponse {
+    pub(crate) id: Option<RpcId>,
+    pub(crate) outcome: Result<Value, RpcError>,
 }
 
 impl RpcResponse {
-    pub fn ok(id: RpcId, result: Value) -> Self {
+    pub(crate) fn ok(id: RpcId, result: Value) -> Self {
         RpcResponse {
             id: Some(id),
             outcome: Ok(result),
         }
     }
-    pub fn err(id: Option<RpcId>, e: RpcError) -> Self {
+    pub(crate) fn err(id: Option<RpcId>, e: RpcError) -> Self {
         RpcResponse {
             id,
             outcome: Err(e),
@@ -127,13 +127,13 @@ impl RpcResponse {
         Value::Object(m)
     }
 
-    pub fn encode(&self, pretty: bool) -> Vec<u8> {
+    pub(crate) fn encode(&self, pretty: bool) -> Vec<u8> {
         encode_value(&self.to_json(), pretty)
     }
 }
 
 /// Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029; mimic it byte for byte.
-pub fn encode_value(v: &Value, pretty: bool) -> Vec<u8> {
+pub(crate) fn encode_value(v: &Value, pretty: bool) -> Vec<u8> {
     let raw = if pretty {
         serde_json::to_vec_pretty(v)
     } else {
@@ -170,7 +170,7 @@ pub fn encode_value(v: &Value, pretty: bool) -> Vec<u8> {
 }
 
 /// The JSON kind names Go uses in "cannot unmarshal X into ..." errors.
-pub fn go_kind(v: &Value) -> &'static str {
+pub(crate) fn go_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "bool",
@@ -182,7 +182,7 @@ pub fn go_kind(v: &Value) -> &'static str {
 }
 
 /// Approximates Go's `encoding/json` syntax error text for a serde_json failure.
-pub fn go_syntax_error(input: &[u8], e: &serde_json::Error) -> String {
+pub(crate) fn go_syntax_error(input: &[u8], e: &serde_json::Error) -> String {
     if e.is_eof() {
         return "unexpected end of JSON input".to_string();
     }
@@ -220,7 +220,7 @@ fn go_char(c: u8) -> String {
 
 /// Parses an HTTP body as CometBFT does: an array of requests, else a single one.
 /// `Err` is the data of the -32700 parse error.
-pub fn parse_body(body: &[u8]) -> Result<Vec<RpcRequest>, String> {
+pub(crate) fn parse_body(body: &[u8]) -> Result<Vec<RpcRequest>, String> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| format!("error unmarshaling request: {}", go_syntax_error(body, &e)))?;
     match v {
@@ -245,7 +245,7 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<RpcRequest>, String> {
 }
 
 /// One request object; `Err` carries Go's decoding error text.
-pub fn parse_request(v: Value) -> Result<RpcRequest, String> {
+pub(crate) fn parse_request(v: Value) -> Result<RpcRequest, String> {
     let obj = match v {
         Value::Object(o) => o,
         Value::Null => {

@@ -27,7 +27,7 @@ use crate::wire::{self, RpcError, RpcId, RpcResponse};
 /// CometBFT's default `max_subscriptions_per_client`.
 const MAX_SUBSCRIPTIONS: usize = 5;
 
-pub fn upgrade(
+pub(crate) fn upgrade(
     node: Arc<Node>,
     mut req: Request<Incoming>,
     dead: watch::Receiver<bool>,

@@ -12,7 +12,7 @@ use crate::query::{self, MAX_QUERY_LENGTH};
 const BLOCKCHAIN_LIMIT: i64 = 20;
 
 /// `filterMinMax` with base 1.
-pub fn blockchain(node: &Node, args: &Args) -> Result<Value, String> {
+pub(super) fn blockchain(node: &Node, args: &Args) -> Result<Value, String> {
     let head = node.chain.head() as i64;
     let (mut min, mut max) = (args.int(0).unwrap_or(0), args.int(1).unwrap_or(0));
     if min < 0 || max < 0 {
@@ -48,26 +48,26 @@ pub fn blockchain(node: &Node, args: &Args) -> Result<Value, String> {
     Ok(json!({"last_height": head.to_string(), "block_metas": metas}))
 }
 
-pub fn block(node: &Node, args: &Args) -> Result<Value, String> {
+pub(super) fn block(node: &Node, args: &Args) -> Result<Value, String> {
     let h = get_height(node.chain.head(), args, 0)?;
     Ok(blockgen::result_block(&node.chain, h))
 }
 
 /// An unknown hash is not an error in CometBFT: it answers an empty block id and a null block.
-pub fn block_by_hash(node: &Node, args: &Args) -> Value {
+pub(super) fn block_by_hash(node: &Node, args: &Args) -> Value {
     match node.chain.find_block(args.bytes(0)) {
         Some(h) => blockgen::result_block(&node.chain, h),
         None => json!({"block_id": blockgen::block_id(&node.chain, 0), "block": null}),
     }
 }
 
-pub fn block_results(node: &Node, args: &Args) -> Result<Value, String> {
+pub(super) fn block_results(node: &Node, args: &Args) -> Result<Value, String> {
     let h = get_height(node.chain.head(), args, 0)?;
     Ok(blockgen::block_results(&node.chain, h))
 }
 
 /// The head's commit is the node's own seen commit: `canonical: false`.
-pub fn commit(node: &Node, args: &Args) -> Result<Value, String> {
+pub(super) fn commit(node: &Node, args: &Args) -> Result<Value, String> {
     let head = node.chain.head();
     let h = get_height(head, args, 0)?;
     let txs = node.chain.txs(h);
@@ -80,13 +80,13 @@ pub fn commit(node: &Node, args: &Args) -> Result<Value, String> {
     }))
 }
 
-pub fn header(node: &Node, args: &Args) -> Result<Value, String> {
+pub(super) fn header(node: &Node, args: &Args) -> Result<Value, String> {
     let h = get_height(node.chain.head(), args, 0)?;
     let txs = node.chain.txs(h);
     Ok(json!({"header": blockgen::header(&node.chain, h, &txs)}))
 }
 
-pub fn header_by_hash(node: &Node, args: &Args) -> Value {
+pub(super) fn header_by_hash(node: &Node, args: &Args) -> Value {
     match node.chain.find_block(args.bytes(0)) {
         Some(h) => json!({"header": blockgen::header(&node.chain, h, &node.chain.txs(h))}),
         None => json!({"header": null}),
@@ -94,7 +94,7 @@ pub fn header_by_hash(node: &Node, args: &Args) -> Value {
 }
 
 /// Blocks are indexed under `block.height` only.
-pub fn block_search(node: &Node, args: &Args) -> Result<Value, String> {
+pub(super) fn block_search(node: &Node, args: &Args) -> Result<Value, String> {
     let text = args.str(0);
     if text.len() > MAX_QUERY_LENGTH {
         return Err("maximum query length exceeded".to_string());

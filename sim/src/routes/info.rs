@@ -9,7 +9,7 @@ use crate::chain::hex_upper;
 use crate::fixtures;
 use crate::node::Node;
 
-pub fn status(node: &Node) -> Value {
+pub(super) fn status(node: &Node) -> Value {
     let chain = &node.chain;
     let head = chain.head();
     let mut v = fixtures::status();
@@ -30,18 +30,18 @@ pub fn status(node: &Node) -> Value {
     v
 }
 
-pub fn net_info() -> Value {
+pub(super) fn net_info() -> Value {
     fixtures::net_info()
 }
 
-pub fn consensus_state(node: &Node) -> Value {
+pub(super) fn consensus_state(node: &Node) -> Value {
     let mut v = fixtures::consensus_state();
     v["round_state"]["height/round/step"] = json!(format!("{}/0/1", node.chain.head() + 1));
     v
 }
 
 /// The fixture has no dump; this follows the shape of `ResultDumpConsensusState`.
-pub fn dump_consensus_state(node: &Node) -> Value {
+pub(super) fn dump_consensus_state(node: &Node) -> Value {
     let chain = &node.chain;
     let head = chain.head();
     let vals: Vec<Value> = blockgen::validators(chain)
@@ -65,14 +65,14 @@ pub fn dump_consensus_state(node: &Node) -> Value {
 }
 
 /// Validators and params are known one height past the head (`latestUncommittedHeight`).
-pub fn consensus_params(node: &Node, args: &Args) -> Result<Value, String> {
+pub(super) fn consensus_params(node: &Node, args: &Args) -> Result<Value, String> {
     let h = get_height(node.chain.head() + 1, args, 0)?;
     let mut v = fixtures::consensus_params();
     v["block_height"] = json!(h.to_string());
     Ok(v)
 }
 
-pub fn validators(node: &Node, args: &Args) -> Result<Value, String> {
+pub(super) fn validators(node: &Node, args: &Args) -> Result<Value, String> {
     let h = get_height(node.chain.head() + 1, args, 0)?;
     let all = blockgen::validators(&node.chain);
     let per = per_page(args, 2);
@@ -91,7 +91,7 @@ pub fn validators(node: &Node, args: &Args) -> Result<Value, String> {
     }))
 }
 
-pub fn abci_info(node: &Node) -> Value {
+pub(super) fn abci_info(node: &Node) -> Value {
     let head = node.chain.head();
     let mut v = fixtures::abci_info();
     v["response"]["last_block_height"] = json!(head.to_string());
@@ -100,7 +100,7 @@ pub fn abci_info(node: &Node) -> Value {
 }
 
 /// The kvstore app: `data` is the key; the value is what the last `key=value` tx stored.
-pub fn abci_query(node: &Node, args: &Args) -> Value {
+pub(super) fn abci_query(node: &Node, args: &Args) -> Value {
     let key = args.bytes(1);
     let head = node.chain.head();
     let (log, value) = match node.chain.lookup_key(key) {
@@ -113,7 +113,7 @@ pub fn abci_query(node: &Node, args: &Args) -> Value {
     }})
 }
 
-pub fn broadcast_evidence(args: &Args) -> Result<Value, String> {
+pub(super) fn broadcast_evidence(args: &Args) -> Result<Value, String> {
     if !args.present(0) {
         return Err("no evidence was provided".to_string());
     }

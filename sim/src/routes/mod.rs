@@ -10,15 +10,15 @@ use serde_json::Value;
 use crate::node::Node;
 use crate::params::{self, Arg, ArgType, ArgVal};
 
-pub struct Route {
-    pub name: &'static str,
-    pub args: &'static [(&'static str, ArgType)],
+pub(crate) struct Route {
+    pub(crate) name: &'static str,
+    pub(crate) args: &'static [(&'static str, ArgType)],
     /// `rpc.Cacheable(...)`.
-    pub cacheable: bool,
+    pub(crate) cacheable: bool,
     /// Arguments that, absent or zero, make the answer uncacheable.
-    pub no_cache_default: &'static [&'static str],
+    pub(crate) no_cache_default: &'static [&'static str],
     /// Websocket-only (`NewWSRPCFunc`).
-    pub ws_only: bool,
+    pub(crate) ws_only: bool,
 }
 
 const fn route(name: &'static str, args: &'static [(&'static str, ArgType)]) -> Route {
@@ -61,7 +61,7 @@ const HEIGHT: &[(&str, ArgType)] = &[("height", I64Ptr)];
 const HEIGHT_ONLY: &[&str] = &["height"];
 const TX: &[(&str, ArgType)] = &[("tx", Bytes)];
 
-pub static ROUTES: &[Route] = &[
+pub(crate) static ROUTES: &[Route] = &[
     ws("subscribe", &[("query", Str)]),
     ws("unsubscribe", &[("query", Str)]),
     ws("unsubscribe_all", &[]),
@@ -124,48 +124,48 @@ pub static ROUTES: &[Route] = &[
     route("broadcast_evidence", &[("evidence", Evidence)]),
 ];
 
-pub fn lookup(name: &str) -> Option<&'static Route> {
+pub(crate) fn lookup(name: &str) -> Option<&'static Route> {
     ROUTES.iter().find(|r| r.name == name)
 }
 
 /// Decoded arguments, aligned with `Route::args`.
-pub struct Args {
-    pub values: Vec<Arg>,
+pub(crate) struct Args {
+    pub(crate) values: Vec<Arg>,
     /// Whether the call carried params at all (JSON-RPC without `params` passes none,
     /// which matters to `cacheableWithArgs`).
-    pub supplied: bool,
+    pub(crate) supplied: bool,
 }
 
 impl Args {
-    pub fn int(&self, i: usize) -> Option<i64> {
+    pub(crate) fn int(&self, i: usize) -> Option<i64> {
         match self.values.get(i) {
             Some(Some(ArgVal::Int(v))) => Some(*v),
             _ => None,
         }
     }
-    pub fn bool(&self, i: usize) -> bool {
+    pub(crate) fn bool(&self, i: usize) -> bool {
         matches!(self.values.get(i), Some(Some(ArgVal::Bool(true))))
     }
-    pub fn str(&self, i: usize) -> &str {
+    pub(crate) fn str(&self, i: usize) -> &str {
         match self.values.get(i) {
             Some(Some(ArgVal::Str(s))) => s,
             _ => "",
         }
     }
-    pub fn bytes(&self, i: usize) -> &[u8] {
+    pub(crate) fn bytes(&self, i: usize) -> &[u8] {
         match self.values.get(i) {
             Some(Some(ArgVal::Bytes(b))) => b,
             _ => &[],
         }
     }
-    pub fn present(&self, i: usize) -> bool {
+    pub(crate) fn present(&self, i: usize) -> bool {
         matches!(self.values.get(i), Some(Some(_)))
     }
 }
 
 impl Route {
     /// `jsonParamsToArgs`: by name (missing ones default) or by position (count must match).
-    pub fn decode_json(&self, params: Option<&Value>) -> Result<Args, String> {
+    pub(crate) fn decode_json(&self, params: Option<&Value>) -> Result<Args, String> {
         let Some(raw) = params else {
             return Ok(Args {
                 values: vec![None; self.args.len()],
@@ -214,7 +214,7 @@ impl Route {
     }
 
     /// `httpParamsToArgs`: every argument read from the query string; empty means default.
-    pub fn decode_uri(&self, query: &[(String, String)]) -> Result<Args, String> {
+    pub(crate) fn decode_uri(&self, query: &[(String, String)]) -> Result<Args, String> {
         let mut values = Vec::with_capacity(self.args.len());
         for (name, ty) in self.args {
             let arg = query
@@ -235,7 +235,7 @@ impl Route {
     }
 
     /// `cacheableWithArgs`.
-    pub fn cacheable_with(&self, args: &Args) -> bool {
+    pub(crate) fn cacheable_with(&self, args: &Args) -> bool {
         if !self.cacheable {
             return false;
         }
@@ -245,7 +245,7 @@ impl Route {
     }
 
     /// `method(name=value,...)` with only the arguments that were given.
-    pub fn request_key(&self, args: &Args) -> String {
+    pub(crate) fn request_key(&self, args: &Args) -> String {
         let parts: Vec<String> = self
             .args
             .iter()
@@ -260,7 +260,7 @@ impl Route {
 }
 
 /// Runs a (non-websocket) route; `Err` becomes an Internal error.
-pub async fn exec(node: &Node, route: &Route, args: &Args) -> Result<Value, String> {
+pub(crate) async fn exec(node: &Node, route: &Route, args: &Args) -> Result<Value, String> {
     match route.name {
         "health" => Ok(serde_json::json!({})),
         "status" => Ok(info::status(node)),
@@ -294,7 +294,7 @@ pub async fn exec(node: &Node, route: &Route, args: &Args) -> Result<Value, Stri
 }
 
 /// `getHeight`: explicit heights must be in `[base, latest]`; absent means latest.
-pub fn get_height(latest: u64, args: &Args, i: usize) -> Result<u64, String> {
+pub(crate) fn get_height(latest: u64, args: &Args, i: usize) -> Result<u64, String> {
     let Some(h) = args.int(i) else {
         return Ok(latest);
     };
@@ -309,11 +309,11 @@ pub fn get_height(latest: u64, args: &Args, i: usize) -> Result<u64, String> {
     Ok(h as u64)
 }
 
-pub const DEFAULT_PER_PAGE: usize = 30;
-pub const MAX_PER_PAGE: usize = 100;
+pub(crate) const DEFAULT_PER_PAGE: usize = 30;
+pub(crate) const MAX_PER_PAGE: usize = 100;
 
 /// `validatePerPage`: absent or < 1 is the default, above the max is clamped.
-pub fn per_page(args: &Args, i: usize) -> usize {
+pub(crate) fn per_page(args: &Args, i: usize) -> usize {
     match args.int(i) {
         Some(p) if p >= 1 => (p as usize).min(MAX_PER_PAGE),
         _ => DEFAULT_PER_PAGE,
@@ -321,7 +321,7 @@ pub fn per_page(args: &Args, i: usize) -> usize {
 }
 
 /// `validatePage`: absent is page 1; otherwise within `[1, pages]`.
-pub fn page(args: &Args, i: usize, per_page: usize, total: usize) -> Result<usize, String> {
+pub(crate) fn page(args: &Args, i: usize, per_page: usize, total: usize) -> Result<usize, String> {
     let Some(p) = args.int(i) else { return Ok(1) };
     let pages = (total.max(1) - 1) / per_page + 1;
     if p <= 0 || p as usize > pages {
@@ -333,7 +333,7 @@ pub fn page(args: &Args, i: usize, per_page: usize, total: usize) -> Result<usiz
 }
 
 /// The `order_by` check shared by `tx_search` and `block_search`.
-pub fn descending(order_by: &str) -> Result<bool, String> {
+pub(crate) fn descending(order_by: &str) -> Result<bool, String> {
     match order_by {
         "" | "asc" => Ok(false),
         "desc" => Ok(true),

@@ -11,14 +11,14 @@ use crate::chain::{hex_upper, sha256};
 use crate::node::Node;
 use crate::query::{self, EventMap, Query, MAX_QUERY_LENGTH};
 
-pub fn check_tx() -> Value {
+pub(super) fn check_tx() -> Value {
     json!({
         "code": 0, "codespace": "", "data": null, "events": [],
         "gas_used": "0", "gas_wanted": "1", "info": "", "log": "",
     })
 }
 
-pub fn tx(node: &Node, args: &Args) -> Result<Value, String> {
+pub(super) fn tx(node: &Node, args: &Args) -> Result<Value, String> {
     let hash = args.bytes(0);
     match node.chain.find_tx(hash) {
         Some((h, i)) => Ok(blockgen::result_tx(&node.chain, h, i, args.bool(1))),
@@ -75,7 +75,7 @@ fn matching_txs(node: &Node, q: &Query) -> Vec<(u64, u32)> {
     out
 }
 
-pub fn tx_search(node: &Node, args: &Args) -> Result<Value, String> {
+pub(super) fn tx_search(node: &Node, args: &Args) -> Result<Value, String> {
     let text = args.str(0);
     if text.len() > MAX_QUERY_LENGTH {
         return Err("maximum query length exceeded".to_string());
@@ -109,25 +109,25 @@ fn mempool_view(node: &Node, limit: Option<usize>) -> Value {
     })
 }
 
-pub fn unconfirmed_txs(node: &Node, args: &Args) -> Value {
+pub(super) fn unconfirmed_txs(node: &Node, args: &Args) -> Value {
     mempool_view(node, Some(per_page(args, 0)))
 }
 
-pub fn num_unconfirmed_txs(node: &Node) -> Value {
+pub(super) fn num_unconfirmed_txs(node: &Node) -> Value {
     let mut v = mempool_view(node, None);
     v["n_txs"] = v["total"].clone();
     v
 }
 
 /// `broadcast_tx_sync` / `_async`: CheckTx passes, the tx waits in the mempool for a block.
-pub fn broadcast_tx(node: &Node, args: &Args) -> Result<Value, String> {
+pub(super) fn broadcast_tx(node: &Node, args: &Args) -> Result<Value, String> {
     let tx = args.bytes(0).to_vec();
     let hash = hex_upper(&sha256(&tx));
     node.chain.add_to_mempool(tx)?;
     Ok(json!({"code": 0, "codespace": "", "data": "", "hash": hash, "log": ""}))
 }
 
-pub async fn broadcast_tx_commit(node: &Node, args: &Args) -> Result<Value, String> {
+pub(super) async fn broadcast_tx_commit(node: &Node, args: &Args) -> Result<Value, String> {
     let tx = args.bytes(0).to_vec();
     let hash_bytes = sha256(&tx);
     let mut blocks = node.chain.subscribe();
