@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Dockerfile with podman (no Docker engine or registry on these machines) and
 # smoke-tests the image: it starts, /healthz answers, a JSON-RPC request reaches the
-# simulated node's image (load/Dockerfile) through it, and SIGTERM stops both with code 0.
+# simulated node's image (sim/Dockerfile) through it, and SIGTERM stops both with code 0.
 # Local stand-ins replace the FROM images: a debootstrapped bookworm for debian:*, and a
 # Rust builder made from this machine's toolchain for rust:*.
 set -euo pipefail
@@ -81,8 +81,8 @@ log "image size $(podman image inspect "$IMAGE" --format '{{.Size}}') bytes, use
 podman image inspect "$IMAGE" --format '{{.Config.Healthcheck}}' | grep -q healthz || { echo "no HEALTHCHECK" >&2; exit 1; }
 
 # 7. The simulated node's image, which docker-compose.yml runs as its `node` service.
-log "podman build load/Dockerfile"
-podman build --pull=never --format docker -f "$ROOT/load/Dockerfile" -t "$NODE_IMAGE" "$ROOT"
+log "podman build sim/Dockerfile"
+podman build --pull=never --format docker -f "$ROOT/sim/Dockerfile" -t "$NODE_IMAGE" "$ROOT"
 
 # 8. Run both on the host network, as an operator would run them side by side.
 NODE_PORT=$(free_port); GW_PORT=$(free_port); OPS_PORT=$(free_port)

@@ -1,28 +1,25 @@
-//! A simulated CometBFT v0.38 node for testing and benchmarking cometgate: the real wire
-//! behaviour (JSON-RPC, URI form, websocket events, error shapes), a chain that advances,
-//! a memory cost model that can OOM, switchable faults, and exact request counters.
+//! The load harness behind `cometgate-load`: drives scenarios against any URL (closed or
+//! open loop, JSON-RPC POST or URI GET, HDR latency histograms), and the `bench` that starts
+//! the simulated node, cometgate, nginx and a ceiling server itself and writes the report.
 
-mod blockgen;
-mod chain;
-mod clock;
-mod config;
-mod control;
-mod cost;
-mod faults;
-mod fixtures;
-pub mod harness;
-mod http;
-mod lenient;
-mod node;
-mod params;
-mod query;
-mod routes;
-mod server;
-pub mod sim;
-mod stats;
-mod uri;
-mod wire;
-mod ws;
+pub mod bench;
+pub mod ceiling;
+mod charts;
+pub mod client;
+pub mod configs;
+pub mod demo;
+pub mod drive;
+mod markdown;
+mod measure;
+pub mod mix;
+pub mod plan;
+mod procs;
+pub mod record;
+pub mod report;
+pub mod rng;
+pub mod sampler;
+pub mod schedule;
+mod stack;
+mod verdict;
 
-pub use config::parse_duration;
-pub use sim::{Fault, SimNode, SimNodeConfig, Stats};
+pub use stack::Target;

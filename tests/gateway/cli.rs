@@ -5,7 +5,7 @@ use std::net::TcpListener as StdListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cometgate_load::{Fault, SimNodeConfig};
+use cometgate_sim::{Fault, SimNodeConfig};
 
 use crate::support::*;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cometgate::breaker::BreakerState;
 use cometgate::config::ByteSize;
-use cometgate_load::{Fault, SimNodeConfig};
+use cometgate_sim::{Fault, SimNodeConfig};
 use serde_json::{json, Value};
 
 use crate::support::*;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cometgate_load::Fault;
+use cometgate_sim::Fault;
 use http::{Method, StatusCode};
 
 use crate::support::*;

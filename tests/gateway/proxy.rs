@@ -266,7 +266,7 @@ async fn broadcasts_reach_the_node_and_answer_as_it_does() {
 #[tokio::test]
 async fn an_unreachable_node_is_a_clear_internal_error() {
     let h = spawn_gateway().await;
-    h.node.set_fault(cometgate_load::Fault::Down);
+    h.node.set_fault(cometgate_sim::Fault::Down);
     let v = h
         .post(&request(json!(1), "health", &json!({})))
         .await

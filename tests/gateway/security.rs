@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use cometgate::config::{Config, MethodOverride};
 use cometgate::gateway::Gateway;
 use cometgate::head::Head;
-use cometgate_load::SimNodeConfig;
+use cometgate_sim::SimNodeConfig;
 use futures_util::{SinkExt, StreamExt};
 use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cometgate::config::Config;
 use cometgate::gateway::Gateway;
-use cometgate_load::{SimNode, SimNodeConfig};
+use cometgate_sim::{SimNode, SimNodeConfig};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;

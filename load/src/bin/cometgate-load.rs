@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand, ValueEnum};
-use cometgate_load::harness::drive::{drive, end_progress, progress, Live, Load, Mode};
-use cometgate_load::harness::mix::{Form, Mix};
-use cometgate_load::harness::plan::{ABUSER, ABUSER_RATE};
-use cometgate_load::harness::record::Recorder;
-use cometgate_load::harness::{bench, ceiling, demo, sampler};
-use cometgate_load::parse_duration;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cometgate_load::drive::{drive, end_progress, progress, Live, Load, Mode};
+use cometgate_load::mix::{Form, Mix};
+use cometgate_load::plan::{ABUSER, ABUSER_RATE};
+use cometgate_load::record::Recorder;
+use cometgate_load::{bench, ceiling, demo, sampler};
+use cometgate_sim::parse_duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,29 +42,7 @@ enum FormArg {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Drive one scenario against a URL and print its latency and status summary.
-    Run {
-        /// Target, e.g. http://127.0.0.1:26658
-        #[arg(long)]
-        url: String,
-        #[arg(long, value_enum)]
-        scenario: ScenarioArg,
-        /// Closed loop with this many clients (the default, 16).
-        #[arg(long, conflicts_with = "rate")]
-        clients: Option<usize>,
-        /// Open loop at this many requests per second.
-        #[arg(long)]
-        rate: Option<f64>,
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        duration: Duration,
-        /// JSON-RPC POST or URI GET.
-        #[arg(long, value_enum, default_value = "post")]
-        form: FormArg,
-        /// `abuse` only: the abuser's source address and its open-loop rate (req/s).
-        #[arg(long, default_value_t = ABUSER)]
-        abuser_from: IpAddr,
-        #[arg(long, default_value_t = ABUSER_RATE)]
-        abuser_rate: f64,
-    },
+    Run(RunArgs),
     /// Start simnode, cometgate, nginx and a ceiling server; run every scenario; write
     /// REPORT.md, report.json and PNG charts.
     Bench {
@@ -93,76 +71,40 @@ enum Command {
     },
 }
 
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Target, e.g. http://127.0.0.1:26658
+    #[arg(long)]
+    url: String,
+    #[arg(long, value_enum)]
+    scenario: ScenarioArg,
+    /// Closed loop with this many clients (the default, 16).
+    #[arg(long, conflicts_with = "rate")]
+    clients: Option<usize>,
+    /// Open loop at this many requests per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// JSON-RPC POST or URI GET.
+    #[arg(long, value_enum, default_value = "post")]
+    form: FormArg,
+    /// `abuse` only: the abuser's source address and its open-loop rate (req/s).
+    #[arg(long, default_value_t = ABUSER)]
+    abuser_from: IpAddr,
+    #[arg(long, default_value_t = ABUSER_RATE)]
+    abuser_rate: f64,
+}
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run {
-            url,
-            scenario,
-            clients,
-            rate,
-            duration,
-            form,
-            abuser_from,
-            abuser_rate,
-        } => {
-            let mix = match scenario {
-                ScenarioArg::LcdStorm => Mix::Storm,
-                ScenarioArg::Explorer | ScenarioArg::Abuse => Mix::Explorer,
-                ScenarioArg::CacheHit => Mix::CacheHit,
-                ScenarioArg::MissOverhead => Mix::MissOverhead,
-            };
-            let mode = match rate {
-                Some(rate) => Mode::Open { rate },
-                None => Mode::Closed {
-                    clients: clients.unwrap_or(16),
-                },
-            };
-            let form = match form {
-                FormArg::Post => Form::Post,
-                FormArg::Get => Form::Get,
-            };
-            let load = Load {
-                mix,
-                form,
-                mode,
-                duration,
-                seed: 7,
-                local: None,
-            };
-            let abuser = (scenario == ScenarioArg::Abuse).then(|| Load {
-                mix: Mix::Abuser,
-                mode: Mode::Open { rate: abuser_rate },
-                local: Some(abuser_from),
-                ..load.clone()
-            });
-            run(url, load, abuser).await
+        Command::Run(args) => {
+            let (load, abuser) = loads(&args);
+            run(args.url, load, abuser).await
         }
-        Command::Bench { quick, out, only } => {
-            let began = Instant::now();
-            bench::bench(bench::Options {
-                quick,
-                out: out.clone(),
-                only,
-            })
-            .await
-            .map(|report| {
-                for v in &report.targets {
-                    let verdict = match v.met {
-                        Some(true) => "met",
-                        Some(false) => "MISSED",
-                        None => "not measured",
-                    };
-                    println!("{:<14} {verdict:<12} {}", v.scenario, v.measured);
-                }
-                println!(
-                    "report in {} ({:.0} s)",
-                    out.join("REPORT.md").display(),
-                    began.elapsed().as_secs_f64()
-                );
-            })
-        }
+        Command::Bench { quick, out, only } => run_bench(quick, out, only).await,
         Command::Demo { duration } => demo::demo(duration).await,
         Command::Ceiling { listen, body } => match std::fs::read(&body) {
             Ok(bytes) => ceiling::serve(listen, bytes.into())
@@ -175,6 +117,68 @@ async fn main() {
         eprintln!("cometgate-load: {e}");
         std::process::exit(1);
     }
+}
+
+/// The measured load `run` asks for, and the abuser's beside it for `abuse`.
+fn loads(args: &RunArgs) -> (Load, Option<Load>) {
+    let mix = match args.scenario {
+        ScenarioArg::LcdStorm => Mix::Storm,
+        ScenarioArg::Explorer | ScenarioArg::Abuse => Mix::Explorer,
+        ScenarioArg::CacheHit => Mix::CacheHit,
+        ScenarioArg::MissOverhead => Mix::MissOverhead,
+    };
+    let mode = match args.rate {
+        Some(rate) => Mode::Open { rate },
+        None => Mode::Closed {
+            clients: args.clients.unwrap_or(16),
+        },
+    };
+    let form = match args.form {
+        FormArg::Post => Form::Post,
+        FormArg::Get => Form::Get,
+    };
+    let load = Load {
+        mix,
+        form,
+        mode,
+        duration: args.duration,
+        seed: 7,
+        local: None,
+    };
+    let abuser = (args.scenario == ScenarioArg::Abuse).then(|| Load {
+        mix: Mix::Abuser,
+        mode: Mode::Open {
+            rate: args.abuser_rate,
+        },
+        local: Some(args.abuser_from),
+        ..load.clone()
+    });
+    (load, abuser)
+}
+
+/// Runs the bench and prints each target's verdict.
+async fn run_bench(quick: bool, out: PathBuf, only: Vec<String>) -> Result<(), String> {
+    let began = Instant::now();
+    let report = bench::bench(bench::Options {
+        quick,
+        out: out.clone(),
+        only,
+    })
+    .await?;
+    for v in &report.targets {
+        let verdict = match v.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not measured",
+        };
+        println!("{:<14} {verdict:<12} {}", v.scenario, v.measured);
+    }
+    println!(
+        "report in {} ({:.0} s)",
+        out.join("REPORT.md").display(),
+        began.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 async fn run(url: String, load: Load, abuser: Option<Load>) -> Result<(), String> {

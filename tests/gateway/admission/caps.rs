@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use cometgate::config::{ByteSize, Config, MethodOverride};
-use cometgate_load::SimNodeConfig;
+use cometgate_sim::SimNodeConfig;
 use http::StatusCode;
 use serde_json::{json, Value};
 

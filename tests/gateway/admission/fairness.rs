@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use cometgate_load::{Fault, SimNodeConfig};
+use cometgate_sim::{Fault, SimNodeConfig};
 use serde_json::json;
 
 use super::{client_at, post_as};

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use cometgate::config::ByteSize;
-use cometgate_load::{Fault, SimNodeConfig};
+use cometgate_sim::{Fault, SimNodeConfig};
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::combinators::BoxBody;

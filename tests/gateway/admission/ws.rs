@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use cometgate::config::{ByteSize, Config};
-use cometgate_load::SimNodeConfig;
+use cometgate_sim::SimNodeConfig;
 
 use crate::support::*;
 
@@ -248,7 +248,7 @@ async fn a_slow_call_on_a_websocket_does_not_hold_up_its_events() {
 
     // A call the node sits on, then a block while it is still in flight.
     h.node
-        .set_fault_for("block_results", cometgate_load::Fault::Hang);
+        .set_fault_for("block_results", cometgate_sim::Fault::Hang);
     send(&mut ws, call(2, "block_results", json!({"height": "3"}))).await;
     let node = &h.node;
     eventually("the slow call reaches the node", || async move {

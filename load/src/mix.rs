@@ -1,0 +1,341 @@
+//! What each scenario asks: the stream of calls one client sends, rendered as JSON-RPC
+//! POSTs or URI GETs. Calls depend on the chain head so that "at the head" and "recent
+//! blocks" mean what they say while blocks advance.
+
+use base64::Engine;
+use serde::Serialize;
+
+use crate::client::{rpc_body, Call};
+use crate::rng::{Rng, Zipf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mix {
+    /// The LCD storm's three heavy questions at the head.
+    Storm,
+    /// An explorer: light and heavy calls at Zipf-drawn recent heights, plus the head.
+    Explorer,
+    /// The flooding client: heavy searches spread so that caches help little.
+    Abuser,
+    /// One cacheable answer, the same bytes every time.
+    CacheHit,
+    /// A unique `check_tx` per call: never cached, always reaches the node.
+    MissOverhead,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Form {
+    Post,
+    Get,
+}
+
+/// A typed argument, so one call renders correctly in both wire forms.
+enum Arg<'a> {
+    Int(u64),
+    Str(&'a str),
+    Hex(&'a [u8]),
+    Bytes(&'a [u8]),
+}
+
+/// How many recent heights the explorer's Zipf spans.
+const RECENT: usize = 100;
+
+pub struct Picker {
+    mix: Mix,
+    form: Form,
+    zipf: Zipf,
+    rng: Rng,
+    seq: u64,
+    /// The storm asks `status` first and its `tx_search` at the height that answer gave,
+    /// as an LCD does: the height comes from the target itself, coherent with its cache.
+    awaiting_status: bool,
+    status_head: Option<u64>,
+}
+
+impl Picker {
+    pub fn new(mix: Mix, form: Form, seed: u64) -> Picker {
+        Picker {
+            mix,
+            form,
+            zipf: Zipf::new(RECENT, 1.1),
+            rng: Rng::new(seed),
+            seq: 0,
+            awaiting_status: false,
+            status_head: None,
+        }
+    }
+
+    pub fn next(&mut self, head: u64) -> Call {
+        self.seq += 1;
+        let head = head.max(1);
+        match self.mix {
+            Mix::Storm => self.storm(head),
+            Mix::Explorer => self.explorer(head),
+            Mix::Abuser => self.abuser(head),
+            // A fixed id: the best case for a proxy that keys on the whole body.
+            Mix::CacheHit => render(self.form, 1, "block", &[("height", Arg::Int(5))]),
+            Mix::MissOverhead => {
+                let tx = format!("mo-{}-{}=1", self.seq, self.rng.next_u64());
+                render(
+                    self.form,
+                    1,
+                    "check_tx",
+                    &[("tx", Arg::Bytes(tx.as_bytes()))],
+                )
+            }
+        }
+    }
+
+    /// True when the next call depends on the answer to the last one (`observe` it).
+    pub fn wants_answer(&self) -> bool {
+        self.awaiting_status
+    }
+
+    pub fn observe(&mut self, body: &[u8]) {
+        if self.awaiting_status {
+            self.status_head = head_from_status(body);
+        }
+    }
+
+    /// Real clients (cosmjs, CometBFT's Go client) number their requests, so ids differ.
+    fn storm(&mut self, head: u64) -> Call {
+        let id = self.seq;
+        if std::mem::take(&mut self.awaiting_status) {
+            let h = self.status_head.take().unwrap_or(head);
+            let q = format!("tx.height={h}");
+            return render(
+                self.form,
+                id,
+                "tx_search",
+                &[("query", Arg::Str(&q)), ("per_page", Arg::Int(100))],
+            );
+        }
+        match self.rng.below(3) {
+            0 => render(self.form, id, "block_results", &[]),
+            1 => {
+                self.awaiting_status = true;
+                render(self.form, id, "status", &[])
+            }
+            _ => render(
+                self.form,
+                id,
+                "abci_query",
+                &[("path", Arg::Str("/store")), ("data", Arg::Hex(b"gen-1-0"))],
+            ),
+        }
+    }
+
+    fn recent(&mut self, head: u64) -> u64 {
+        head.saturating_sub(self.zipf.sample(&mut self.rng) as u64)
+            .max(1)
+    }
+
+    fn explorer(&mut self, head: u64) -> Call {
+        let id = self.seq;
+        let h = self.recent(head);
+        let f = self.form;
+        match self.rng.below(100) {
+            0..=24 => render(f, id, "block", &[("height", Arg::Int(h))]),
+            25..=34 => render(f, id, "block", &[]),
+            35..=44 => render(f, id, "status", &[]),
+            45..=54 => render(f, id, "commit", &[("height", Arg::Int(h))]),
+            55..=64 => render(f, id, "header", &[("height", Arg::Int(h))]),
+            65..=69 => render(f, id, "validators", &[("height", Arg::Int(h))]),
+            70..=84 => render(f, id, "block_results", &[("height", Arg::Int(h))]),
+            85..=94 => {
+                let q = format!("tx.height={h}");
+                render(f, id, "tx_search", &[("query", Arg::Str(&q))])
+            }
+            _ => render(f, id, "abci_info", &[]),
+        }
+    }
+
+    fn abuser(&mut self, head: u64) -> Call {
+        let h = 1 + self.rng.below(head);
+        let order = if self.rng.below(2) == 0 {
+            "asc"
+        } else {
+            "desc"
+        };
+        // An exact height: an indexed lookup on a real node. simnode answers other
+        // conditions by scanning the whole chain (about 0.5 s for 10 000 txs), which would
+        // measure the simulator's scan rather than the gateway.
+        let q = format!("tx.height={h}");
+        render(
+            self.form,
+            self.seq,
+            "tx_search",
+            &[
+                ("query", Arg::Str(&q)),
+                ("per_page", Arg::Int(100)),
+                ("order_by", Arg::Str(order)),
+            ],
+        )
+    }
+}
+
+fn render(form: Form, id: u64, method: &str, args: &[(&str, Arg)]) -> Call {
+    match form {
+        Form::Post => {
+            let fields: Vec<String> = args
+                .iter()
+                .map(|(name, arg)| {
+                    let value = match arg {
+                        // CometBFT wants integers as strings in JSON-RPC params.
+                        Arg::Int(n) => format!("\"{n}\""),
+                        Arg::Str(s) => serde_json::Value::from(*s).to_string(),
+                        Arg::Hex(b) => format!("\"{}\"", hex::encode(b)),
+                        Arg::Bytes(b) => format!(
+                            "\"{}\"",
+                            base64::engine::general_purpose::STANDARD.encode(b)
+                        ),
+                    };
+                    format!("\"{name}\":{value}")
+                })
+                .collect();
+            Call::Post(rpc_body(id, method, &format!("{{{}}}", fields.join(","))))
+        }
+        Form::Get => {
+            let query: Vec<String> = args
+                .iter()
+                .map(|(name, arg)| {
+                    let value = match arg {
+                        Arg::Int(n) => n.to_string(),
+                        Arg::Str(s) => percent_encode(&format!("\"{s}\"")),
+                        Arg::Hex(b) | Arg::Bytes(b) => format!("0x{}", hex::encode(b)),
+                    };
+                    format!("{name}={value}")
+                })
+                .collect();
+            if query.is_empty() {
+                Call::Get(format!("/{method}"))
+            } else {
+                Call::Get(format!("/{method}?{}", query.join("&")))
+            }
+        }
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The head a `status` answer reports: the storm's next height, and the head followed
+/// when no control port tells it.
+pub fn head_from_status(body: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v["result"]["sync_info"]["latest_block_height"]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post_json(call: Call) -> serde_json::Value {
+        match call {
+            Call::Post(b) => serde_json::from_slice(&b).unwrap(),
+            Call::Get(p) => panic!("expected POST, got {p}"),
+        }
+    }
+
+    #[test]
+    fn storm_asks_three_heavy_questions_at_the_head_the_search_after_status() {
+        let mut p = Picker::new(Mix::Storm, Form::Post, 1);
+        let status = br#"{"result":{"sync_info":{"latest_block_height":"41"}}}"#;
+        let mut searches = 0;
+        for i in 0..100 {
+            let v = post_json(p.next(42));
+            if p.wants_answer() {
+                assert_eq!(v["method"], "status");
+                // Every other time the answer is lost: the shared head is the fallback.
+                if i % 2 == 0 {
+                    p.observe(status);
+                }
+                let v = post_json(p.next(42));
+                let q = v["params"]["query"].as_str().unwrap();
+                assert!(q == "tx.height=41" || q == "tx.height=42", "{q}");
+                searches += 1;
+                continue;
+            }
+            match v["method"].as_str().unwrap() {
+                "block_results" => assert!(v["params"].get("height").is_none()),
+                "abci_query" => assert_eq!(v["params"]["data"], hex::encode("gen-1-0")),
+                m => panic!("unexpected {m}"),
+            }
+        }
+        assert!(searches > 10, "{searches}");
+    }
+
+    #[test]
+    fn explorer_heights_stay_recent_and_valid() {
+        let mut p = Picker::new(Mix::Explorer, Form::Get, 2);
+        let mut seen_head = false;
+        for _ in 0..2000 {
+            let Call::Get(path) = p.next(500) else {
+                panic!("explorer in GET form")
+            };
+            if let Some(i) = path.find("height=") {
+                let h: u64 = path[i + 7..].split('&').next().unwrap().parse().unwrap();
+                assert!((401..=500).contains(&h), "{path}");
+                seen_head |= h == 500;
+            }
+        }
+        assert!(seen_head);
+        // Near genesis heights never drop below 1.
+        let mut p = Picker::new(Mix::Explorer, Form::Get, 3);
+        for _ in 0..500 {
+            let Call::Get(path) = p.next(3) else { panic!() };
+            assert!(!path.contains("height=0"), "{path}");
+        }
+    }
+
+    #[test]
+    fn get_form_quotes_and_encodes_strings() {
+        let c = render(
+            Form::Get,
+            1,
+            "tx_search",
+            &[
+                ("query", Arg::Str("tx.height=5")),
+                ("per_page", Arg::Int(100)),
+            ],
+        );
+        assert_eq!(
+            c,
+            Call::Get("/tx_search?query=%22tx.height%3D5%22&per_page=100".into())
+        );
+        assert_eq!(
+            render(Form::Get, 1, "status", &[]),
+            Call::Get("/status".into())
+        );
+    }
+
+    #[test]
+    fn miss_overhead_calls_are_unique_and_cache_hit_calls_identical() {
+        let mut p = Picker::new(Mix::MissOverhead, Form::Post, 4);
+        let (a, b) = (p.next(10), p.next(10));
+        assert_ne!(a, b);
+        let mut p = Picker::new(Mix::CacheHit, Form::Post, 4);
+        assert_eq!(p.next(10), p.next(99));
+    }
+
+    #[test]
+    fn reads_the_head_from_a_status_answer() {
+        let body =
+            br#"{"jsonrpc":"2.0","id":-1,"result":{"sync_info":{"latest_block_height":"42"}}}"#;
+        assert_eq!(head_from_status(body), Some(42));
+        assert_eq!(head_from_status(b"{}"), None);
+    }
+}

@@ -1,0 +1,363 @@
+//! `report.json`: one entry per scenario and target, with the fields the issue names first
+//! and the detail behind them after. Several rounds of one pair fold into their medians.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::measure::Measured;
+use crate::record::Recorder;
+
+/// Methods the storm asks; the per-block count is over these.
+pub const STORM_METHODS: [&str; 3] = ["block_results", "tx_search", "abci_query"];
+
+/// src/head/ws.rs: with the websocket up, `status` every 10 poll intervals of 1 s.
+const TRACKER_STATUS_EVERY_S: f64 = 10.0;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RoundFigures {
+    pub throughput_rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub name: String,
+    pub target: String,
+    pub node_requests: u64,
+    pub node_peak_inflight: u64,
+    pub node_peak_memory_bytes: u64,
+    pub node_oom: bool,
+    pub throughput_rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub errors: u64,
+    /// None for `direct`: there is no gateway.
+    pub gateway_peak_rss_bytes: Option<u64>,
+    pub requests: u64,
+    pub success_rate: f64,
+    pub statuses: BTreeMap<String, u64>,
+    pub duration_s: f64,
+    /// Heads the node went through during the run (blocks produced + 1).
+    pub blocks: u64,
+    pub node_requests_per_method: BTreeMap<String, u64>,
+    /// lcd-storm only: node requests per canonical question (simnode's per-request keys).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_requests_per_question: BTreeMap<String, u64>,
+    /// The abuser's own figures, where one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abuser: Option<Side>,
+    pub rounds: Vec<RoundFigures>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Side {
+    pub requests: u64,
+    pub throughput_rps: f64,
+    pub statuses: BTreeMap<String, u64>,
+}
+
+fn statuses(rec: &Recorder, into: &mut BTreeMap<String, u64>) {
+    for (s, n) in &rec.statuses {
+        *into.entry(s.to_string()).or_insert(0) += n;
+    }
+    for (k, n) in &rec.failures {
+        *into.entry(k.to_string()).or_insert(0) += n;
+    }
+}
+
+impl Entry {
+    /// Node requests beyond one per unique question per block, over simnode's canonical
+    /// per-request keys. A "latest" question exists once per block; `block_results` pinned
+    /// to height N (cometgate pins "latest" to its head) only in block N; `tx_search` for
+    /// `tx.height=N` in block N and again in N+1, asked by a client whose `status` answer
+    /// came just before block N+1 landed: in N+1 that is a different question from N+1's.
+    /// Returns (requests, questions, excess).
+    pub fn storm_excess(&self) -> (u64, u64, u64) {
+        let (mut requests, mut excess) = (0, 0);
+        let mut questions = 0;
+        for (key, n) in &self.node_requests_per_question {
+            let method = key.split('(').next().unwrap_or("");
+            if !STORM_METHODS.contains(&method) && method != "status" {
+                continue;
+            }
+            let allowed = if key.contains("tx.height=") {
+                2
+            } else if key.contains("height=") && !key.contains("height=0") {
+                1
+            } else if method == "status" {
+                // cometgate's head tracker asks `status` itself every 10 s alongside its
+                // websocket (catching_up, chain id): its own question, not a client's.
+                self.blocks + (self.duration_s / TRACKER_STATUS_EVERY_S).ceil() as u64
+            } else {
+                self.blocks
+            };
+            requests += n;
+            questions += 1;
+            excess += n.saturating_sub(allowed);
+        }
+        (requests, questions, excess)
+    }
+}
+
+/// One of the issue's targets, as checked by `verdict.rs`: part of the report's document.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Verdict {
+    pub scenario: String,
+    pub goal: String,
+    pub measured: String,
+    /// None when the run lacks what the check needs (e.g. nginx could not be installed).
+    pub met: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub quick: bool,
+    pub cores: usize,
+    pub wall_seconds: f64,
+    pub scenarios: Vec<Entry>,
+    pub targets: Vec<Verdict>,
+    /// Scenario/target pairs that could not run, and why.
+    pub skipped: Vec<String>,
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn figures(m: &Measured) -> RoundFigures {
+    RoundFigures {
+        throughput_rps: m.rec.count() as f64 / m.elapsed.as_secs_f64().max(1e-9),
+        p50_ms: m.rec.quantile_ms(0.5),
+        p99_ms: m.rec.quantile_ms(0.99),
+    }
+}
+
+/// Folds the rounds of one scenario and target into one entry (medians of the timings,
+/// sums of counts, maxima of peaks).
+pub fn entry(runs: &[&Measured]) -> Entry {
+    assert!(!runs.is_empty(), "an entry needs at least one run");
+    let first = runs[0];
+    let rounds: Vec<RoundFigures> = runs.iter().map(|m| figures(m)).collect();
+    let pick = |f: fn(&RoundFigures) -> f64| median(&mut rounds.iter().map(f).collect::<Vec<_>>());
+    let p999 = median(
+        &mut runs
+            .iter()
+            .map(|m| m.rec.quantile_ms(0.999))
+            .collect::<Vec<_>>(),
+    );
+    let requests: u64 = runs.iter().map(|m| m.rec.count()).sum();
+    let ok: u64 = runs.iter().map(|m| m.rec.ok()).sum();
+    let mut all_statuses = BTreeMap::new();
+    let mut per_method = BTreeMap::new();
+    let mut per_question = BTreeMap::new();
+    let mut abuser: Option<Side> = None;
+    for m in runs {
+        statuses(&m.rec, &mut all_statuses);
+        for (k, n) in &m.node.per_method {
+            *per_method.entry(k.clone()).or_insert(0) += n;
+        }
+        if m.scenario == "lcd-storm" {
+            for (k, n) in &m.node.per_request {
+                *per_question.entry(k.clone()).or_insert(0) += n;
+            }
+        }
+        if let Some(bg) = &m.background {
+            let side = abuser.get_or_insert(Side {
+                requests: 0,
+                throughput_rps: 0.0,
+                statuses: BTreeMap::new(),
+            });
+            side.requests += bg.count();
+            side.throughput_rps = bg.count() as f64 / m.elapsed.as_secs_f64().max(1e-9);
+            statuses(bg, &mut side.statuses);
+        }
+    }
+    Entry {
+        name: first.scenario.to_string(),
+        target: first.target.name().to_string(),
+        node_requests: runs.iter().map(|m| m.node.total_requests).sum(),
+        node_peak_inflight: runs.iter().map(|m| m.node.peak_inflight).max().unwrap_or(0),
+        node_peak_memory_bytes: runs.iter().map(|m| m.node.peak_bytes).max().unwrap_or(0),
+        node_oom: runs
+            .iter()
+            .any(|m| m.node.oom || m.node.oom_count > 0 || m.watched.oom_seen),
+        throughput_rps: pick(|r| r.throughput_rps),
+        p50_ms: pick(|r| r.p50_ms),
+        p99_ms: pick(|r| r.p99_ms),
+        p999_ms: p999,
+        errors: requests - ok,
+        gateway_peak_rss_bytes: runs.iter().filter_map(|m| m.front_peak_rss).max(),
+        requests,
+        success_rate: if requests == 0 {
+            0.0
+        } else {
+            ok as f64 / requests as f64
+        },
+        statuses: all_statuses,
+        duration_s: runs.iter().map(|m| m.elapsed.as_secs_f64()).sum(),
+        blocks: runs
+            .iter()
+            .map(|m| m.node.height.saturating_sub(m.start_height) + 1)
+            .sum(),
+        node_requests_per_method: per_method,
+        node_requests_per_question: per_question,
+        abuser,
+        rounds,
+    }
+}
+
+/// One entry per (scenario, target), in the order the runs happened.
+pub fn entries(runs: &[Measured]) -> Vec<Entry> {
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for m in runs {
+        let key = (m.scenario, m.target.name());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.iter()
+        .map(|(s, t)| {
+            let group: Vec<&Measured> = runs
+                .iter()
+                .filter(|m| m.scenario == *s && m.target.name() == *t)
+                .collect();
+            entry(&group)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::Measured;
+    use crate::record::{Outcome, Recorder};
+    use crate::sampler::Watched;
+    use crate::stack::Target;
+    use std::time::Duration;
+
+    fn run(target: Target, round: usize, ms: u64) -> Measured {
+        let mut rec = Recorder::new();
+        for _ in 0..100 {
+            rec.record(Duration::from_millis(ms), &Outcome::Status(200));
+        }
+        rec.record(Duration::from_millis(ms), &Outcome::Status(429));
+        let mut node = cometgate_sim::Stats {
+            total_requests: 30,
+            peak_bytes: 1 << 20,
+            height: 14,
+            ..Default::default()
+        };
+        node.per_method.insert("block_results".into(), 5);
+        node.per_method.insert("tx_search".into(), 5);
+        node.per_method.insert("abci_query".into(), 5);
+        Measured {
+            scenario: "lcd-storm",
+            target,
+            round,
+            rec,
+            background: None,
+            elapsed: Duration::from_secs(1),
+            node,
+            start_height: 10,
+            watched: Watched::default(),
+            front_peak_rss: (target != Target::Direct).then_some(10 << 20),
+            config_text: None,
+        }
+    }
+
+    #[test]
+    fn report_json_has_the_required_fields() {
+        let runs = vec![run(Target::Direct, 0, 5), run(Target::Cometgate, 0, 1)];
+        let report = Report {
+            quick: true,
+            cores: 2,
+            wall_seconds: 1.0,
+            scenarios: entries(&runs),
+            targets: vec![],
+            skipped: vec![],
+        };
+        let v = serde_json::to_value(&report).unwrap();
+        let list = v["scenarios"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        for e in list {
+            for key in [
+                "name",
+                "target",
+                "node_requests",
+                "node_peak_inflight",
+                "node_peak_memory_bytes",
+                "node_oom",
+                "throughput_rps",
+                "p50_ms",
+                "p99_ms",
+                "p999_ms",
+                "errors",
+                "gateway_peak_rss_bytes",
+            ] {
+                assert!(e.get(key).is_some(), "missing {key} in {e}");
+            }
+            assert!(e["node_oom"].is_boolean());
+            assert_eq!(e["name"], "lcd-storm");
+        }
+        assert_eq!(list[0]["target"], "direct");
+        assert!(list[0]["gateway_peak_rss_bytes"].is_null());
+        assert_eq!(list[1]["gateway_peak_rss_bytes"], 10 << 20);
+        assert_eq!(list[1]["errors"], 1);
+        assert_eq!(list[1]["throughput_rps"], 101.0);
+    }
+
+    #[test]
+    fn rounds_fold_into_medians() {
+        let runs = vec![
+            run(Target::Cometgate, 0, 1),
+            run(Target::Cometgate, 1, 9),
+            run(Target::Cometgate, 2, 3),
+        ];
+        let e = &entries(&runs)[0];
+        assert_eq!(e.rounds.len(), 3);
+        assert!((e.p50_ms - 3.0).abs() < 0.01, "{}", e.p50_ms);
+        assert_eq!(e.requests, 303);
+        assert_eq!(e.blocks, 15);
+    }
+
+    #[test]
+    fn storm_excess_counts_repeats_beyond_one_per_question_per_block() {
+        let mut e = entries(&[run(Target::Cometgate, 0, 1)]).remove(0);
+        assert_eq!(e.blocks, 5);
+        let q = &mut e.node_requests_per_question;
+        q.insert("block_results(height=12)".into(), 1);
+        q.insert("tx_search(query=tx.height=12,per_page=100)".into(), 2);
+        q.insert(
+            "abci_query(path=/store,data=00,height=0,prove=false)".into(),
+            5,
+        );
+        q.insert("status()".into(), 6);
+        q.insert("subscribe(query=tm.event='NewBlock')".into(), 1);
+        // 5 heads, and one status of the gateway's own in the 1 s run.
+        assert_eq!(e.storm_excess(), (14, 4, 0));
+        e.node_requests_per_question
+            .insert("block_results(height=13)".into(), 3);
+        e.node_requests_per_question
+            .insert("tx_search(query=tx.height=13,per_page=100)".into(), 3);
+        assert_eq!(e.storm_excess(), (20, 6, 3));
+    }
+
+    #[test]
+    fn median_of_even_and_odd() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&mut []), 0.0);
+    }
+}

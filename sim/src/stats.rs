@@ -1,0 +1,111 @@
+//! What the node observed. Totals are atomics; the per-key maps sit behind one mutex so a
+//! snapshot is consistent and nothing is lost to races.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// A snapshot of the counters, served as JSON at `GET /_simnode/stats`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total_requests: u64,
+    pub per_method: BTreeMap<String, u64>,
+    pub per_request: BTreeMap<String, u64>,
+    pub peak_inflight: u64,
+    pub peak_inflight_per_method: BTreeMap<String, u64>,
+    pub inflight: u64,
+    pub live_bytes: u64,
+    pub peak_bytes: u64,
+    pub oom: bool,
+    pub down: bool,
+    pub height: u64,
+    pub oom_count: u64,
+}
+
+#[derive(Default)]
+struct Maps {
+    per_method: BTreeMap<String, u64>,
+    per_request: BTreeMap<String, u64>,
+    inflight_per_method: BTreeMap<String, u64>,
+    peak_inflight_per_method: BTreeMap<String, u64>,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    total: AtomicU64,
+    inflight: AtomicU64,
+    peak_inflight: AtomicU64,
+    maps: Mutex<Maps>,
+}
+
+/// Decrements in-flight counts when a request finishes, whatever path it takes.
+pub(crate) struct InflightGuard<'a> {
+    counters: &'a Counters,
+    method: String,
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.counters.inflight.fetch_sub(1, Ordering::SeqCst);
+        let mut m = self.counters.lock();
+        if let Some(n) = m.inflight_per_method.get_mut(&self.method) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+impl Counters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Maps> {
+        self.maps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one request and marks it in flight until the guard drops.
+    pub(crate) fn begin(&self, method: &str, request_key: &str) -> InflightGuard<'_> {
+        let mut m = self.lock();
+        self.total.fetch_add(1, Ordering::SeqCst);
+        let now = self.inflight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_inflight.fetch_max(now, Ordering::SeqCst);
+        *m.per_method.entry(method.to_string()).or_default() += 1;
+        *m.per_request.entry(request_key.to_string()).or_default() += 1;
+        let cur = m.inflight_per_method.entry(method.to_string()).or_default();
+        *cur += 1;
+        let cur = *cur;
+        let peak = m
+            .peak_inflight_per_method
+            .entry(method.to_string())
+            .or_default();
+        *peak = (*peak).max(cur);
+        InflightGuard {
+            counters: self,
+            method: method.to_string(),
+        }
+    }
+
+    pub(crate) fn requests_for(&self, method: &str) -> u64 {
+        self.lock().per_method.get(method).copied().unwrap_or(0)
+    }
+
+    /// Clears counts and peaks; requests still in flight keep being tracked.
+    pub(crate) fn reset(&self) {
+        let mut m = self.lock();
+        self.total.store(0, Ordering::SeqCst);
+        self.peak_inflight
+            .store(self.inflight.load(Ordering::SeqCst), Ordering::SeqCst);
+        m.per_method.clear();
+        m.per_request.clear();
+        m.inflight_per_method.retain(|_, n| *n > 0);
+        m.peak_inflight_per_method = m.inflight_per_method.clone();
+    }
+
+    pub(crate) fn fill(&self, s: &mut Stats) {
+        let m = self.lock();
+        s.total_requests = self.total.load(Ordering::SeqCst);
+        s.inflight = self.inflight.load(Ordering::SeqCst);
+        s.peak_inflight = self.peak_inflight.load(Ordering::SeqCst);
+        s.per_method = m.per_method.clone();
+        s.per_request = m.per_request.clone();
+        s.peak_inflight_per_method = m.peak_inflight_per_method.clone();
+    }
+}
