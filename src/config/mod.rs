@@ -7,6 +7,7 @@
 //! The documented example with every default is `config/cometgate.toml`.
 
 mod error;
+mod lanes;
 mod methods;
 mod node_guard;
 mod rate_limit;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use lanes::{LaneConfig, LanesConfig};
 pub use methods::MethodOverride;
 pub use node_guard::NodeGuardConfig;
 pub use rate_limit::{ApiKeyQuota, ClientIpHeader, RateLimitConfig};
@@ -134,55 +136,6 @@ impl Default for UpstreamConfig {
             pool_idle_timeout: secs(90),
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LanesConfig {
-    pub light: LaneConfig,
-    pub heavy: LaneConfig,
-}
-
-impl Default for LanesConfig {
-    fn default() -> Self {
-        Self {
-            light: LaneConfig {
-                max_concurrency: 48,
-                min_concurrency: 1,
-                adaptive: false,
-                max_queue: 1024,
-                queue_timeout: secs(2),
-                max_per_client: 0,
-            },
-            heavy: LaneConfig {
-                max_concurrency: 16,
-                min_concurrency: 1,
-                adaptive: true,
-                max_queue: 256,
-                queue_timeout: secs(5),
-                max_per_client: 1,
-            },
-        }
-    }
-}
-
-/// Each lane's concurrency is at most `upstream.max_concurrency`; the two
-/// may add up to more, the upstream cap still binding the total.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LaneConfig {
-    /// Node calls of this lane at once; with `adaptive`, the most the limit may reach.
-    pub max_concurrency: usize,
-    /// With `adaptive`, the least the limit may fall to.
-    pub min_concurrency: usize,
-    /// The limit follows the node's latency (Gradient2) between the two bounds.
-    pub adaptive: bool,
-    /// 0 = reject at once when all slots are busy.
-    pub max_queue: usize,
-    #[serde(serialize_with = "ser_duration")]
-    pub queue_timeout: Duration,
-    /// Calls of one client that may wait in this lane's queue at once; its others wait
-    /// behind them, so that one client cannot fill the queue. A free slot is taken by
-    /// whoever asks. 0 = first come, first served.
-    pub max_per_client: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

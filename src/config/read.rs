@@ -11,7 +11,7 @@ use super::walk::{
     boolean, duration, size, socket_addr, string, string_list, unsigned, Problems, Section,
 };
 use super::{
-    ApiKeyQuota, CacheConfig, ClientIpHeader, Config, HeadConfig, LaneConfig, LogConfig, LogFormat,
+    ApiKeyQuota, CacheConfig, ClientIpHeader, Config, HeadConfig, LogConfig, LogFormat,
     MetricsConfig, RateLimitConfig, ServerConfig, UpstreamConfig, WebSocketConfig,
 };
 
@@ -21,8 +21,12 @@ pub(crate) fn read_config(root: &Table, p: &mut Problems) -> Config {
     top.section(p, "server", |s, p| server(s, p, &mut c.server));
     top.section(p, "upstream", |s, p| upstream(s, p, &mut c.upstream));
     top.section(p, "lanes", |s, p| {
-        s.section(p, "light", |s, p| lane(s, p, &mut c.lanes.light));
-        s.section(p, "heavy", |s, p| lane(s, p, &mut c.lanes.heavy));
+        s.section(p, "light", |s, p| {
+            super::lanes::read(s, p, &mut c.lanes.light)
+        });
+        s.section(p, "heavy", |s, p| {
+            super::lanes::read(s, p, &mut c.lanes.heavy)
+        });
     });
     top.section(p, "rate_limit", |s, p| rate_limit(s, p, &mut c.rate_limit));
     top.section(p, "cache", |s, p| cache(s, p, &mut c.cache));
@@ -121,15 +125,6 @@ pub(crate) fn upstream_url(v: &Value) -> Result<http::Uri, String> {
         .map_err(|e| bad(&e.to_string()))
 }
 
-fn lane(s: &mut Section, p: &mut Problems, c: &mut LaneConfig) {
-    s.read(p, "max_concurrency", &mut c.max_concurrency, unsigned);
-    s.read(p, "min_concurrency", &mut c.min_concurrency, unsigned);
-    s.read(p, "adaptive", &mut c.adaptive, boolean);
-    s.read(p, "max_queue", &mut c.max_queue, unsigned);
-    s.read(p, "queue_timeout", &mut c.queue_timeout, duration);
-    s.read(p, "max_per_client", &mut c.max_per_client, unsigned);
-}
-
 fn rate_limit(s: &mut Section, p: &mut Problems, c: &mut RateLimitConfig) {
     s.read(p, "enabled", &mut c.enabled, boolean);
     s.read(
@@ -222,64 +217,76 @@ fn api_keys(p: &mut Problems, path: &str, value: Option<&Value>, out: &mut Vec<A
             );
             continue;
         }
-        let mut s = Section::of(p, entry_path, Some(entry));
-        let key = s.require(p, "key", string);
-        let requests_per_second = s.require(p, "requests_per_second", unsigned);
-        let burst = s.require(p, "burst", unsigned);
-        let mut max_concurrent_per_client = None;
-        s.read(
-            p,
-            "max_concurrent_per_client",
-            &mut max_concurrent_per_client,
-            |v| unsigned(v).map(Some),
-        );
-        let mut max_websocket_connections = None;
-        s.read(
-            p,
-            "max_websocket_connections",
-            &mut max_websocket_connections,
-            |v| unsigned(v).map(Some),
-        );
-        for (field, value) in [
-            ("max_concurrent_per_client", max_concurrent_per_client),
-            ("max_websocket_connections", max_websocket_connections),
-        ] {
-            if value == Some(0) {
-                p.report(&s.path_of(field), "must be at least 1");
-            }
-        }
-        if let Some(k) = &key {
-            if k.is_empty() {
-                p.report(&s.path_of("key"), "must not be empty");
-            } else if !seen.insert(k.clone()) {
-                p.report(
-                    &s.path_of("key"),
-                    "duplicate key (each API key may appear once)",
-                );
-            }
-        }
-        for (field, value) in [
-            ("requests_per_second", requests_per_second),
-            ("burst", burst),
-        ] {
-            if value == Some(0) {
-                p.report(&s.path_of(field), "must be at least 1");
-            }
-        }
-        s.finish(p);
-        if let (Some(key), Some(requests_per_second), Some(burst)) =
-            (key, requests_per_second, burst)
-        {
-            quotas.push(ApiKeyQuota {
-                key,
-                requests_per_second,
-                burst,
-                max_concurrent_per_client,
-                max_websocket_connections,
-            });
+        if let Some(quota) = api_key(p, entry_path, entry, &mut seen) {
+            quotas.push(quota);
         }
     }
     *out = quotas;
+}
+
+/// One `[[rate_limit.api_keys]]` table; `None` if a required key is missing.
+fn api_key(
+    p: &mut Problems,
+    entry_path: String,
+    entry: &Value,
+    seen: &mut BTreeSet<String>,
+) -> Option<ApiKeyQuota> {
+    let mut s = Section::of(p, entry_path, Some(entry));
+    let key = s.require(p, "key", string);
+    let requests_per_second = s.require(p, "requests_per_second", unsigned);
+    let burst = s.require(p, "burst", unsigned);
+    let mut max_concurrent_per_client = None;
+    s.read(
+        p,
+        "max_concurrent_per_client",
+        &mut max_concurrent_per_client,
+        |v| unsigned(v).map(Some),
+    );
+    let mut max_websocket_connections = None;
+    s.read(
+        p,
+        "max_websocket_connections",
+        &mut max_websocket_connections,
+        |v| unsigned(v).map(Some),
+    );
+    for (field, value) in [
+        ("max_concurrent_per_client", max_concurrent_per_client),
+        ("max_websocket_connections", max_websocket_connections),
+    ] {
+        if value == Some(0) {
+            p.report(&s.path_of(field), "must be at least 1");
+        }
+    }
+    if let Some(k) = &key {
+        if k.is_empty() {
+            p.report(&s.path_of("key"), "must not be empty");
+        } else if !seen.insert(k.clone()) {
+            p.report(
+                &s.path_of("key"),
+                "duplicate key (each API key may appear once)",
+            );
+        }
+    }
+    for (field, value) in [
+        ("requests_per_second", requests_per_second),
+        ("burst", burst),
+    ] {
+        if value == Some(0) {
+            p.report(&s.path_of(field), "must be at least 1");
+        }
+    }
+    s.finish(p);
+    let (Some(key), Some(requests_per_second), Some(burst)) = (key, requests_per_second, burst)
+    else {
+        return None;
+    };
+    Some(ApiKeyQuota {
+        key,
+        requests_per_second,
+        burst,
+        max_concurrent_per_client,
+        max_websocket_connections,
+    })
 }
 
 fn cache(s: &mut Section, p: &mut Problems, c: &mut CacheConfig) {

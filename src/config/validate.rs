@@ -10,7 +10,7 @@ use super::Config;
 
 /// Reports `message` at `path` unless `ok`, or unless one of the `involved`
 /// values failed to read (its default would make the complaint misleading).
-fn check(
+pub(super) fn check(
     p: &mut Problems,
     ok: bool,
     path: &str,
@@ -69,6 +69,7 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
     limits_fit_each_other(c, p);
     settings_depend_on_each_other(c, p);
     addresses_do_not_loop(c, p);
+    super::lanes::check(c, p);
     super::node_guard::check(&c.node_guard, p);
 }
 
@@ -277,27 +278,6 @@ fn limits_fit_each_other(c: &Config, p: &mut Problems) {
             )
         },
     );
-    for (name, lane) in [("light", &c.lanes.light), ("heavy", &c.lanes.heavy)] {
-        let (min, max) = (
-            format!("lanes.{name}.min_concurrency"),
-            format!("lanes.{name}.max_concurrency"),
-        );
-        check(p, lane.min_concurrency >= 1, &min, &[], || {
-            "must be at least 1: a lane that may run nothing serves nothing".into()
-        });
-        check(
-            p,
-            lane.min_concurrency <= lane.max_concurrency,
-            &min,
-            &[&max],
-            || {
-                format!(
-                    "{} exceeds {max} ({}): the adaptive limit moves between the two",
-                    lane.min_concurrency, lane.max_concurrency
-                )
-            },
-        );
-    }
     for (path, lane) in [
         ("lanes.light.max_concurrency", &c.lanes.light),
         ("lanes.heavy.max_concurrency", &c.lanes.heavy),

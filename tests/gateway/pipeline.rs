@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
-use cometgate_load::SimNodeConfig;
+use cometgate_sim::SimNodeConfig;
 
 use crate::support::*;
 

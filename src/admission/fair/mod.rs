@@ -13,16 +13,19 @@
 //! Memory is bounded: the queue by `max_queue`, the client table by `max_clients`
 //! (clients with nothing queued or running and little recent use age out first).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+mod state;
+
 use super::adaptive::Adaptive;
 use super::client::ClientKey;
 use super::estimate::Estimates;
+use state::{State, Waiter};
 
 /// What a fair queue runs under; all of it can change on reload.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,59 +39,6 @@ pub(super) struct Settings {
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Full {
     Queue,
-}
-
-struct Waiter {
-    seq: u64,
-    method: &'static str,
-    estimate: f64,
-    grant: oneshot::Sender<Slot>,
-}
-
-#[derive(Default)]
-struct Client {
-    /// Node seconds used, decayed to `at`.
-    usage: f64,
-    at: Option<Instant>,
-    waiting: VecDeque<Waiter>,
-    running: usize,
-}
-
-impl Client {
-    fn usage_at(&self, now: Instant, half_life: Duration) -> f64 {
-        match self.at {
-            Some(at) if !half_life.is_zero() => {
-                let halvings =
-                    now.saturating_duration_since(at).as_secs_f64() / half_life.as_secs_f64();
-                self.usage * (-halvings).exp2()
-            }
-            _ => self.usage,
-        }
-    }
-
-    fn charge(&mut self, seconds: f64, now: Instant, half_life: Duration) {
-        self.usage = (self.usage_at(now, half_life) + seconds).max(0.0);
-        self.at = Some(now);
-    }
-
-    fn idle(&self) -> bool {
-        self.waiting.is_empty() && self.running == 0
-    }
-}
-
-struct State {
-    settings: Settings,
-    limit: usize,
-    paused: bool,
-    running: usize,
-    queued: usize,
-    next_seq: u64,
-    clients: HashMap<ClientKey, Client>,
-    /// Clients with a call waiting: whom a freed slot is chosen among.
-    backlogged: Vec<ClientKey>,
-    estimates: Estimates,
-    /// Sets `limit` from the node's latency; `None`: the limit is what config says.
-    adaptive: Option<Adaptive>,
 }
 
 pub(super) struct FairQueue {
@@ -355,74 +305,6 @@ impl FairQueue {
     }
 }
 
-impl State {
-    /// A call takes a slot: counted, and charged its estimate.
-    fn start(&mut self, client: &ClientKey, estimate: f64, now: Instant) {
-        self.running += 1;
-        self.make_room(client, now);
-        let half_life = self.settings.half_life;
-        let c = self.clients.entry(client.clone()).or_default();
-        c.running += 1;
-        c.charge(estimate, now, half_life);
-    }
-
-    /// The waiting call of the backlogged client with the least recent use (the
-    /// earliest arrival among equals).
-    fn next_waiter(&mut self, now: Instant) -> Option<(ClientKey, Waiter)> {
-        let half_life = self.settings.half_life;
-        let (at, _) = self
-            .backlogged
-            .iter()
-            .enumerate()
-            .filter_map(|(i, key)| {
-                let c = self.clients.get(key)?;
-                let front = c.waiting.front()?;
-                Some((i, (c.usage_at(now, half_life), front.seq)))
-            })
-            .min_by(|(_, a), (_, b)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))?;
-        let key = self.backlogged[at].clone();
-        let c = self.clients.get_mut(&key)?;
-        let waiter = c.waiting.pop_front()?;
-        if c.waiting.is_empty() {
-            self.backlogged.swap_remove(at);
-        }
-        self.queued -= 1;
-        Some((key, waiter))
-    }
-
-    /// Keeps the client table within `max_clients` before `client` may be added: idle
-    /// clients whose use has decayed the most go first. Clients that are running or
-    /// waiting are bounded by the lane's limit and queue, so room is always found.
-    fn make_room(&mut self, client: &ClientKey, now: Instant) {
-        let max = self.settings.max_clients.max(1);
-        if self.clients.len() < max || self.clients.contains_key(client) {
-            return;
-        }
-        let half_life = self.settings.half_life;
-        // Drop every idle client whose use has decayed to nothing; if that frees too
-        // little, the idle half with the least use.
-        self.clients
-            .retain(|_, c| !c.idle() || c.usage_at(now, half_life) > 1e-6);
-        if self.clients.len() < max {
-            return;
-        }
-        let mut idle: Vec<f64> = self
-            .clients
-            .values()
-            .filter(|c| c.idle())
-            .map(|c| c.usage_at(now, half_life))
-            .collect();
-        if idle.is_empty() {
-            return;
-        }
-        let middle = idle.len() / 2;
-        let (_, cut, _) = idle.select_nth_unstable_by(middle, f64::total_cmp);
-        let cut = *cut;
-        self.clients
-            .retain(|_, c| !c.idle() || c.usage_at(now, half_life) > cut);
-    }
-}
-
 impl Ticket {
     /// Waits for the slot. Cancel-safe: dropping the wait gives the place back.
     pub(super) async fn granted(mut self) -> Option<Slot> {
@@ -452,5 +334,4 @@ impl Drop for Slot {
 }
 
 #[cfg(test)]
-#[path = "fair_tests.rs"]
 mod tests;
