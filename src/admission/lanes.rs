@@ -47,6 +47,7 @@ struct LaneState {
 
 fn queue_settings(cfg: &LaneConfig) -> fair::Settings {
     fair::Settings {
+        fair: cfg.fair,
         max_queue: cfg.max_queue,
         half_life: HALF_LIFE,
         max_clients: MAX_CLIENTS,

@@ -145,6 +145,7 @@ async fn lane_slots_through_admission() {
         max_concurrency: 2,
         min_concurrency: 1,
         adaptive: false,
+        fair: true,
         max_queue: 4,
         queue_timeout: Duration::from_secs(5),
         max_per_client: 0,

@@ -22,6 +22,7 @@ impl Default for LanesConfig {
                 max_concurrency: 48,
                 min_concurrency: 1,
                 adaptive: false,
+                fair: true,
                 max_queue: 1024,
                 queue_timeout: secs(2),
                 max_per_client: 0,
@@ -30,6 +31,7 @@ impl Default for LanesConfig {
                 max_concurrency: 16,
                 min_concurrency: 1,
                 adaptive: true,
+                fair: true,
                 max_queue: 256,
                 queue_timeout: secs(5),
                 max_per_client: 1,
@@ -48,6 +50,9 @@ pub struct LaneConfig {
     pub min_concurrency: usize,
     /// The limit follows the node's latency (Gradient2) between the two bounds.
     pub adaptive: bool,
+    /// A freed slot goes to the waiting client that used the node least lately; off,
+    /// first come, first served.
+    pub fair: bool,
     /// 0 = reject at once when all slots are busy.
     pub max_queue: usize,
     #[serde(serialize_with = "ser_duration")]
@@ -62,6 +67,7 @@ pub(super) fn read(s: &mut Section, p: &mut Problems, c: &mut LaneConfig) {
     s.read(p, "max_concurrency", &mut c.max_concurrency, unsigned);
     s.read(p, "min_concurrency", &mut c.min_concurrency, unsigned);
     s.read(p, "adaptive", &mut c.adaptive, boolean);
+    s.read(p, "fair", &mut c.fair, boolean);
     s.read(p, "max_queue", &mut c.max_queue, unsigned);
     s.read(p, "queue_timeout", &mut c.queue_timeout, duration);
     s.read(p, "max_per_client", &mut c.max_per_client, unsigned);

@@ -30,6 +30,8 @@ use state::{State, Waiter};
 /// What a fair queue runs under; all of it can change on reload.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Settings {
+    /// Off: first come, first served (what the fairness is measured against).
+    pub fair: bool,
     pub max_queue: usize,
     pub half_life: Duration,
     pub max_clients: usize,

@@ -77,9 +77,10 @@ impl State {
     }
 
     /// The waiting call of the backlogged client with the least recent use (the
-    /// earliest arrival among equals).
+    /// earliest arrival among equals; the earliest of all when the lane is not fair).
     pub(super) fn next_waiter(&mut self, now: Instant) -> Option<(ClientKey, Waiter)> {
         let half_life = self.settings.half_life;
+        let fair = self.settings.fair;
         let (at, _) = self
             .backlogged
             .iter()
@@ -87,7 +88,13 @@ impl State {
             .filter_map(|(i, key)| {
                 let c = self.clients.get(key)?;
                 let front = c.waiting.front()?;
-                Some((i, (c.usage_at(now, half_life), front.seq)))
+                // Unfair, everyone has used the same: arrival order alone decides.
+                let used = if fair {
+                    c.usage_at(now, half_life)
+                } else {
+                    0.0
+                };
+                Some((i, (used, front.seq)))
             })
             .min_by(|(_, a), (_, b)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))?;
         let key = self.backlogged[at].clone();

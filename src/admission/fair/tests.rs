@@ -12,6 +12,7 @@ fn ip(last: u8) -> ClientKey {
 
 fn settings() -> Settings {
     Settings {
+        fair: true,
         max_queue: 64,
         half_life: Duration::from_secs(10),
         max_clients: 1024,
@@ -117,6 +118,28 @@ async fn clients_that_used_the_same_take_turns() {
         run_for(slot, Duration::from_millis(50)).await;
     }
     assert_eq!(order, ["a", "b", "a", "b", "a", "b"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unfair_lane_serves_in_arrival_order() {
+    let q = FairQueue::new(
+        1,
+        Settings {
+            fair: false,
+            ..settings()
+        },
+    );
+    run_for(now(q.enter(&ip(1), "tx_search")), Duration::from_secs(1)).await;
+    let running = now(q.enter(&ip(1), "tx_search"));
+    let mut flood = queued(q.enter(&ip(1), "tx_search"));
+    let mut ordinary = queued(q.enter(&ip(2), "tx_search"));
+    drop(running);
+    let first = flood.ready();
+    assert!(
+        first.is_some(),
+        "the flood's call came first, so it goes first"
+    );
+    assert!(ordinary.ready().is_none());
 }
 
 #[tokio::test(start_paused = true)]
@@ -263,6 +286,7 @@ async fn skips_are_bounded(bursts: Vec<Vec<(u8, u64)>>, limit: usize) {
     let q = FairQueue::new(
         limit,
         Settings {
+            fair: true,
             max_queue: 1000,
             // No decay: the bound is then exact.
             half_life: Duration::ZERO,
