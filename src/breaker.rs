@@ -41,7 +41,7 @@ pub struct Breaker {
 
 /// Held by the call that probes a half-open circuit. Dropped without a recorded result
 /// (the caller went away), it lets the next call probe instead.
-pub struct Probe<'a> {
+pub(crate) struct Probe<'a> {
     breaker: Option<&'a Breaker>,
 }
 
@@ -87,7 +87,7 @@ impl Breaker {
     /// Whether calls are being kept off the node right now. An open circuit whose
     /// cool-down is over is not: the next call probes it. Readiness reads this, so that
     /// a gateway with no traffic to probe with does not stay unready for good.
-    pub fn holding_off(&self) -> bool {
+    pub(crate) fn holding_off(&self) -> bool {
         let inner = self.lock();
         match inner.state {
             BreakerState::Closed => false,
@@ -97,7 +97,7 @@ impl Breaker {
     }
 
     /// Whether a call may go to the node now.
-    pub fn admit(&self) -> Result<Probe<'_>, Rejection> {
+    pub(crate) fn admit(&self) -> Result<Probe<'_>, Rejection> {
         let mut inner = self.lock();
         match inner.state {
             BreakerState::Closed => Ok(Probe { breaker: None }),
@@ -115,7 +115,7 @@ impl Breaker {
 
     /// Records how a call in `lane` went; only failures that mean "the node is sick"
     /// count.
-    pub fn record<T>(&self, lane: Lane, result: &Result<T, Rejection>) {
+    pub(crate) fn record<T>(&self, lane: Lane, result: &Result<T, Rejection>) {
         let mut inner = self.lock();
         let sick = match result {
             Err(Rejection::UpstreamUnavailable(_) | Rejection::UpstreamInvalid(_)) => true,

@@ -68,7 +68,7 @@ pub enum Rejection {
 
 /// Who a failure is down to: client faults are not logged as server faults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Blame {
+pub(crate) enum Blame {
     Client,
     Upstream,
     Gateway,
@@ -96,7 +96,7 @@ impl From<Form> for Transport {
 
 /// Everything the answer to a refusal carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WireError {
+pub(crate) struct WireError {
     pub status: StatusCode,
     pub code: i32,
     pub message: &'static str,
@@ -127,7 +127,7 @@ fn secs(d: Duration) -> String {
 }
 
 impl Rejection {
-    pub fn blame(&self) -> Blame {
+    pub(crate) fn blame(&self) -> Blame {
         use Rejection::*;
         match self {
             NoRoute
@@ -176,7 +176,7 @@ impl Rejection {
 
     /// Everything a refusal's answer carries. Each part is one exhaustive match below,
     /// so a new variant cannot be added without deciding all of them.
-    pub fn to_wire(&self, transport: impl Into<Transport>) -> WireError {
+    pub(crate) fn to_wire(&self, transport: impl Into<Transport>) -> WireError {
         let code = self.code();
         WireError {
             status: self.status(transport.into()),

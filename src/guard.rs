@@ -95,7 +95,7 @@ impl Guard {
     }
 
     /// Applies from the next read.
-    pub fn reconfigure(&self, config: &NodeGuardConfig) {
+    pub(crate) fn reconfigure(&self, config: &NodeGuardConfig) {
         self.settings.store(Arc::new(config.clone()));
     }
 

@@ -29,19 +29,21 @@
 //! Each stage module does one thing and calls no other stage; `gateway` strings them
 //! together.
 
+#![warn(unreachable_pub)]
+
 pub mod admission;
 pub mod breaker;
-pub mod cache;
+mod cache;
 pub mod config;
 pub mod error;
 pub mod gateway;
-pub mod guard;
+mod guard;
 pub mod head;
 pub mod jsonrpc;
 pub mod methods;
-pub mod metrics;
+mod metrics;
 pub mod ops;
 pub mod reply;
 pub mod server;
 pub mod upstream;
-pub mod websocket;
+mod websocket;

@@ -74,7 +74,7 @@ impl Default for Metrics {
 }
 
 /// A method name from the route table, or `other`: keeps label sets bounded.
-pub fn method_label(name: &str) -> &'static str {
+pub(crate) fn method_label(name: &str) -> &'static str {
     methods::lookup(name).map_or("other", |spec| spec.name)
 }
 
@@ -148,7 +148,7 @@ impl Metrics {
         }
     }
 
-    pub fn next_request_id(&self) -> u64 {
+    pub(crate) fn next_request_id(&self) -> u64 {
         self.next_request_id.fetch_add(1, Ordering::Relaxed)
     }
 
@@ -165,7 +165,7 @@ impl Metrics {
         self.rejections.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    pub fn node_call(&self, method: &'static str, elapsed: Duration, ok: bool) {
+    pub(crate) fn node_call(&self, method: &'static str, elapsed: Duration, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.node_calls
             .get_or_create(&NodeCallLabels { method, result })
@@ -175,7 +175,7 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn lane_waited(&self, lane: Lane, waited: Duration) {
+    pub(crate) fn lane_waited(&self, lane: Lane, waited: Duration) {
         self.lane_wait
             .get_or_create(&LaneLabel {
                 lane: lane.as_str(),
@@ -183,15 +183,15 @@ impl Metrics {
             .observe(waited.as_secs_f64());
     }
 
-    pub fn connection_opened(&self) {
+    pub(crate) fn connection_opened(&self) {
         self.connections_open.inc();
     }
 
-    pub fn connection_closed(&self) {
+    pub(crate) fn connection_closed(&self) {
         self.connections_open.dec();
     }
 
-    pub fn connection_refused(&self, reason: &'static str) {
+    pub(crate) fn connection_refused(&self, reason: &'static str) {
         self.connections_refused
             .get_or_create(&ReasonLabel { reason })
             .inc();

@@ -17,7 +17,7 @@ use crate::error::{Rejection, Transport, WireError};
 use crate::jsonrpc::{error_body, Form, Id};
 use crate::upstream::Answer;
 
-pub const CACHE_HEADER: &str = "x-cometgate-cache";
+pub(crate) const CACHE_HEADER: &str = "x-cometgate-cache";
 
 /// A response body made of shared slices; its exact length is known up front, so hyper
 /// sends a Content-Length rather than chunking.
@@ -68,7 +68,7 @@ impl Chunks {
 
     /// Keeps a client's concurrency slot until the body has been written, so
     /// a client reading slowly keeps counting against its cap while its answer waits.
-    pub fn hold_until_sent(&mut self, slot: ClientPermit) {
+    pub(crate) fn hold_until_sent(&mut self, slot: ClientPermit) {
         self.held = Some(slot);
     }
 
@@ -125,7 +125,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn is_error(&self) -> bool {
+    pub(crate) fn is_error(&self) -> bool {
         match self {
             Outcome::Answer(a) => a.is_error(),
             Outcome::Rejected(_) => true,
@@ -187,7 +187,10 @@ pub fn rejection(
     response
 }
 
-pub fn with_cache_status(mut response: Response<Chunks>, status: CacheStatus) -> Response<Chunks> {
+pub(crate) fn with_cache_status(
+    mut response: Response<Chunks>,
+    status: CacheStatus,
+) -> Response<Chunks> {
     response
         .headers_mut()
         .insert(CACHE_HEADER, HeaderValue::from_static(status.as_str()));

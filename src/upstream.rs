@@ -49,14 +49,14 @@ impl Answer {
     /// A copy owning exactly its bytes. A slice keeps its whole response buffer alive
     /// (a batch's other answers, the read buffer's spare capacity), which a cache entry
     /// weighed by its own length must not do.
-    pub fn detached(&self) -> Answer {
+    pub(crate) fn detached(&self) -> Answer {
         match self {
             Answer::Result(b) => Answer::Result(Bytes::copy_from_slice(b)),
             Answer::Error(b) => Answer::Error(Bytes::copy_from_slice(b)),
         }
     }
 
-    pub fn is_error(&self) -> bool {
+    pub(crate) fn is_error(&self) -> bool {
         matches!(self, Answer::Error(_))
     }
 
@@ -83,7 +83,7 @@ struct RawAnswer<'a> {
 }
 
 #[derive(Clone)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     client: Client<HttpConnector, Full<Bytes>>,
     url: Uri,
     timeout: Duration,
@@ -92,7 +92,7 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(cfg: &UpstreamConfig) -> Upstream {
+    pub(crate) fn new(cfg: &UpstreamConfig) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
@@ -109,12 +109,8 @@ impl Upstream {
         }
     }
 
-    pub fn url(&self) -> &Uri {
+    pub(crate) fn url(&self) -> &Uri {
         &self.url
-    }
-
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     fn fresh_id(&self) -> u64 {
@@ -122,7 +118,7 @@ impl Upstream {
     }
 
     /// One call, sent in canonical form under a fresh id of the gateway's.
-    pub async fn call(&self, call: &Canonical) -> Result<Answer, Rejection> {
+    pub(crate) async fn call(&self, call: &Canonical) -> Result<Answer, Rejection> {
         let id = self.fresh_id();
         let body = self.post(call.upstream_body(id)).await?;
         let raw: RawAnswer =
@@ -131,7 +127,7 @@ impl Upstream {
     }
 
     /// Several calls as one upstream batch; answers come back in the calls' order.
-    pub async fn call_batch(&self, calls: &[&Canonical]) -> Result<Vec<Answer>, Rejection> {
+    pub(crate) async fn call_batch(&self, calls: &[&Canonical]) -> Result<Vec<Answer>, Rejection> {
         // One reservation, so a concurrent call's id never lands inside our range.
         let first = self
             .next_id

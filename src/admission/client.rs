@@ -15,7 +15,7 @@ use crate::config::ClientIpHeader;
 
 /// What per-client limits are kept under.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ClientKey {
+pub(crate) enum ClientKey {
     /// An IPv4 address, or an IPv6 /64 (host bits zeroed).
     Ip(IpAddr),
     /// A configured API key, charged to its own quota wherever it comes from.
@@ -24,7 +24,7 @@ pub enum ClientKey {
 
 impl ClientKey {
     /// The key for an address: IPv4-mapped IPv6 is read as IPv4, IPv6 is cut to its /64.
-    pub fn ip(addr: IpAddr) -> ClientKey {
+    pub(crate) fn ip(addr: IpAddr) -> ClientKey {
         ClientKey::Ip(match addr.to_canonical() {
             IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
             v4 => v4,

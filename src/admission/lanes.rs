@@ -130,7 +130,7 @@ pub struct LaneSnapshot {
 /// A slot for one node call, in a lane and in the total. Hold it for the whole upstream
 /// exchange (response body included) and drop it: its lane learns what it cost.
 #[must_use = "the slot is given back as soon as the permit is dropped"]
-pub struct LanePermit {
+pub(crate) struct LanePermit {
     lane: Lane,
     // The total is given back before the lane slot, whose drop may start the next call.
     _total: Pass,
@@ -138,7 +138,8 @@ pub struct LanePermit {
 }
 
 impl LanePermit {
-    pub fn lane(&self) -> Lane {
+    #[cfg(test)]
+    pub(crate) fn lane(&self) -> Lane {
         self.lane
     }
 }

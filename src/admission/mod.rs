@@ -43,12 +43,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use governor::clock::DefaultClock;
 
-pub use client::ClientKey;
-pub use glob::Glob;
-pub use lanes::{LanePermit, LaneSnapshot};
-pub use policy::{Caps, MethodPolicy};
-pub use slots::ClientPermit;
-pub use ws::WsConnection;
+pub(crate) use client::ClientKey;
+pub(crate) use lanes::{LanePermit, LaneSnapshot};
+pub use policy::MethodPolicy;
+pub(crate) use slots::ClientPermit;
+pub(crate) use ws::WsConnection;
 
 use crate::config::{Config, Lane};
 use crate::error::Rejection;
@@ -148,7 +147,7 @@ impl Admission {
     /// New quotas, lane sizes and method overrides for new requests; permits already
     /// held stay valid and are released into the new limits. Rate state survives for
     /// quotas that did not change.
-    pub fn reconfigure(&self, config: &Config) {
+    pub(crate) fn reconfigure(&self, config: &Config) {
         self.rules.store(Arc::new(client_rules(config)));
         self.policies
             .store(Arc::new(policy::Policies::new(&config.methods)));
@@ -160,7 +159,7 @@ impl Admission {
 
     /// The client a request is charged to; see `client.rs` for the header rules.
     /// IPv6 clients are keyed by their /64.
-    pub fn client_of(&self, peer: IpAddr, headers: &http::HeaderMap) -> ClientKey {
+    pub(crate) fn client_of(&self, peer: IpAddr, headers: &http::HeaderMap) -> ClientKey {
         self.rules.load().client_of(peer, headers)
     }
 
@@ -181,13 +180,13 @@ impl Admission {
 
     /// Takes `cost` cells of the client's bucket. A cost above the bucket's burst can
     /// never pass and is refused with `ParamCap` explaining which knob to turn.
-    pub fn check_rate(&self, client: &ClientKey, cost: u32) -> Result<(), Rejection> {
+    pub(crate) fn check_rate(&self, client: &ClientKey, cost: u32) -> Result<(), Rejection> {
         self.rate.check(client, cost)
     }
 
     /// One of the `server.max_connections_per_client` connections of the address `peer`
     /// (a trusted proxy's are not capped: it carries many clients). `None` past the cap.
-    pub fn connection_slot(&self, peer: IpAddr, max: usize) -> Option<ClientPermit> {
+    pub(crate) fn connection_slot(&self, peer: IpAddr, max: usize) -> Option<ClientPermit> {
         if self.rules.load().is_trusted(peer) {
             return Some(ClientPermit { _slot: None });
         }
@@ -195,7 +194,7 @@ impl Admission {
         Some(ClientPermit { _slot: Some(slot) })
     }
 
-    pub fn client_slot(&self, client: &ClientKey) -> Result<ClientPermit, Rejection> {
+    pub(crate) fn client_slot(&self, client: &ClientKey) -> Result<ClientPermit, Rejection> {
         let limits = self.limits.load();
         if !limits.enabled {
             return Ok(ClientPermit { _slot: None });
@@ -210,7 +209,7 @@ impl Admission {
     /// A node-call slot in `lane` and in the total; waits in the lane's bounded queue
     /// for at most its `queue_timeout`. Cancel-safe: dropping the future while it waits
     /// gives back the queue place and anything already acquired.
-    pub async fn lane_slot(
+    pub(crate) async fn lane_slot(
         &self,
         lane: Lane,
         client: &ClientKey,
@@ -221,13 +220,13 @@ impl Admission {
 
     /// The node guard's hold on a lane: while paused nothing new starts; the waiting
     /// keep waiting within their queue timeout.
-    pub fn pause_lane(&self, lane: Lane, paused: bool) {
+    pub(crate) fn pause_lane(&self, lane: Lane, paused: bool) {
         self.lanes.pause(lane, paused);
     }
 
     /// A WebSocket connection slot (per client and overall) carrying the per-connection
     /// message and subscription caps.
-    pub fn ws_connection(&self, client: &ClientKey) -> Result<WsConnection, Rejection> {
+    pub(crate) fn ws_connection(&self, client: &ClientKey) -> Result<WsConnection, Rejection> {
         ws::open(&self.ws_limits.load_full(), &self.ws, client)
     }
 
@@ -243,7 +242,7 @@ impl Admission {
     }
 
     /// Drops idle per-client state and gives its memory back.
-    pub fn gc(&self) {
+    pub(crate) fn gc(&self) {
         self.rate.gc();
         self.clients.shrink();
         self.ws.per_client.shrink();
@@ -252,7 +251,7 @@ impl Admission {
     /// Runs [`Admission::gc`] every `rate_limit.gc_interval` (re-read after each run, so
     /// reloads apply) until the last `Arc<Admission>` is dropped. Outside a Tokio runtime
     /// nothing is spawned (`None`) and [`Admission::gc`] is the caller's to run.
-    pub fn spawn_gc(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+    pub(crate) fn spawn_gc(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("no Tokio runtime: idle per-client state will not be collected");
             return None;

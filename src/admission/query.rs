@@ -13,7 +13,7 @@
 /// Inclusive bounds on one height field; `None` where the query leaves that side open.
 /// Wide integers so that `> u64::MAX` or `< 0` cannot overflow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HeightBounds {
+pub(crate) struct HeightBounds {
     pub lower: Option<i128>,
     pub upper: Option<i128>,
 }
@@ -99,7 +99,7 @@ fn integer(word: &[u8]) -> Option<i128> {
 }
 
 /// The bounds the query puts on `field` (e.g. `tx.height`), or why it cannot be read.
-pub fn height_bounds(query: &str, field: &str) -> Result<HeightBounds, &'static str> {
+pub(crate) fn height_bounds(query: &str, field: &str) -> Result<HeightBounds, &'static str> {
     let mut lex = Lexer {
         s: query.as_bytes(),
         at: 0,

@@ -71,7 +71,7 @@ impl Drop for Open {
 }
 
 /// One admitted WebSocket connection; its slots are given back on drop.
-pub struct WsConnection {
+pub(crate) struct WsConnection {
     limits: Arc<WsLimits>,
     messages: Direct<DefaultClock>,
     clock: DefaultClock,
@@ -139,7 +139,7 @@ pub(super) fn open(
 
 impl WsConnection {
     /// Every client message, before it is parsed: its size, then one cell of the rate.
-    pub fn check_message(&self, len: usize) -> Result<(), Rejection> {
+    pub(crate) fn check_message(&self, len: usize) -> Result<(), Rejection> {
         let max = self.limits.max_message_bytes;
         if len as u64 > max {
             return Err(Rejection::ParamCap(format!(
@@ -158,7 +158,7 @@ impl WsConnection {
     /// Call before relaying a `subscribe`; refused once the connection holds its cap.
     /// A subscription the node then refuses stays counted until `unsubscribe_all`:
     /// counting too many is safe, too few is a way around the cap.
-    pub fn add_subscription(&mut self, query: &str) -> Result<(), Rejection> {
+    pub(crate) fn add_subscription(&mut self, query: &str) -> Result<(), Rejection> {
         if self.subscriptions.contains(query) {
             return Ok(());
         }
@@ -174,21 +174,17 @@ impl WsConnection {
     }
 
     /// Before relaying an `unsubscribe`: only a query held is given back.
-    pub fn remove_subscription(&mut self, query: &str) {
+    pub(crate) fn remove_subscription(&mut self, query: &str) {
         self.subscriptions.remove(query);
     }
 
     /// Before relaying `unsubscribe_all`.
-    pub fn clear_subscriptions(&mut self) {
+    pub(crate) fn clear_subscriptions(&mut self) {
         self.subscriptions.clear();
     }
 
-    /// `websocket.max_message_bytes` as this connection was opened under.
-    pub fn max_message_bytes(&self) -> u64 {
-        self.limits.max_message_bytes
-    }
-
-    pub fn subscriptions(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn subscriptions(&self) -> usize {
         self.subscriptions.len()
     }
 }

@@ -41,7 +41,7 @@ pub(crate) enum Joined {
 }
 
 impl Flights {
-    pub fn join(self: &Arc<Self>, key: FlightKey) -> Joined {
+    pub(super) fn join(self: &Arc<Self>, key: FlightKey) -> Joined {
         let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(flight) = map.get(&key) {
             return Joined::Follow(flight.outcome.subscribe());
@@ -63,7 +63,7 @@ impl Flights {
         })
     }
 
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.map
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -72,7 +72,7 @@ impl Flights {
 
     /// Callers waiting on one flight (tests synchronise on it).
     #[cfg(test)]
-    pub fn followers(&self, key: &FlightKey) -> usize {
+    pub(crate) fn followers(&self, key: &FlightKey) -> usize {
         let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(key).map_or(0, |f| f.outcome.receiver_count())
     }
@@ -88,7 +88,7 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    pub fn publish(&self, outcome: &Result<Answer, Rejection>) {
+    pub(crate) fn publish(&self, outcome: &Result<Answer, Rejection>) {
         self.tx.send_replace(Some(outcome.clone()));
     }
 }
@@ -120,18 +120,18 @@ pub(crate) fn abandoned() -> Rejection {
 }
 
 /// Waits on an identical call in flight.
-pub struct Follower {
+pub(crate) struct Follower {
     pub(super) outcome: watch::Receiver<Outcome>,
 }
 
 impl Follower {
-    pub async fn wait(self) -> Result<Answer, Rejection> {
+    pub(crate) async fn wait(self) -> Result<Answer, Rejection> {
         outcome(self.outcome).await
     }
 }
 
 /// Leads one flight. Dropping it without `finish` tells followers it was abandoned.
-pub struct Leader {
+pub(crate) struct Leader {
     pub(super) cache: Cache,
     pub(super) key: CacheKey,
     pub(super) method: &'static str,
@@ -146,7 +146,7 @@ impl Leader {
     /// Hands the result to every follower at once, then stores it if its verdict
     /// allows. The flight stays open until the entry is stored, so that no identical
     /// call slips past to the node meanwhile.
-    pub async fn finish(self, result: &Result<Answer, Rejection>) {
+    pub(crate) async fn finish(self, result: &Result<Answer, Rejection>) {
         self.ticket.publish(result);
         if let Some(entry) = self.cache.entry_for(
             self.method,

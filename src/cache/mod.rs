@@ -32,12 +32,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
-pub use policy::Policy;
-pub use stats::CacheStats;
-pub use verdict::{judge, Verdict};
+pub(crate) use policy::Policy;
+pub(crate) use stats::CacheStats;
+pub(crate) use verdict::{judge, Verdict};
 
-pub use coalesce::{Follower, Leader};
-pub use explain::Explain;
+pub(crate) use coalesce::{Follower, Leader};
 
 use coalesce::{FlightKey, Flights, Joined};
 use policy::{Decision, HeadView};
@@ -85,7 +84,7 @@ pub enum Plan {
 }
 
 /// The two-phase form's first step.
-pub enum Begin {
+pub(crate) enum Begin {
     Hit(Answer),
     /// An identical call is in flight: wait for its answer.
     Wait(Follower),
@@ -156,7 +155,7 @@ impl Cache {
     /// Applies TTLs, the stale window, the entry cap and `enabled` at once (to entries
     /// stored from now on where it concerns their lifetime in moka). Returns the config
     /// keys that only a restart applies.
-    pub fn reconfigure(&self, config: &CacheConfig) -> Vec<&'static str> {
+    pub(crate) fn reconfigure(&self, config: &CacheConfig) -> Vec<&'static str> {
         self.inner.settings.store(Arc::new(Settings::from(config)));
         if config.max_bytes.as_u64() == self.inner.max_bytes {
             return Vec::new();
@@ -173,7 +172,7 @@ impl Cache {
     /// is rewritten to the head's height (`height` set) so that it shares the explicit
     /// height's immutable entry. `ttl_override` is the method's `cache_ttl`
     /// (`Some(0s)`: never cache).
-    pub fn plan(&self, call: &mut Canonical, ttl_override: Option<Duration>) -> Plan {
+    pub(crate) fn plan(&self, call: &mut Canonical, ttl_override: Option<Duration>) -> Plan {
         let settings = self.inner.settings.load();
         if !settings.enabled {
             return Plan::Bypass;
@@ -202,7 +201,7 @@ impl Cache {
     /// After a call's answer (or failure) is known: a failure that is the node's (or a
     /// full lane's), not the caller's, may be answered from a "latest" entry stored no
     /// longer than `stale_if_error` ago (`Stale`). The one place that fallback is made.
-    pub async fn settle(
+    pub(crate) async fn settle(
         &self,
         plan: &Plan,
         result: Result<Answer, Rejection>,
@@ -220,7 +219,7 @@ impl Cache {
     /// Looks one planned call up: a fresh entry is a hit; an identical miss in flight is
     /// joined (`Wait`, then `Coalesced`); otherwise this caller leads the fetch and hands
     /// its answer to `Leader::finish`. Async because moka's lookups are.
-    pub async fn begin(&self, plan: Plan) -> Begin {
+    pub(crate) async fn begin(&self, plan: Plan) -> Begin {
         let Plan::Cached {
             key,
             method,

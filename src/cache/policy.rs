@@ -19,7 +19,7 @@ pub enum Policy {
 }
 
 impl Policy {
-    pub fn is_immutable(&self) -> bool {
+    pub(crate) fn is_immutable(&self) -> bool {
         matches!(self, Policy::Immutable)
     }
 
@@ -32,7 +32,7 @@ impl Policy {
         }
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Policy::Immutable => "immutable".to_owned(),
             Policy::UntilNextBlock { height } => format!("until_next_block({height})"),

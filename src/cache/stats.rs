@@ -56,7 +56,7 @@ pub struct CacheStats {
 }
 
 impl Counters {
-    pub fn reject(&self, verdict: Verdict) {
+    pub(crate) fn reject(&self, verdict: Verdict) {
         let counter = match verdict {
             Verdict::Storable => return,
             Verdict::CodeError => &self.code_error,
@@ -66,7 +66,7 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn snapshot(
+    pub(super) fn snapshot(
         &self,
         entries: u64,
         weighted_bytes: u64,

@@ -32,12 +32,12 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    pub fn age(&self, now: Instant) -> Duration {
+    pub(crate) fn age(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.stored_at)
     }
 
     /// Fresh: may be served as a hit.
-    pub fn is_fresh(&self, now: Instant, head: HeadView, latest_ttl: Duration) -> bool {
+    pub(crate) fn is_fresh(&self, now: Instant, head: HeadView, latest_ttl: Duration) -> bool {
         match self.policy {
             Policy::Immutable => true,
             Policy::Ttl(ttl) => self.age(now) < ttl,

@@ -12,7 +12,7 @@ use crate::methods::{lookup, CacheRule};
 use crate::upstream::Answer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Storable,
     /// `abci_query` answered with an ABCI code ≠ 0: kept only for `cache.code_error_ttl`.
     CodeError,
@@ -20,17 +20,6 @@ pub enum Verdict {
     PassThrough,
     /// Not JSON: served (the upstream stage already vouched for the envelope), never kept.
     Invalid,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Storable => "storable",
-            Verdict::CodeError => "code_error",
-            Verdict::PassThrough => "pass_through",
-            Verdict::Invalid => "invalid",
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -70,7 +59,7 @@ struct Found<'a> {
 }
 
 /// Judges one answer to `method`, fetched under `policy`.
-pub fn judge(method: &str, policy: Policy, answer: &Answer) -> Verdict {
+pub(crate) fn judge(method: &str, policy: Policy, answer: &Answer) -> Verdict {
     let Answer::Result(bytes) = answer else {
         return Verdict::PassThrough;
     };
@@ -146,7 +135,7 @@ struct ResponseHeight<'a> {
 /// the height of an `abci_query` (CometBFT's kvstore does) and answer from its latest
 /// state, which must not be kept as the asked height's forever. Routes the node itself
 /// resolves by height always answer for it.
-pub fn answers_for(method: &str, asked_height: Option<u64>, answer: &Answer) -> bool {
+pub(crate) fn answers_for(method: &str, asked_height: Option<u64>, answer: &Answer) -> bool {
     let (Some(asked), "abci_query", Answer::Result(bytes)) = (asked_height, method, answer) else {
         return true;
     };

@@ -33,7 +33,8 @@ pub use lanes::{LaneConfig, LanesConfig};
 pub use methods::MethodOverride;
 pub use node_guard::NodeGuardConfig;
 pub use rate_limit::{ApiKeyQuota, ClientIpHeader, RateLimitConfig};
-pub use units::{format_duration, parse_duration, parse_size, ByteSize};
+pub(crate) use units::format_duration;
+pub use units::ByteSize;
 
 /// Lanes are the method table's; re-exported for the modules that name them with
 /// the config that tunes them.
@@ -303,13 +304,14 @@ impl Config {
     /// upstream.max_response_bytes, upstream.pool_max_idle,
     /// upstream.pool_idle_timeout, cache.max_bytes, head.websocket,
     /// head.poll_interval, head.stall_after, metrics.listen, log.format.
-    pub fn restart_required_changes(&self, new: &Config) -> Vec<&'static str> {
+    #[cfg(test)]
+    pub(crate) fn restart_required_changes(&self, new: &Config) -> Vec<&'static str> {
         reload::restart_required(self, new)
     }
 
     /// `new` as this running config can apply it: startup-only keys keep their running
     /// values. Returns the keys whose new value waits for a restart.
-    pub fn reloadable(&self, mut new: Config) -> (Config, Vec<&'static str>) {
+    pub(crate) fn reloadable(&self, mut new: Config) -> (Config, Vec<&'static str>) {
         let pending = reload::keep_running(self, &mut new);
         (new, pending)
     }

@@ -44,6 +44,7 @@ const RESTART_REQUIRED: &[StartupKey] = startup_keys! {
     "log.format" => log.format;
 };
 
+#[cfg(test)]
 pub(crate) fn restart_required(old: &Config, new: &Config) -> Vec<&'static str> {
     RESTART_REQUIRED
         .iter()

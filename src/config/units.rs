@@ -95,7 +95,7 @@ fn size_error(s: &str) -> String {
 }
 
 /// Parses "16 MiB", "512 KiB", "10 MB" (SI, 10^6), "1000000", "1_000_000".
-pub fn parse_size(s: &str) -> Result<ByteSize, String> {
+pub(crate) fn parse_size(s: &str) -> Result<ByteSize, String> {
     let text = s.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '_'))
@@ -147,7 +147,7 @@ fn duration_error(s: &str) -> String {
 ///
 /// A unit is mandatory: a bare "10" could mean seconds or milliseconds
 /// depending on which other proxy the operator last configured.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let text = s.trim();
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!(
@@ -198,7 +198,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Renders the shortest exact spelling `parse_duration` reads back:
 /// 90s -> "1m30s", 1.5s -> "1s500ms", zero -> "0s".
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     if d.is_zero() {
         return "0s".to_string();
     }

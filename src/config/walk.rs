@@ -23,13 +23,13 @@ pub(crate) struct Problems {
 }
 
 impl Problems {
-    pub fn report(&mut self, path: &str, message: impl Into<String>) {
+    pub(crate) fn report(&mut self, path: &str, message: impl Into<String>) {
         self.failed.insert(path.to_string());
         self.errors.push(ConfigError::new(path, message));
     }
 
     /// True when `path` itself, or a section containing it, failed to read.
-    pub fn failed(&self, path: &str) -> bool {
+    pub(super) fn failed(&self, path: &str) -> bool {
         self.failed.iter().any(|f| {
             path == f
                 || f.is_empty()
@@ -39,7 +39,7 @@ impl Problems {
         })
     }
 
-    pub fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
+    pub(super) fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
         if self.errors.is_empty() {
             Ok(value)
         } else {
@@ -57,7 +57,7 @@ pub(crate) struct Section<'t> {
 }
 
 impl<'t> Section<'t> {
-    pub fn new(path: impl Into<String>, table: Option<&'t Table>) -> Self {
+    pub(super) fn new(path: impl Into<String>, table: Option<&'t Table>) -> Self {
         Self {
             path: path.into(),
             table,
@@ -66,7 +66,7 @@ impl<'t> Section<'t> {
     }
 
     /// Reads `value` as a table at `path`, reporting any other type.
-    pub fn of(p: &mut Problems, path: String, value: Option<&'t Value>) -> Self {
+    pub(super) fn of(p: &mut Problems, path: String, value: Option<&'t Value>) -> Self {
         match value {
             None => Self::new(path, None),
             Some(Value::Table(t)) => Self::new(path, Some(t)),
@@ -77,7 +77,7 @@ impl<'t> Section<'t> {
         }
     }
 
-    pub fn path_of(&self, key: &str) -> String {
+    pub(crate) fn path_of(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_string()
         } else {
@@ -85,19 +85,19 @@ impl<'t> Section<'t> {
         }
     }
 
-    pub fn contains(&self, key: &str) -> bool {
+    pub(super) fn contains(&self, key: &str) -> bool {
         self.table.is_some_and(|t| t.contains_key(key))
     }
 
     /// The raw value of `key`, which becomes a known key of this section.
-    pub fn value(&mut self, key: &'static str) -> Option<&'t Value> {
+    pub(super) fn value(&mut self, key: &'static str) -> Option<&'t Value> {
         self.known.push(key);
         self.table.and_then(|t| t.get(key))
     }
 
     /// Reads `key` into `out` when present; a bad value is reported and
     /// `out` keeps its default.
-    pub fn read<T>(
+    pub(super) fn read<T>(
         &mut self,
         p: &mut Problems,
         key: &'static str,
@@ -113,7 +113,7 @@ impl<'t> Section<'t> {
     }
 
     /// Like `read` for fields with no default worth guessing.
-    pub fn require<T>(
+    pub(crate) fn require<T>(
         &mut self,
         p: &mut Problems,
         key: &'static str,
@@ -134,7 +134,7 @@ impl<'t> Section<'t> {
     }
 
     /// Reads a nested section and checks it for unknown keys afterwards.
-    pub fn section(
+    pub(super) fn section(
         &mut self,
         p: &mut Problems,
         key: &'static str,
@@ -147,7 +147,7 @@ impl<'t> Section<'t> {
     }
 
     /// Reports every key nobody asked for.
-    pub fn finish(self, p: &mut Problems) {
+    pub(super) fn finish(self, p: &mut Problems) {
         let Some(table) = self.table else { return };
         for key in table.keys() {
             if self.known.contains(&key.as_str()) {

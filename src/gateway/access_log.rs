@@ -8,7 +8,7 @@ use http::StatusCode;
 use crate::cache::CacheStatus;
 
 #[derive(Default)]
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     methods: String,
     pub(super) cache: Option<CacheStatus>,
     pub(super) node_latency: Option<Duration>,

@@ -22,7 +22,7 @@ mod respond;
 mod routes;
 mod ws;
 
-pub use routes::read_body;
+pub(crate) use routes::read_body;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -135,7 +135,7 @@ impl Gateway {
     }
 
     /// One HTTP request, whatever its route. Never fails: every refusal is an answer.
-    pub async fn handle(
+    pub(crate) async fn handle(
         self: &Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
@@ -166,10 +166,6 @@ impl Gateway {
 }
 
 impl Gateway {
-    pub fn upstream_url(&self) -> &http::Uri {
-        self.upstream.url()
-    }
-
     /// A refusal of a request the gateway never routed (the server's framing check),
     /// through the same path as every other: counted, logged, rendered by `to_wire`.
     pub(crate) fn refusal(

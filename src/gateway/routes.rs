@@ -190,7 +190,7 @@ async fn root(
 
 /// Reads a request body bounded in bytes and in time. A declared length over the cap
 /// is refused before a byte is read.
-pub async fn read_body(
+pub(crate) async fn read_body(
     body: Incoming,
     max: ByteSize,
     timeout: Duration,

@@ -127,7 +127,7 @@ impl Head {
         Head::with_stall_after(HeadConfig::default().stall_after)
     }
 
-    pub fn with_stall_after(stall_after: Duration) -> Head {
+    pub(crate) fn with_stall_after(stall_after: Duration) -> Head {
         Head {
             handle: Arc::new(Handle {
                 shared: Arc::new(Shared::new(stall_after)),
@@ -149,7 +149,7 @@ impl Head {
     }
 
     /// Since the head last advanced.
-    pub fn age(&self) -> Option<Duration> {
+    pub(crate) fn age(&self) -> Option<Duration> {
         self.handle
             .shared
             .state()
@@ -157,7 +157,7 @@ impl Head {
             .map(|at| at.elapsed())
     }
 
-    pub fn catching_up(&self) -> bool {
+    pub(crate) fn catching_up(&self) -> bool {
         self.handle.shared.state().catching_up
     }
 
@@ -167,13 +167,13 @@ impl Head {
 
     /// Moves on each time the node's chain id changes; answers fetched under an older
     /// generation belong to another chain. One atomic load: it is read on every lookup.
-    pub fn chain_generation(&self) -> u64 {
+    pub(crate) fn chain_generation(&self) -> u64 {
         self.handle.shared.generation.load(Ordering::Acquire)
     }
 
     /// No height yet, or none newer within `stall_after`: the chain may have moved on
     /// without us.
-    pub fn blind(&self) -> bool {
+    pub(crate) fn blind(&self) -> bool {
         self.age()
             .is_none_or(|age| age >= self.handle.shared.stall_after)
     }
@@ -187,12 +187,14 @@ impl Head {
     }
 
     /// A height seen passing through the gateway; only ever raises the head.
-    pub fn observe(&self, height: u64) {
+    #[cfg(test)]
+    pub(crate) fn observe(&self, height: u64) {
         self.handle.shared.advance(height);
     }
 
     /// "websocket" | "polling" | "none".
-    pub fn source(&self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn source(&self) -> &'static str {
         self.handle.shared.state().source
     }
 

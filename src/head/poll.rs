@@ -33,7 +33,7 @@ pub(crate) struct Poller {
 }
 
 impl Poller {
-    pub fn new(url: &Uri, timeout: Duration) -> Poller {
+    pub(super) fn new(url: &Uri, timeout: Duration) -> Poller {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeout));
         connector.set_nodelay(true);
@@ -45,7 +45,7 @@ impl Poller {
     }
 
     /// One poll; raises the head and records what the node says of itself.
-    pub async fn poll(&self, shared: &Shared) -> Result<(), String> {
+    pub(crate) async fn poll(&self, shared: &Shared) -> Result<(), String> {
         let body = tokio::time::timeout(self.timeout, self.fetch())
             .await
             .map_err(|_| format!("status timed out after {:?}", self.timeout))??;

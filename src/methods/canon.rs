@@ -73,7 +73,7 @@ impl Canonical {
         self.params.get(name)?.as_str()
     }
 
-    pub fn flag(&self, name: &str) -> bool {
+    pub(crate) fn flag(&self, name: &str) -> bool {
         self.params
             .get(name)
             .and_then(Value::as_bool)
@@ -82,7 +82,7 @@ impl Canonical {
 
     /// Sets an integer argument in its canonical spelling (used to pin "latest" to a
     /// height, and to clamp where the node clamps).
-    pub fn set_int(&mut self, name: &str, value: i64) {
+    pub(crate) fn set_int(&mut self, name: &str, value: i64) {
         self.params
             .insert(name.to_owned(), Value::String(value.to_string()));
         self.drop_defaults();

@@ -255,7 +255,7 @@ fn metrics(gw: &Arc<Gateway>) -> String {
 }
 
 /// Resident set size from /proc/self/status (`VmRSS`, in kB): Linux only, None elsewhere.
-pub fn process_rss() -> Option<ByteSize> {
+pub(crate) fn process_rss() -> Option<ByteSize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -38,7 +38,7 @@ pub trait Gate: Send + Sync + 'static {
 }
 
 /// Accepts connections on one socket under one [`Policy`].
-pub struct Listener<G: Gate> {
+pub(crate) struct Listener<G: Gate> {
     tcp: TcpListener,
     policy: Policy,
     gate: Arc<G>,
@@ -51,7 +51,7 @@ pub struct Listener<G: Gate> {
 }
 
 /// A connection that got past every cap.
-pub struct Admitted<G: Gate> {
+pub(crate) struct Admitted<G: Gate> {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub lease: Lease<G>,
@@ -89,17 +89,17 @@ impl<G: Gate> Drop for Open<G> {
 
 /// The connections a stopped listener left open, told to close.
 #[must_use = "dropping it does not wait for the connections to close"]
-pub struct Draining(watch::Sender<bool>);
+pub(crate) struct Draining(watch::Sender<bool>);
 
 impl Draining {
     /// Completes when the last connection has closed.
-    pub async fn finished(self) {
+    pub(crate) async fn finished(self) {
         self.0.closed().await;
     }
 }
 
 impl<G: Gate> Listener<G> {
-    pub fn new(tcp: TcpListener, policy: Policy, gate: Arc<G>) -> Listener<G> {
+    pub(crate) fn new(tcp: TcpListener, policy: Policy, gate: Arc<G>) -> Listener<G> {
         Listener {
             tcp,
             policy,
@@ -115,7 +115,7 @@ impl<G: Gate> Listener<G> {
 
     /// Accepts until `shutdown` completes, spawning `serve` on each admitted
     /// connection; then stops accepting and tells the connections to close.
-    pub async fn serve_until<F, Fut>(mut self, shutdown: impl Future, serve: F) -> Draining
+    pub(crate) async fn serve_until<F, Fut>(mut self, shutdown: impl Future, serve: F) -> Draining
     where
         F: Fn(Admitted<G>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
@@ -134,7 +134,7 @@ impl<G: Gate> Listener<G> {
 
     /// The next connection within the caps; those past a cap are closed on the way.
     /// Cancel-safe: nothing is lost if the future is dropped.
-    pub async fn accept(&mut self) -> Admitted<G> {
+    pub(crate) async fn accept(&mut self) -> Admitted<G> {
         loop {
             let tcp = &self.tcp;
             let (stream, peer) = with_backoff(&mut self.backoff, || tcp.accept()).await;
@@ -146,7 +146,7 @@ impl<G: Gate> Listener<G> {
 
     /// Closes the socket, so new clients are refused by the kernel rather than left in
     /// its backlog, and signals the open connections.
-    pub fn stop(self) -> Draining {
+    pub(crate) fn stop(self) -> Draining {
         drop(self.tcp);
         self.drain.send_replace(true);
         Draining(self.drain)

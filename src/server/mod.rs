@@ -33,8 +33,8 @@ mod write_timeout;
 
 pub use connection::{serve_connection, Http};
 use framing::{Framing, HeadScan};
-pub use listener::{Admitted, Draining, Gate, Lease, Listener, Policy};
-pub use write_timeout::WriteTimeout;
+pub(crate) use listener::{Admitted, Draining, Gate, Listener, Policy};
+pub(crate) use write_timeout::WriteTimeout;
 
 /// Serves `listener` until `shutdown` completes, then stops accepting and lets the
 /// requests in flight finish for up to `server.shutdown_grace`.

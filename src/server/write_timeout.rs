@@ -12,14 +12,14 @@ use tokio::time::Sleep;
 
 /// Fails a write that has made no progress for `limit`, so a client that stops reading
 /// a multi-MB answer cannot hold its connection and buffers forever.
-pub struct WriteTimeout {
+pub(crate) struct WriteTimeout {
     inner: TcpStream,
     limit: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
 impl WriteTimeout {
-    pub fn new(inner: TcpStream, limit: Duration) -> WriteTimeout {
+    pub(crate) fn new(inner: TcpStream, limit: Duration) -> WriteTimeout {
         WriteTimeout {
             inner,
             limit,

@@ -24,7 +24,7 @@ use crate::error::Rejection;
 use crate::reply::Chunks;
 
 /// What to do with one client message.
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Send it to the node as it came.
     Forward,
     /// Answer it here; the node never sees it.
@@ -36,13 +36,13 @@ pub enum Verdict {
 }
 
 /// Decides what each client message of one connection becomes.
-pub trait Handler: Send + 'static {
+pub(crate) trait Handler: Send + 'static {
     fn on_message(&mut self, data: Bytes) -> Verdict;
 }
 
 /// What one relay runs under, fixed when it opens.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The node's websocket, `ws://host:port/websocket`.
     pub node_url: String,
     pub connect_timeout: Duration,
@@ -50,7 +50,7 @@ pub struct Settings {
     pub ping_interval: Duration,
 }
 
-pub type NodeSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type NodeSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The relays open now. An upgraded connection leaves hyper (and the server's drain),
 /// so shutdown closes relays through here: 1001 to both sides, then waits for them.
@@ -67,7 +67,7 @@ impl Relays {
     }
 
     /// Tells every relay, and any opened from now on, to close.
-    pub fn close_all(&self) {
+    pub(crate) fn close_all(&self) {
         self.closing.send_replace(true);
     }
 
@@ -90,7 +90,7 @@ impl Drop for RelayGuard {
 }
 
 /// The client's `Sec-WebSocket-Key`, if the request really asks for a websocket.
-pub fn handshake_key(req: &Request<Incoming>) -> Option<HeaderValue> {
+pub(crate) fn handshake_key(req: &Request<Incoming>) -> Option<HeaderValue> {
     let upgrade_requested = req
         .headers()
         .get(header::UPGRADE)
@@ -104,7 +104,7 @@ pub fn handshake_key(req: &Request<Incoming>) -> Option<HeaderValue> {
 
 /// Opens the node's side first, so a dead node fails the handshake instead of leaving
 /// the client an open socket to nowhere.
-pub async fn dial(settings: &Settings) -> Result<NodeSocket, Rejection> {
+pub(crate) async fn dial(settings: &Settings) -> Result<NodeSocket, Rejection> {
     let dial =
         tokio_tungstenite::connect_async_with_config(settings.node_url.as_str(), None, false);
     match tokio::time::timeout(settings.connect_timeout, dial).await {
@@ -120,7 +120,7 @@ pub async fn dial(settings: &Settings) -> Result<NodeSocket, Rejection> {
 }
 
 /// `http://host:port/` -> `ws://host:port/websocket`.
-pub fn node_url(upstream: &http::Uri) -> String {
+pub(crate) fn node_url(upstream: &http::Uri) -> String {
     let authority = upstream
         .authority()
         .map_or("127.0.0.1:26657", |a| a.as_str());
@@ -129,7 +129,7 @@ pub fn node_url(upstream: &http::Uri) -> String {
 
 /// Answers the handshake with 101 and relays the upgraded connection to `node` in a
 /// task of its own, counted in `relays` until it ends.
-pub fn accept(
+pub(crate) fn accept(
     req: &mut Request<Incoming>,
     key: &HeaderValue,
     node: NodeSocket,
