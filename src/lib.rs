@@ -40,6 +40,7 @@ pub mod gateway;
 mod guard;
 pub mod head;
 pub mod jsonrpc;
+pub mod logging;
 pub mod methods;
 mod metrics;
 pub mod ops;

@@ -1,7 +1,6 @@
 //! The `cometgate` binary: reads the config once at the edge, binds the listeners, wires
 //! signals (SIGTERM/SIGINT drain and exit 0; SIGHUP reloads) and watches the config file.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,12 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
-use cometgate::config::{Config, ConfigErrors, LogFormat};
+use cometgate::config::{Config, ConfigErrors};
 use cometgate::gateway::Gateway;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use tracing_subscriber::EnvFilter;
 
 /// A protective, height-aware caching gateway for a CometBFT node's RPC port.
 #[derive(Parser, Debug)]
@@ -73,24 +71,6 @@ fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
     Config::from_toml_str(&doc.to_string())
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true)
-        // Logs go to stderr, coloured only on a terminal, so files and collectors get plain text.
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match load(&cli) {
@@ -104,7 +84,7 @@ fn main() -> ExitCode {
         print!("{}", config.to_toml_string());
         return ExitCode::SUCCESS;
     }
-    init_tracing(config.log.format);
+    let _log = cometgate::logging::init(config.log.format);
     raise_open_files_limit(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

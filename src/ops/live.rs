@@ -29,6 +29,12 @@ impl Collector for Live {
         process(&mut out)?;
         lanes(&self.0, &mut out)?;
         guard(&self.0, &mut out)?;
+        counter(
+            &mut out,
+            "log_lines_dropped",
+            "Log lines dropped because the log writer could not keep up",
+            crate::logging::dropped_lines(),
+        )?;
         cache(&self.0, &mut out)
     }
 }

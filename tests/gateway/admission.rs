@@ -96,6 +96,8 @@ async fn under_200_distinct_heavy_calls_the_node_never_sees_more_than_the_heavy_
 ) {
     let h = spawn_gateway_with(tall_chain(), |c| {
         c.lanes.heavy.max_concurrency = 4;
+        // A static lane: these count the node's peak against it.
+        c.lanes.heavy.adaptive = false;
         c.lanes.heavy.max_queue = 256;
         c.lanes.heavy.queue_timeout = Duration::from_secs(60);
         c.rate_limit.max_concurrent_per_client = 1000;

@@ -9,16 +9,16 @@ use cometgate_sim::{Fault, SimNodeConfig};
 
 use crate::support::*;
 
-fn cometgate() -> Command {
+pub(crate) fn cometgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cometgate"))
 }
 
-fn temp_config(text: &str) -> tempfile_path::TempPath {
+pub(crate) fn temp_config(text: &str) -> tempfile_path::TempPath {
     tempfile_path::write(text)
 }
 
 /// A minimal temp file that removes itself (no extra dependency for one use).
-mod tempfile_path {
+pub(crate) mod tempfile_path {
     use std::path::PathBuf;
 
     pub struct TempPath(pub PathBuf);
@@ -93,7 +93,7 @@ fn version_is_printed() {
 }
 
 /// The gateway process; killed if a test fails before it has exited by itself.
-struct Running(Option<std::process::Child>);
+pub(crate) struct Running(pub(crate) Option<std::process::Child>);
 
 impl Running {
     fn id(&self) -> u32 {
@@ -117,7 +117,7 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -144,7 +144,7 @@ async fn start_gateway(file: &tempfile_path::TempPath, port: u16, upstream: &str
     child
 }
 
-async fn listening(port: u16) {
+pub(crate) async fn listening(port: u16) {
     eventually("the gateway listens", || async {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await

@@ -10,6 +10,7 @@ mod clients;
 mod faults;
 mod hostile;
 mod listeners;
+mod logging;
 mod metrics_text;
 mod ops;
 mod pipeline;

@@ -25,6 +25,8 @@ async fn another_clients_heavy_call_goes_ahead_of_a_floods_queue() {
         },
         |c| {
             c.lanes.heavy.max_concurrency = 4;
+            // A static lane: these count the node's peak against it.
+            c.lanes.heavy.adaptive = false;
             c.lanes.heavy.max_per_client = 2;
             c.lanes.heavy.max_queue = 256;
             c.lanes.heavy.queue_timeout = Duration::from_secs(60);

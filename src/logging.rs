@@ -1,0 +1,50 @@
+//! Logging that stays off the request path. A request's task formats its line, but the
+//! write to stderr (a pipe to journald or a container runtime, which can stall) happens
+//! on a writer thread behind a bounded queue (tracing-appender's non-blocking writer).
+//! When the queue is full the line is dropped rather than the request held, and
+//! `cometgate_log_lines_dropped_total` says how many were.
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Lines waiting for the writer at most: about 5 MiB of typical access lines.
+const QUEUED_LINES: usize = 16_384;
+
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Installs the global subscriber. Keep the guard until exit: dropping it flushes the
+/// lines still queued.
+pub fn init(format: LogFormat) -> WorkerGuard {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("cometgate-log")
+        .finish(std::io::stderr());
+    let _ = DROPPED.set(writer.error_counter());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(true)
+        .with_writer(writer)
+        // Coloured only on a terminal, so files and collectors get plain text.
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+    guard
+}
+
+/// Lines dropped because the writer could not keep up (0 before `init`).
+pub(crate) fn dropped_lines() -> u64 {
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+}
