@@ -456,3 +456,80 @@ fn api_keys_are_redacted_in_debug_output() {
     };
     assert!(!format!("{q:?}").contains("sekrit"));
 }
+
+#[test]
+fn the_node_guard_reads_its_keys_and_checks_them_together() {
+    let c = Config::from_toml_str(
+        "[node_guard]\nmetrics_url = \"http://127.0.0.1:26660/metrics\"\n\
+         memory_limit = \"8 GiB\"\nshed_above = 0.9\nresume_below = 0.8\n",
+    )
+    .unwrap();
+    assert_eq!(c.node_guard.memory_limit, Some(ByteSize::gib(8)));
+    assert_eq!(
+        c.node_guard.metrics_url.unwrap().path(),
+        "/metrics",
+        "the path is kept"
+    );
+    assert_error(
+        "[node_guard]\nmetrics_url = \"http://127.0.0.1:26660/metrics\"\n",
+        "node_guard.memory_limit",
+        "node_guard.metrics_url",
+    );
+    assert_error(
+        "[node_guard]\nshed_above = 0.7\n",
+        "node_guard.resume_below",
+        "node_guard.shed_above",
+    );
+    assert_error(
+        "[node_guard]\nshed_above = 1.5\n",
+        "node_guard.shed_above",
+        "fraction",
+    );
+    assert_error(
+        "[node_guard]\nmetrics_url = \"https://n:26660/metrics\"\n",
+        "node_guard.metrics_url",
+        "http://",
+    );
+}
+
+#[test]
+fn a_lanes_floor_may_not_pass_its_ceiling() {
+    assert_error(
+        "[lanes.heavy]\nmin_concurrency = 8\nmax_concurrency = 4\n",
+        "lanes.heavy.min_concurrency",
+        "lanes.heavy.max_concurrency",
+    );
+    assert_error(
+        "[lanes.heavy]\nmin_concurrency = 0\n",
+        "lanes.heavy.min_concurrency",
+        "at least 1",
+    );
+    // A ceiling set below the default floor of 1 is its own error, not the floor's.
+    let c =
+        Config::from_toml_str("[lanes.heavy]\nmax_concurrency = 2\nadaptive = false\n").unwrap();
+    assert_eq!(
+        (c.lanes.heavy.max_concurrency, c.lanes.heavy.adaptive),
+        (2, false)
+    );
+}
+
+#[test]
+fn an_api_key_may_carry_its_own_caps() {
+    let c = Config::from_toml_str(
+        "[rate_limit]\napi_key_header = \"x-api-key\"\n[[rate_limit.api_keys]]\nkey = \"lcd\"\n\
+         requests_per_second = 1000\nburst = 4000\nmax_concurrent_per_client = 128\n\
+         max_websocket_connections = 50\n",
+    )
+    .unwrap();
+    let q = &c.rate_limit.api_keys[0];
+    assert_eq!(
+        (q.max_concurrent_per_client, q.max_websocket_connections),
+        (Some(128), Some(50))
+    );
+    assert_error(
+        "[rate_limit]\napi_key_header = \"x-api-key\"\n[[rate_limit.api_keys]]\nkey = \"lcd\"\n\
+         requests_per_second = 1\nburst = 100\nmax_concurrent_per_client = 0\n",
+        "rate_limit.api_keys[0].max_concurrent_per_client",
+        "at least 1",
+    );
+}
