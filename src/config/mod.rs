@@ -6,6 +6,7 @@
 //! conflicts — is reported at once, each with the key path to edit.
 //! The documented example with every default is `config/cometgate.toml`.
 
+mod defaults;
 mod error;
 mod lanes;
 mod methods;
@@ -279,7 +280,8 @@ impl Config {
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
         let table: toml::Table = text.parse().map_err(|e| ConfigError::syntax(text, &e))?;
         let mut problems = walk::Problems::default();
-        let config = read::read_config(&table, &mut problems);
+        let mut config = read::read_config(&table, &mut problems);
+        defaults::give_way(&mut config, &problems);
         validate::cross_check(&config, &mut problems);
         problems.finish(config)
     }
