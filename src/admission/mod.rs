@@ -179,7 +179,7 @@ impl Admission {
     }
 
     /// Takes `cost` cells of the client's bucket. A cost above the bucket's burst can
-    /// never pass and is refused with `ParamCap` explaining which knob to turn.
+    /// never pass and is refused with `CostOverBurst`, naming the burst's key.
     pub(crate) fn check_rate(&self, client: &ClientKey, cost: u32) -> Result<(), Rejection> {
         self.rate.check(client, cost)
     }

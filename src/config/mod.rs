@@ -18,6 +18,7 @@ mod render;
 mod units;
 mod validate;
 mod walk;
+mod warnings;
 
 #[cfg(test)]
 mod tests;
@@ -284,6 +285,12 @@ impl Config {
         defaults::give_way(&mut config, &problems);
         validate::cross_check(&config, &mut problems);
         problems.finish(config)
+    }
+
+    /// What this valid config can never do, each with the key to change: said at start,
+    /// on reload and by `--check-config`, none of them a reason to refuse to start.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        warnings::warnings(self)
     }
 
     /// Reads `path`; an unreadable file is one error with an empty key path.

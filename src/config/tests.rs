@@ -393,13 +393,6 @@ fn cross_field_checks() {
         "at most 1000000",
     );
     assert_error(
-        "[rate_limit]\nburst = 10",
-        "rate_limit.burst",
-        "genesis costs 20",
-    );
-    // Denying the costliest method, or lowering its cost, makes room for a small burst.
-    assert!(Config::from_toml_str("[rate_limit]\nburst = 10\n[methods.genesis]\nallow = false\n[methods.genesis_chunked]\ncost = 5\n[methods.tx_search]\ncost = 5\n[methods.block_search]\ncost = 5\n[methods.unconfirmed_txs]\ncost = 5").is_ok());
-    assert_error(
         "[upstream]\ntimeout = \"10s\"\nconnect_timeout = \"20s\"",
         "upstream.connect_timeout",
         "upstream.timeout",
