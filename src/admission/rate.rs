@@ -121,6 +121,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         };
         let own = match client {
             ClientKey::ApiKey(k) => state.keys.get(k),
+            ClientKey::Local(_) => return Ok(()),
             ClientKey::Ip(_) => None,
         };
         // A key dropped by a reload between client_of and here falls back to the

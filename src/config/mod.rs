@@ -34,7 +34,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use lanes::{LaneConfig, LanesConfig};
 pub use methods::MethodOverride;
 pub use node_guard::NodeGuardConfig;
-pub use rate_limit::{ApiKeyQuota, ClientIpHeader, RateLimitConfig};
+pub use rate_limit::{ApiKeyQuota, ClientIpHeader, LocalClients, RateLimitConfig};
 pub(crate) use units::format_duration;
 pub use units::ByteSize;
 

@@ -13,7 +13,11 @@ pub(super) fn warnings(c: &Config) -> Vec<ConfigError> {
     if !r.enabled {
         return Vec::new();
     }
-    let mut bursts = vec![("rate_limit.burst".to_owned(), r.burst, "a client")];
+    let mut bursts = vec![(
+        "rate_limit.burst".to_owned(),
+        r.burst,
+        "a client held to the per-client limits",
+    )];
     bursts.extend(r.api_keys.iter().enumerate().map(|(i, k)| {
         (
             format!("rate_limit.api_keys[{i}].burst"),

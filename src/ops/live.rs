@@ -194,6 +194,14 @@ fn lanes(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
         "websocket_connections",
         "Client websocket connections open",
         s.ws_connections as u64,
+    )?;
+    counter(
+        out,
+        "untrusted_forwarding_requests",
+        "Requests from a loopback or private address not in rate_limit.trusted_proxies that \
+         carried a forwarding header: a proxy that is not trusted, whose clients all count as \
+         its one address",
+        s.untrusted_forwarding,
     )
 }
 

@@ -64,6 +64,13 @@ const LIVE: &[(&str, &str, &str)] = &[
         "gauge",
         "Client websocket connections open",
     ),
+    (
+        "untrusted_forwarding_requests",
+        "counter",
+        "Requests from a loopback or private address not in rate_limit.trusted_proxies that \
+         carried a forwarding header: a proxy that is not trusted, whose clients all count as \
+         its one address",
+    ),
     ("cache_entries", "gauge", "Entries in the cache"),
     (
         "cache_bytes",
