@@ -114,8 +114,8 @@ fn head(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
     gauge(
         out,
         "node_up",
-        "1 when the node answers and its head advances",
-        i64::from(!holding_off && !head.blind()),
+        "1 when the node answers status over HTTP, its head advances and the circuit is closed",
+        i64::from(!holding_off && !head.blind() && head.rpc_failure().is_none()),
     )?;
     gauge(
         out,

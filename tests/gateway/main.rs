@@ -15,5 +15,6 @@ mod ops;
 mod pipeline;
 mod props;
 mod proxy;
+mod readiness;
 mod security;
 mod slow_clients;

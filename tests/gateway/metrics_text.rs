@@ -20,7 +20,7 @@ const LIVE: &[(&str, &str, &str)] = &[
     (
         "node_up",
         "gauge",
-        "1 when the node answers and its head advances",
+        "1 when the node answers status over HTTP, its head advances and the circuit is closed",
     ),
     (
         "circuit_open",
