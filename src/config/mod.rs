@@ -174,7 +174,8 @@ impl Default for CacheConfig {
 pub struct HeadConfig {
     /// Follow NewBlock over the node's /websocket.
     pub websocket: bool,
-    /// Status polling while the websocket is down.
+    /// How often `status` is polled, websocket or not: the head while the websocket is
+    /// down, and always the HTTP path readiness checks. A poll unanswered within it fails.
     #[serde(serialize_with = "ser_duration")]
     pub poll_interval: Duration,
     /// Head not advancing this long => not ready. Longer than `poll_interval`.
