@@ -1,25 +1,41 @@
 #!/usr/bin/env bash
-# Builds the Dockerfile with podman (no Docker engine or registry on these machines) and
-# smoke-tests the image: it starts, /healthz answers, a JSON-RPC request reaches the
-# simulated node's image (sim/Dockerfile) through it, and SIGTERM stops both with code 0.
+# Runs docker-compose.yml as written, with podman-compose (no Docker engine or registry
+# on these machines; podman-compose reads the same file): both images build, `status`
+# answers through cometgate on the published port, the node's port is not published, the
+# cometgate image runs as non-root with a HEALTHCHECK, and `down` stops both services
+# with exit code 0.
 # Local stand-ins replace the FROM images: a debootstrapped bookworm for debian:*, and a
-# Rust builder made from this machine's toolchain for rust:*.
+# Rust builder made from this machine's toolchain for rust:*. The Debian mirror is the
+# one this machine's apt sources name; none is written here.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-IMAGE=${IMAGE:-localhost/cometgate:ci}
-NODE_IMAGE=${NODE_IMAGE:-localhost/cometgate-simnode:ci}
 WORK=${WORK:-${TMPDIR:-/tmp}/cometgate-oci}; mkdir -p "$WORK"
+PROJECT=${PROJECT:-cgsmoke$$}
 BASE=localhost/debian:bookworm-slim
 RUSTV=$(rustc --version | awk '{print $2}'); BUILDER=localhost/rust:$RUSTV-bookworm
 t0=$SECONDS; log() { echo "[docker-smoke $((SECONDS - t0))s] $*"; }
+fail() { echo "docker-smoke: $*" >&2; exit 1; }
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
-# 1. tools: podman and runc from Debian.
-need=(); for c in podman runc debootstrap curl; do command -v $c >/dev/null || need+=($c); done
+# The first Debian archive URI in this machine's apt sources (deb822 .sources files, then
+# one-line .list entries), the security archive aside.
+debian_mirror() {
+  {
+    cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+      awk '/^URIs:/ { for (i = 2; i <= NF; i++) print $i }'
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+      awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\//) { print $i; break } }'
+  } | grep -v -e security -e '^cdrom:' | head -n 1
+}
+
+# 1. tools: podman, podman-compose and runc from Debian (aardvark-dns resolves service
+#    names on the compose network).
+need=(); for c in podman podman-compose runc debootstrap curl; do command -v $c >/dev/null || need+=($c); done
 if ((${#need[@]})); then
-  log "apt-get install ${need[*]}"
+  log "apt-get install (missing: ${need[*]})"
   DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc debootstrap curl >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman podman-compose runc debootstrap curl \
+    netavark aardvark-dns >/dev/null
 fi
 
 # 2. This VM's cgroup layout needs runc; rlimits must stay within our hard limits.
@@ -30,12 +46,17 @@ default_ulimits = ["nofile=$(ulimit -Hn):$(ulimit -Hn)", "nproc=32768:32768"]
 runtime = "runc"
 CONF
 export CONTAINERS_CONF=$WORK/containers.conf
+# podman-compose builds with `podman build`, whose default OCI format drops HEALTHCHECK.
+export BUILDAH_FORMAT=docker
 
-# 3. debian:bookworm-slim stand-in, from the Debian mirror.
+# 3. debian:bookworm-slim stand-in, from the machine's Debian mirror.
 if ! podman image exists $BASE; then
-  MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  R=$WORK/rootfs; rm -rf "$R"; log "debootstrap bookworm"
-  debootstrap --variant=minbase bookworm "$R" "${MIRROR:-http://deb.debian.org/debian}" >"$WORK/debootstrap.log"
+  MIRROR=$(debian_mirror || true)
+  [[ -n "$MIRROR" ]] || fail "no Debian mirror in this machine's apt sources \
+(/etc/apt/sources.list, /etc/apt/sources.list.d/): add one, or provide $BASE yourself"
+  R=$WORK/rootfs; rm -rf "$R"; log "debootstrap bookworm from $MIRROR"
+  debootstrap --variant=minbase bookworm "$R" "$MIRROR" >"$WORK/debootstrap.log" ||
+    fail "debootstrap from $MIRROR failed: see $WORK/debootstrap.log"
   rm -rf "$R"/var/cache/apt/archives/*.deb "$R"/var/lib/apt/lists/* "$R"/usr/share/{doc,man,info}/*
   printf 'path-exclude /usr/share/%s/*\n' doc man info locale > "$R/etc/dpkg/dpkg.cfg.d/docker"
   echo 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };' > "$R/etc/apt/apt.conf.d/docker-clean"
@@ -67,56 +88,74 @@ DF
   log "building $BUILDER"; podman build -q -t "$BUILDER" "$B" >/dev/null; rm -rf "$B"
 fi
 
-# 5. Tag the stand-ins under the names the Dockerfile's FROM lines use.
+# 5. Tag the stand-ins under the names the Dockerfiles' FROM lines use, so the builds
+#    below find them locally and pull nothing.
 RUST_ARG=$(awk -F= '/^ARG RUST_VERSION=/{print $2; exit}' "$ROOT/Dockerfile")
 podman tag "$BUILDER" "docker.io/library/rust:${RUST_ARG}-bookworm"
 podman tag "$BASE" docker.io/library/debian:bookworm-slim
 
-# 6. Build (the bridge network reaches crates.io) and check the image's user.
-log "podman build"
-podman build --pull=never --format docker -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT"
-user=$(podman image inspect "$IMAGE" --format '{{.Config.User}}')
-log "image size $(podman image inspect "$IMAGE" --format '{{.Size}}') bytes, user=$user"
-[[ "$user" =~ ^(|0|root)(:.*)?$ ]] && { echo "the image runs as root" >&2; exit 1; }
-podman image inspect "$IMAGE" --format '{{.Config.Healthcheck}}' | grep -q healthz || { echo "no HEALTHCHECK" >&2; exit 1; }
-
-# 7. The simulated node's image, which docker-compose.yml runs as its `node` service.
-log "podman build sim/Dockerfile"
-podman build --pull=never --format docker -f "$ROOT/sim/Dockerfile" -t "$NODE_IMAGE" "$ROOT"
-
-# 8. Run both on the host network, as an operator would run them side by side.
-NODE_PORT=$(free_port); GW_PORT=$(free_port); OPS_PORT=$(free_port)
-node=simnode-smoke-$$; name=cometgate-smoke-$$
-cleanup() { podman rm -f -t 0 $name $node >/dev/null 2>&1 || true; }
+# 6. The compose file as written, on free host ports.
+COMETGATE_PORT=$(free_port); COMETGATE_METRICS_PORT=$(free_port)
+export COMETGATE_PORT COMETGATE_METRICS_PORT
+compose() { (cd "$ROOT" && podman-compose -p "$PROJECT" -f docker-compose.yml "$@"); }
+# podman-compose 1.0 leaves the project's network behind after `down`.
+cleanup() { compose down >/dev/null 2>&1 || true; podman network rm -f "${PROJECT}_default" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-podman run -d --name $node --network host "$NODE_IMAGE" \
-  --listen "127.0.0.1:$NODE_PORT" --block-interval 200ms >/dev/null
-cat > "$WORK/smoke.toml" <<CONF
-[server]
-listen = "127.0.0.1:$GW_PORT"
-[upstream]
-url = "http://127.0.0.1:$NODE_PORT"
-[metrics]
-listen = "127.0.0.1:$OPS_PORT"
-CONF
-chmod 644 "$WORK/smoke.toml"
-podman run -d --name $name --network host -v "$WORK/smoke.toml:/etc/cometgate/cometgate.toml:ro" "$IMAGE" >/dev/null
-for _ in $(seq 100); do
-  curl -fsS -m 2 "http://127.0.0.1:$OPS_PORT/healthz" >/dev/null 2>&1 && break
-  [[ $(podman inspect $name --format '{{.State.Running}}') == true ]] || break
+log "podman-compose build"
+compose build
+for service in node cometgate; do
+  podman image exists "${PROJECT}_$service" || fail "podman-compose build did not build $service"
+done
+log "podman-compose up -d (RPC on $COMETGATE_PORT, metrics on $COMETGATE_METRICS_PORT)"
+compose up -d
+container_of() {
+  podman ps -a --filter "label=com.docker.compose.project=$PROJECT" \
+    --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | head -n 1
+}
+gw=$(container_of cometgate); node=$(container_of node)
+[[ -n "$gw" && -n "$node" ]] || { podman ps -a; fail "the compose services did not start"; }
+logs() { podman logs "$gw" 2>&1 | tail -20; podman logs "$node" 2>&1 | tail -5; }
+
+# 7. The image: non-root, with a HEALTHCHECK.
+image=$(podman inspect "$gw" --format '{{.Image}}')
+user=$(podman image inspect "$image" --format '{{.Config.User}}')
+log "cometgate image size $(podman image inspect "$image" --format '{{.Size}}') bytes, user=$user"
+[[ "$user" =~ ^(|0|root)(:.*)?$ ]] && fail "the image runs as root"
+podman image inspect "$image" --format '{{.Config.Healthcheck}}' | grep -q healthz || fail "no HEALTHCHECK"
+
+# 8. status through cometgate on the published port; the node's port is not published.
+for _ in $(seq 150); do
+  curl -fsS -m 2 "http://127.0.0.1:$COMETGATE_METRICS_PORT/healthz" >/dev/null 2>&1 && break
+  [[ $(podman inspect "$gw" --format '{{.State.Running}}') == true ]] || break
   sleep 0.2
 done
-curl -fsS -m 2 "http://127.0.0.1:$OPS_PORT/healthz" || { podman logs $name; exit 1; }
-answer=$(curl -fsS -m 5 -H 'content-type: application/json' \
-  -d '{"jsonrpc":"2.0","id":1,"method":"status"}' "http://127.0.0.1:$GW_PORT/")
-echo "$answer" | grep -q '"latest_block_height"' || { echo "no status through the container: $answer" >&2; podman logs $name; podman logs $node; exit 1; }
-log "status answered through the container"
-
-# 9. SIGTERM: both exit cleanly with code 0, neither waits for SIGKILL.
-for c in $name $node; do
-  podman stop -t 10 $c >/dev/null
-  code=$(podman inspect $c --format '{{.State.ExitCode}}')
-  podman logs $c 2>&1 | tail -2
-  [[ $code == 0 ]] || { echo "$c: exit code $code on SIGTERM (137 = killed)" >&2; exit 1; }
+curl -fsS -m 2 "http://127.0.0.1:$COMETGATE_METRICS_PORT/healthz" >/dev/null || { logs; fail "no /healthz on the published metrics port"; }
+answer=""
+for _ in $(seq 50); do
+  answer=$(curl -sS -m 5 -H 'content-type: application/json' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"status"}' "http://127.0.0.1:$COMETGATE_PORT/" || true)
+  grep -q '"latest_block_height"' <<<"$answer" && break
+  sleep 0.2
 done
+grep -q '"latest_block_height"' <<<"$answer" || { logs; fail "no status through cometgate on $COMETGATE_PORT: $answer"; }
+log "status answered through cometgate on the published port"
+published=$(podman port "$node")
+[[ -z "$published" ]] || fail "the node's port is published: $published"
+podman port "$gw" | grep -q "26657/tcp -> .*:$COMETGATE_PORT" || fail "cometgate's 26657 is not published"
+log "the node's port is not published"
+
+# 9. down: both services stop on SIGTERM with exit code 0 (137 would be a SIGKILL after
+#    the stop timeout). Their exit codes are read back from podman's events.
+since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+compose down || fail "podman-compose down failed"
+trap cleanup EXIT
+codes=$(podman events --stream=false --since "$since" --filter event=died \
+  --format '{{.Name}} {{.ContainerExitCode}}')
+for c in "$gw" "$node"; do
+  code=$(awk -v c="$c" '$1 == c { print $2 }' <<<"$codes" | tail -n 1)
+  [[ "$code" == 0 ]] || fail "$c: exit code '${code:-none seen}' on down (137 = killed); events: $codes"
+done
+[[ -z "$(podman ps -a --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}')" ]] ||
+  fail "containers left after down"
+podman image rm -f "${PROJECT}_node" "${PROJECT}_cometgate" >/dev/null 2>&1 || true
 log "docker smoke test OK"

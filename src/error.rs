@@ -49,6 +49,14 @@ pub enum Rejection {
     ParamCap(String),
     #[error("rate limited")]
     RateLimited { retry_after: Duration },
+    /// The call costs more than the client's whole burst: no wait would ever admit it, so
+    /// it carries no Retry-After. `key` names the burst's config key.
+    #[error("cost {cost} over burst {burst}")]
+    CostOverBurst {
+        cost: u32,
+        burst: u32,
+        key: &'static str,
+    },
     #[error("too many concurrent requests from one client")]
     /// `key` names the cap's config key: the request or the websocket connection cap.
     ClientBusy { max: usize, key: &'static str },
@@ -144,6 +152,7 @@ impl Rejection {
             | InvalidParams(_)
             | ParamCap(_)
             | RateLimited { .. }
+            | CostOverBurst { .. }
             | ClientBusy { .. } => Blame::Client,
             UpstreamTimeout(_)
             | UpstreamUnavailable(_)
@@ -165,7 +174,7 @@ impl Rejection {
             MethodNotFound => "method",
             MethodDenied(_) => "denied",
             InvalidParams(_) | ParamCap(_) => "param",
-            RateLimited { .. } | ClientBusy { .. } => "rate",
+            RateLimited { .. } | CostOverBurst { .. } | ClientBusy { .. } => "rate",
             Overloaded { .. } => "lane",
             UpstreamTimeout(_) => "upstream_timeout",
             UpstreamUnavailable(_) | CircuitOpen { .. } => "upstream_down",
@@ -213,7 +222,9 @@ impl Rejection {
                 Transport::JsonRpc => StatusCode::OK,
                 Transport::Uri | Transport::Handshake => StatusCode::NOT_FOUND,
             },
-            RateLimited { .. } | ClientBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RateLimited { .. } | CostOverBurst { .. } | ClientBusy { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Overloaded { .. } | CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
             InvalidRequest(_)
             | MethodDenied(_)
@@ -239,7 +250,9 @@ impl Rejection {
             | BodyTimeout => -32600,
             NoRoute | MethodNotFound | MethodDenied(_) => -32601,
             InvalidParams(_) | ParamCap(_) => -32602,
-            RateLimited { .. } | ClientBusy { .. } | Overloaded { .. } => -32000,
+            RateLimited { .. } | CostOverBurst { .. } | ClientBusy { .. } | Overloaded { .. } => {
+                -32000
+            }
             UpstreamTimeout(_)
             | UpstreamUnavailable(_)
             | UpstreamInvalid(_)
@@ -270,6 +283,11 @@ impl Rejection {
             RateLimited { retry_after } => {
                 format!("rate limit exceeded: retry after {}", secs(*retry_after))
             }
+            CostOverBurst { cost, burst, key } => format!(
+                "this call costs {cost} rate-limit units, more than this client's whole burst \
+                 ({key} = {burst}), so it can never fit, however long the client waits; the \
+                 operator can raise {key}, lower the method's cost or deny the method"
+            ),
             ClientBusy { max, key } => {
                 format!("too many concurrent requests from this client ({key} = {max})")
             }
@@ -297,6 +315,8 @@ impl Rejection {
             | Rejection::Overloaded { retry_after, .. }
             | Rejection::CircuitOpen { retry_after } => Some(*retry_after),
             Rejection::ClientBusy { .. } => Some(Duration::from_secs(1)),
+            // No wait ever admits it: a Retry-After would only bring the client back.
+            Rejection::CostOverBurst { .. } => None,
             _ => None,
         }
     }
@@ -441,6 +461,24 @@ mod tests {
         .to_wire(Form::JsonRpc);
         assert_eq!(w.retry_after, Some(Duration::from_millis(250)));
         assert!(w.data.ends_with("250ms"));
+    }
+
+    #[test]
+    fn a_cost_over_the_burst_is_429_with_no_retry_after() {
+        let r = Rejection::CostOverBurst {
+            cost: 20,
+            burst: 4,
+            key: "rate_limit.burst",
+        };
+        for form in [Form::JsonRpc, Form::Uri] {
+            let w = r.to_wire(form);
+            assert_eq!((w.status.as_u16(), w.code), (429, -32000));
+            assert_eq!(w.retry_after, None, "it would never come true");
+            assert!(w.data.contains("can never fit"), "{}", w.data);
+            assert!(w.data.contains("rate_limit.burst = 4"), "{}", w.data);
+        }
+        assert_eq!(r.reason(), "rate");
+        assert_eq!(r.blame(), Blame::Client);
     }
 
     #[test]

@@ -27,8 +27,8 @@ struct Cli {
     /// Overrides `[upstream] url`.
     #[arg(long, value_name = "URL")]
     upstream: Option<String>,
-    /// Print the effective config (defaults filled in) and exit; exit non-zero naming
-    /// every problem by its key path.
+    /// Print the effective config (defaults filled in) and exit 0, with any warnings on
+    /// stderr; exit non-zero naming every problem by its key path.
     #[arg(long)]
     check_config: bool,
 }
@@ -81,10 +81,18 @@ fn main() -> ExitCode {
         }
     };
     if cli.check_config {
+        let warnings = config.warnings();
+        if !warnings.is_empty() {
+            eprintln!("cometgate: configuration warnings (it starts anyway):");
+            for w in &warnings {
+                eprintln!("{w}");
+            }
+        }
         print!("{}", config.to_toml_string());
         return ExitCode::SUCCESS;
     }
     let _log = cometgate::logging::init(config.log.format);
+    warn_about(&config);
     raise_open_files_limit(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -193,6 +201,13 @@ fn raise_open_files_limit(config: &Config) {
     }
 }
 
+/// What the config can never do, logged once per load; it runs anyway.
+fn warn_about(config: &Config) {
+    for w in config.warnings() {
+        tracing::warn!(key = %w.path, problem = %w.message, "config warning");
+    }
+}
+
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
@@ -228,6 +243,7 @@ async fn watch_reloads(
         };
         match load(&cli) {
             Ok(config) => {
+                warn_about(&config);
                 let restart = gateway.reload(config);
                 gateway.metrics().reloaded(true);
                 tracing::info!(trigger = why, "config reloaded");

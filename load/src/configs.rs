@@ -50,6 +50,8 @@ url = "http://{upstream}/"
 
 [rate_limit]
 enabled = true
+# The harness's clients are all on 127.0.0.x, which the defaults exempt as local.
+local_clients = "limited"
 requests_per_second = {rps}
 burst = {burst}
 max_concurrent_per_client = {concurrent}

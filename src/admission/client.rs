@@ -3,6 +3,12 @@
 //! Forwarding headers are believed only from a trusted proxy: anyone else could name any
 //! address and dodge their own limits. IPv6 clients are keyed by their /64, since one
 //! subscriber usually holds a whole /64 and would otherwise mint limitless fresh keys.
+//!
+//! A loopback or private peer that connects directly is a `Local` client, exempt from
+//! the per-client limits under `rate_limit.local_clients = "unlimited"`. A request
+//! carrying a forwarding header never is: it came through a proxy, and behind a proxy on
+//! this host or network that is not in `trusted_proxies` every public client has the
+//! proxy's local address. Such a request is limited by that address and reported.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -20,6 +26,10 @@ pub(crate) enum ClientKey {
     Ip(IpAddr),
     /// A configured API key, charged to its own quota wherever it comes from.
     ApiKey(Arc<str>),
+    /// A loopback or private peer that sent no forwarding header, under
+    /// `local_clients = "unlimited"`: no per-client rate or concurrency limit; lanes,
+    /// fairness and the cache see it as any other client. Keyed as `Ip` is.
+    Local(IpAddr),
 }
 
 impl ClientKey {
@@ -30,6 +40,41 @@ impl ClientKey {
             v4 => v4,
         })
     }
+
+    fn local(addr: IpAddr) -> ClientKey {
+        match ClientKey::ip(addr) {
+            ClientKey::Ip(ip) => ClientKey::Local(ip),
+            other => other,
+        }
+    }
+}
+
+/// Headers a proxy adds. A direct client (a REST server's RPC client, cosmjs, curl)
+/// sends none of them.
+const FORWARDING_HEADERS: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-real-ip",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "via",
+];
+
+/// Loopback, RFC 1918 and IPv6 unique-local addresses: this host or its private network.
+pub(super) fn is_local(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unique_local(),
+    }
+}
+
+/// Who a request is charged to, and what the operator should hear about it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Identified {
+    pub key: ClientKey,
+    /// The forwarding header a local peer outside `trusted_proxies` sent: a proxy that
+    /// should be trusted, or its clients all count as this one address.
+    pub untrusted_forwarding: Option<&'static str>,
 }
 
 /// What `client_of` needs from the config, swapped as one on reload.
@@ -39,6 +84,8 @@ pub(super) struct ClientRules {
     pub ip_header: ClientIpHeader,
     pub api_key_header: Option<http::HeaderName>,
     pub api_keys: HashSet<Arc<str>>,
+    /// `rate_limit.local_clients = "unlimited"`.
+    pub local_unlimited: bool,
 }
 
 impl ClientRules {
@@ -50,21 +97,46 @@ impl ClientRules {
         self.trusted(peer.to_canonical())
     }
 
-    pub(super) fn client_of(&self, peer: IpAddr, headers: &HeaderMap) -> ClientKey {
-        if let Some(name) = &self.api_key_header {
-            let known = headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|k| self.api_keys.get(k.trim()));
-            if let Some(key) = known {
-                return ClientKey::ApiKey(key.clone());
-            }
-        }
+    #[cfg(test)]
+    fn client_of(&self, peer: IpAddr, headers: &HeaderMap) -> ClientKey {
+        self.identify(peer, headers).key
+    }
+
+    pub(super) fn identify(&self, peer: IpAddr, headers: &HeaderMap) -> Identified {
         let peer = peer.to_canonical();
-        if self.trusted_proxies.is_empty() || !self.trusted(peer) {
-            return ClientKey::ip(peer);
+        let trusted = self.trusted(peer);
+        // Only a local peer's headers are looked at: elsewhere a forwarding header is
+        // a client's own business.
+        let forwarding = is_local(peer)
+            .then(|| {
+                FORWARDING_HEADERS
+                    .into_iter()
+                    .find(|h| headers.contains_key(*h))
+            })
+            .flatten();
+        let untrusted_forwarding = forwarding.filter(|_| !trusted);
+        let key = if let Some(key) = self.api_key(headers) {
+            key
+        } else if trusted {
+            ClientKey::ip(self.forwarded_client(headers).unwrap_or(peer))
+        } else if self.local_unlimited && forwarding.is_none() && is_local(peer) {
+            ClientKey::local(peer)
+        } else {
+            ClientKey::ip(peer)
+        };
+        Identified {
+            key,
+            untrusted_forwarding,
         }
-        ClientKey::ip(self.forwarded_client(headers).unwrap_or(peer))
+    }
+
+    fn api_key(&self, headers: &HeaderMap) -> Option<ClientKey> {
+        let name = self.api_key_header.as_ref()?;
+        let key = headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|k| self.api_keys.get(k.trim()))?;
+        Some(ClientKey::ApiKey(key.clone()))
     }
 
     /// The client address from the one configured header: X-Forwarded-For's first
@@ -245,6 +317,74 @@ mod tests {
             r.client_of(ip("::ffff:10.0.0.1"), &h),
             ClientKey::Ip(ip("5.5.5.5"))
         );
+    }
+
+    #[test]
+    fn direct_local_peers_are_local_clients_when_unlimited() {
+        let r = ClientRules {
+            local_unlimited: true,
+            ..rules(&["10.9.0.0/16"])
+        };
+        let none = HeaderMap::new();
+        for local in ["127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.1", "::1"] {
+            let seen = r.identify(ip(local), &none);
+            // Keyed as an address is: ::1 by its /64.
+            assert_eq!(seen.key, ClientKey::local(ip(local)), "{local}");
+            assert!(matches!(seen.key, ClientKey::Local(_)));
+            assert_eq!(seen.untrusted_forwarding, None);
+        }
+        assert_eq!(
+            r.client_of(ip("fd00::1:2:3:4"), &none),
+            ClientKey::Local(ip("fd00::"))
+        );
+        assert_eq!(
+            r.client_of(ip("::ffff:192.168.1.1"), &none),
+            ClientKey::Local(ip("192.168.1.1"))
+        );
+        for public in ["203.0.113.9", "100.64.0.1", "2001:db8::1", "172.32.0.1"] {
+            assert_eq!(r.client_of(ip(public), &none), ClientKey::ip(ip(public)));
+        }
+        // A trusted proxy's own address is never exempt, headers or not.
+        assert_eq!(
+            r.client_of(ip("10.9.0.1"), &none),
+            ClientKey::Ip(ip("10.9.0.1"))
+        );
+        // Limited: a local peer is an address like any other.
+        assert_eq!(
+            rules(&[]).client_of(ip("127.0.0.1"), &none),
+            ClientKey::Ip(ip("127.0.0.1"))
+        );
+    }
+
+    #[test]
+    fn a_local_peer_that_forwards_is_limited_and_reported_unless_trusted() {
+        let r = ClientRules {
+            local_unlimited: true,
+            ..rules(&["10.9.0.0/16"])
+        };
+        for (name, value) in [
+            ("x-forwarded-for", "198.51.100.7"),
+            ("x-real-ip", "198.51.100.7"),
+            ("forwarded", "for=198.51.100.7"),
+            ("via", "1.1 nginx"),
+        ] {
+            // An untrusted nginx on this host: its clients all arrive from 127.0.0.1.
+            let seen = r.identify(ip("127.0.0.1"), &headers(&[(name, value)]));
+            assert_eq!(seen.key, ClientKey::Ip(ip("127.0.0.1")), "{name}");
+            assert_eq!(seen.untrusted_forwarding, Some(name));
+        }
+        let xff = headers(&[("x-forwarded-for", "198.51.100.7")]);
+        // The same from a trusted proxy is the normal path: nothing to report.
+        let seen = r.identify(ip("10.9.0.1"), &xff);
+        assert_eq!(seen.key, ClientKey::Ip(ip("198.51.100.7")));
+        assert_eq!(seen.untrusted_forwarding, None);
+        // A public client's own forwarding headers are its business.
+        let seen = r.identify(ip("203.0.113.9"), &xff);
+        assert_eq!(seen.key, ClientKey::Ip(ip("203.0.113.9")));
+        assert_eq!(seen.untrusted_forwarding, None);
+        // Reported whatever local_clients says.
+        let seen = rules(&[]).identify(ip("192.168.0.2"), &xff);
+        assert_eq!(seen.untrusted_forwarding, Some("x-forwarded-for"));
     }
 
     #[test]

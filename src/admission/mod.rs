@@ -2,7 +2,8 @@
 //!
 //! The gateway calls, in order:
 //! 1. [`Admission::client_of`] — the client a request is charged to (peer IP, forwarding
-//!    headers only from `rate_limit.trusted_proxies`, or a known API key);
+//!    headers only from `rate_limit.trusted_proxies`, or a known API key), and whether it
+//!    is a local client exempt from the per-client limits (`rate_limit.local_clients`);
 //! 2. [`Admission::policy`] — the route's effective policy (refuse with `MethodDenied`
 //!    when `!allowed`);
 //! 3. [`Admission::check_params`] — parameter caps, clamping where the node clamps and
@@ -18,7 +19,9 @@
 //! every `rate_limit.gc_interval` by [`Admission::spawn_gc`].
 //!
 //! `rate_limit.enabled = false` switches off both per-client limits (rate and
-//! concurrency); lanes and WebSocket caps always apply.
+//! concurrency), for everyone; `rate_limit.local_clients = "unlimited"` switches them off
+//! for loopback and private peers that connect directly. Lanes and WebSocket caps always
+//! apply.
 
 mod adaptive;
 mod client;
@@ -37,6 +40,7 @@ mod ws;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +53,7 @@ pub use policy::MethodPolicy;
 pub(crate) use slots::ClientPermit;
 pub(crate) use ws::WsConnection;
 
-use crate::config::{Config, Lane};
+use crate::config::{Config, Lane, LocalClients};
 use crate::error::Rejection;
 use crate::methods::{Canonical, MethodSpec};
 
@@ -84,7 +88,9 @@ impl ClientLimits {
                 Some(max) => (*max, "rate_limit.api_keys.max_concurrent_per_client"),
                 None => (self.max_concurrent, "rate_limit.max_concurrent_per_client"),
             },
-            ClientKey::Ip(_) => (self.max_concurrent, "rate_limit.max_concurrent_per_client"),
+            ClientKey::Ip(_) | ClientKey::Local(_) => {
+                (self.max_concurrent, "rate_limit.max_concurrent_per_client")
+            }
         }
     }
 }
@@ -99,6 +105,9 @@ pub struct Admission {
     clients: Arc<slots::SlotTable>,
     connections: Arc<slots::SlotTable>,
     ws: ws::WsCounts,
+    /// Requests from a local peer outside `trusted_proxies` carrying a forwarding header.
+    untrusted_forwarding: AtomicU64,
+    warned_untrusted_forwarding: AtomicBool,
 }
 
 /// Admission state for metrics and readiness.
@@ -113,6 +122,9 @@ pub struct AdmissionSnapshot {
     /// Clients with at least one request in flight.
     pub busy_clients: usize,
     pub ws_connections: usize,
+    /// Requests from a loopback or private peer not in `rate_limit.trusted_proxies` that
+    /// carried a forwarding header (a proxy that is not trusted), since start.
+    pub untrusted_forwarding: u64,
 }
 
 fn client_rules(cfg: &Config) -> client::ClientRules {
@@ -126,6 +138,7 @@ fn client_rules(cfg: &Config) -> client::ClientRules {
             .iter()
             .map(|k| Arc::from(k.key.as_str()))
             .collect::<HashSet<_>>(),
+        local_unlimited: rl.local_clients == LocalClients::Unlimited,
     }
 }
 
@@ -141,6 +154,8 @@ impl Admission {
             clients: Arc::default(),
             connections: Arc::default(),
             ws: ws::WsCounts::default(),
+            untrusted_forwarding: AtomicU64::new(0),
+            warned_untrusted_forwarding: AtomicBool::new(false),
         }
     }
 
@@ -158,9 +173,30 @@ impl Admission {
     }
 
     /// The client a request is charged to; see `client.rs` for the header rules.
-    /// IPv6 clients are keyed by their /64.
+    /// IPv6 clients are keyed by their /64. A forwarding header from a local peer that
+    /// is not a trusted proxy is counted, and logged the first time.
     pub(crate) fn client_of(&self, peer: IpAddr, headers: &http::HeaderMap) -> ClientKey {
-        self.rules.load().client_of(peer, headers)
+        let seen = self.rules.load().identify(peer, headers);
+        if let Some(header) = seen.untrusted_forwarding {
+            self.untrusted_forwarding.fetch_add(1, Ordering::Relaxed);
+            if !self
+                .warned_untrusted_forwarding
+                .swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    peer = %peer,
+                    header,
+                    "a request from a local address that is not in rate_limit.trusted_proxies \
+                     carries a forwarding header: a proxy on this host or network forwards \
+                     clients that all look like this one address. They are held to the \
+                     per-client limits as one client (never exempt as local clients); list \
+                     the proxy in rate_limit.trusted_proxies and set client_ip_header so \
+                     each is told apart (logged once; see \
+                     cometgate_untrusted_forwarding_requests_total)"
+                );
+            }
+        }
+        seen.key
     }
 
     pub fn policy(&self, spec: &'static MethodSpec) -> MethodPolicy {
@@ -179,7 +215,7 @@ impl Admission {
     }
 
     /// Takes `cost` cells of the client's bucket. A cost above the bucket's burst can
-    /// never pass and is refused with `ParamCap` explaining which knob to turn.
+    /// never pass and is refused with `CostOverBurst`, naming the burst's key.
     pub(crate) fn check_rate(&self, client: &ClientKey, cost: u32) -> Result<(), Rejection> {
         self.rate.check(client, cost)
     }
@@ -196,7 +232,7 @@ impl Admission {
 
     pub(crate) fn client_slot(&self, client: &ClientKey) -> Result<ClientPermit, Rejection> {
         let limits = self.limits.load();
-        if !limits.enabled {
+        if !limits.enabled || matches!(client, ClientKey::Local(_)) {
             return Ok(ClientPermit { _slot: None });
         }
         let (max, key) = limits.max_concurrent(client);
@@ -237,7 +273,8 @@ impl Admission {
             total_capacity: self.lanes.total_capacity(),
             tracked_clients: self.rate.tracked(),
             busy_clients: self.clients.len(),
-            ws_connections: self.ws.open.load(std::sync::atomic::Ordering::Relaxed),
+            ws_connections: self.ws.open.load(Ordering::Relaxed),
+            untrusted_forwarding: self.untrusted_forwarding.load(Ordering::Relaxed),
         }
     }
 

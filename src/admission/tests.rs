@@ -137,6 +137,40 @@ fn client_slots_cap_concurrency_and_follow_reloads() {
     a.check_rate(&c, 1_000_000).unwrap();
 }
 
+#[test]
+fn local_clients_skip_the_per_client_limits_and_forwarding_ones_are_counted() {
+    let mut c = config();
+    c.rate_limit.trusted_proxies.clear();
+    let a = Admission::new(&c);
+    let lcd = a.client_of(ip("127.0.0.1"), &HeaderMap::new());
+    assert_eq!(lcd, ClientKey::Local(ip("127.0.0.1")));
+    // A burst of 20 and two at once, for everyone else.
+    let held: Vec<_> = (0..64).map(|_| a.client_slot(&lcd).unwrap()).collect();
+    for _ in 0..100 {
+        a.check_rate(&lcd, 10).unwrap();
+    }
+    drop(held);
+    assert_eq!(a.snapshot().untrusted_forwarding, 0);
+
+    let mut proxied = HeaderMap::new();
+    proxied.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.7"));
+    for _ in 0..3 {
+        let client = a.client_of(ip("127.0.0.1"), &proxied);
+        assert_eq!(client, ClientKey::Ip(ip("127.0.0.1")));
+    }
+    assert_eq!(a.snapshot().untrusted_forwarding, 3);
+    let client = ClientKey::Ip(ip("127.0.0.1"));
+    a.check_rate(&client, 20).unwrap();
+    assert!(matches!(
+        a.check_rate(&client, 1),
+        Err(Rejection::RateLimited { .. })
+    ));
+
+    c.rate_limit.local_clients = crate::config::LocalClients::Limited;
+    a.reconfigure(&c);
+    assert_eq!(a.client_of(ip("127.0.0.1"), &HeaderMap::new()), client);
+}
+
 #[tokio::test(start_paused = true)]
 async fn lane_slots_through_admission() {
     let mut c = config();

@@ -6,6 +6,7 @@
 //! conflicts — is reported at once, each with the key path to edit.
 //! The documented example with every default is `config/cometgate.toml`.
 
+mod defaults;
 mod error;
 mod lanes;
 mod methods;
@@ -17,6 +18,7 @@ mod render;
 mod units;
 mod validate;
 mod walk;
+mod warnings;
 
 #[cfg(test)]
 mod tests;
@@ -32,7 +34,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use lanes::{LaneConfig, LanesConfig};
 pub use methods::MethodOverride;
 pub use node_guard::NodeGuardConfig;
-pub use rate_limit::{ApiKeyQuota, ClientIpHeader, RateLimitConfig};
+pub use rate_limit::{ApiKeyQuota, ClientIpHeader, LocalClients, RateLimitConfig};
 pub(crate) use units::format_duration;
 pub use units::ByteSize;
 
@@ -172,7 +174,8 @@ impl Default for CacheConfig {
 pub struct HeadConfig {
     /// Follow NewBlock over the node's /websocket.
     pub websocket: bool,
-    /// Status polling while the websocket is down.
+    /// How often `status` is polled, websocket or not: the head while the websocket is
+    /// down, and always the HTTP path readiness checks. A poll unanswered within it fails.
     #[serde(serialize_with = "ser_duration")]
     pub poll_interval: Duration,
     /// Head not advancing this long => not ready. Longer than `poll_interval`.
@@ -279,9 +282,16 @@ impl Config {
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
         let table: toml::Table = text.parse().map_err(|e| ConfigError::syntax(text, &e))?;
         let mut problems = walk::Problems::default();
-        let config = read::read_config(&table, &mut problems);
+        let mut config = read::read_config(&table, &mut problems);
+        defaults::give_way(&mut config, &problems);
         validate::cross_check(&config, &mut problems);
         problems.finish(config)
+    }
+
+    /// What this valid config can never do, each with the key to change: said at start,
+    /// on reload and by `--check-config`, none of them a reason to refuse to start.
+    pub fn warnings(&self) -> Vec<ConfigError> {
+        warnings::warnings(self)
     }
 
     /// Reads `path`; an unreadable file is one error with an empty key path.

@@ -20,6 +20,8 @@ pub struct RateLimitConfig {
     #[serde(serialize_with = "ser_ipnets")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub client_ip_header: ClientIpHeader,
+    /// Whether loopback and private peers are held to the per-client limits.
+    pub local_clients: LocalClients,
     pub max_concurrent_per_client: usize,
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -41,6 +43,7 @@ impl Default for RateLimitConfig {
             burst: 200,
             trusted_proxies: Vec::new(),
             client_ip_header: ClientIpHeader::default(),
+            local_clients: LocalClients::default(),
             max_concurrent_per_client: 16,
             api_key_header: None,
             api_keys: Vec::new(),
@@ -87,4 +90,19 @@ pub enum ClientIpHeader {
     XForwardedFor,
     /// One address, set by the proxy (`proxy_set_header X-Real-IP $remote_addr`).
     XRealIp,
+}
+
+/// `rate_limit.local_clients`: how the per-client rate and concurrency limits treat a
+/// peer on a loopback or private address (127.0.0.0/8, ::1, 10.0.0.0/8, 172.16.0.0/12,
+/// 192.168.0.0/16, fc00::/7) that connects directly, without forwarding headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalClients {
+    /// Exempt from the per-client limits: the REST server or indexer the gateway was put
+    /// in front of the node for. Lanes, fairness, the cache and the node guard still
+    /// apply. A request carrying a forwarding header is never exempt.
+    #[default]
+    Unlimited,
+    /// Limited like every other client.
+    Limited,
 }

@@ -11,8 +11,8 @@ use super::walk::{
     boolean, duration, size, socket_addr, string, string_list, unsigned, Problems, Section,
 };
 use super::{
-    ApiKeyQuota, CacheConfig, ClientIpHeader, Config, HeadConfig, LogConfig, LogFormat,
-    MetricsConfig, RateLimitConfig, ServerConfig, UpstreamConfig, WebSocketConfig,
+    ApiKeyQuota, CacheConfig, ClientIpHeader, Config, HeadConfig, LocalClients, LogConfig,
+    LogFormat, MetricsConfig, RateLimitConfig, ServerConfig, UpstreamConfig, WebSocketConfig,
 };
 
 pub(crate) fn read_config(root: &Table, p: &mut Problems) -> Config {
@@ -149,6 +149,18 @@ fn rate_limit(s: &mut Section, p: &mut Problems, c: &mut RateLimitConfig) {
             "x-real-ip" => Ok(ClientIpHeader::XRealIp),
             other => Err(format!(
                 "unknown header {other:?}: expected \"x-forwarded-for\" or \"x-real-ip\""
+            )),
+        },
+    );
+    s.read(
+        p,
+        "local_clients",
+        &mut c.local_clients,
+        |v| match string(v)?.as_str() {
+            "unlimited" => Ok(LocalClients::Unlimited),
+            "limited" => Ok(LocalClients::Limited),
+            other => Err(format!(
+                "unknown value {other:?}: expected \"unlimited\" or \"limited\""
             )),
         },
     );

@@ -23,47 +23,10 @@ pub(super) fn check(
     p.report(path, message());
 }
 
-/// A method costing more than the burst could never be called: GCRA refuses a cost
-/// above the bucket whatever the wait.
-fn burst_covers_every_method(c: &Config, p: &mut Problems) {
-    let costliest = crate::methods::ROUTES
-        .iter()
-        .filter_map(|spec| {
-            let o = c.methods.get(spec.name);
-            let allowed = o.and_then(|o| o.allow).unwrap_or(spec.allowed);
-            let cost = o.and_then(|o| o.cost).unwrap_or(spec.cost);
-            allowed.then_some((cost, spec.name))
-        })
-        .max();
-    let Some((cost, name)) = costliest else {
-        return;
-    };
-    let r = &c.rate_limit;
-    let mut bursts = vec![("rate_limit.burst".to_owned(), r.burst)];
-    bursts.extend(
-        r.api_keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (format!("rate_limit.api_keys[{i}].burst"), k.burst)),
-    );
-    for (path, burst) in bursts {
-        check(
-            p,
-            !r.enabled || burst >= cost,
-            &path,
-            &["rate_limit.burst"],
-            || {
-                format!("must cover the costliest allowed method: {name} costs {cost}, burst is {burst}")
-            },
-        );
-    }
-}
-
 /// Every check, in the order its problems are reported.
 pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
     durations_are_usable(c, p);
     counts_are_bounded(c, p);
-    burst_covers_every_method(c, p);
     counts_are_nonzero(c, p);
     sizes_meet_minimums(c, p);
     limits_fit_each_other(c, p);

@@ -15,11 +15,13 @@ use super::error::{ConfigError, ConfigErrors};
 use super::units::{parse_duration, parse_size, ByteSize};
 
 /// Problems found so far, plus the paths that failed so cross-field checks
-/// do not pile a second, misleading error on top of a value never read.
+/// do not pile a second, misleading error on top of a value never read, and the
+/// paths the file sets, so that a default never refuses what the user wrote.
 #[derive(Default)]
 pub(crate) struct Problems {
     errors: Vec<ConfigError>,
     failed: BTreeSet<String>,
+    set: BTreeSet<String>,
 }
 
 impl Problems {
@@ -37,6 +39,11 @@ impl Problems {
                     .strip_prefix(f.as_str())
                     .is_some_and(|rest| rest.starts_with(['.', '[']))
         })
+    }
+
+    /// True when the file wrote `path` (well or badly); false when it holds its default.
+    pub(super) fn is_set(&self, path: &str) -> bool {
+        self.set.contains(path)
     }
 
     pub(super) fn finish<T>(self, value: T) -> Result<T, ConfigErrors> {
@@ -146,11 +153,12 @@ impl<'t> Section<'t> {
         sub.finish(p);
     }
 
-    /// Reports every key nobody asked for.
+    /// Records the keys the file sets, and reports every key nobody asked for.
     pub(super) fn finish(self, p: &mut Problems) {
         let Some(table) = self.table else { return };
         for key in table.keys() {
             if self.known.contains(&key.as_str()) {
+                p.set.insert(self.path_of(key));
                 continue;
             }
             let hint = closest(key, &self.known)

@@ -1,6 +1,10 @@
 //! Follows the chain head: one `tm.event='NewBlock'` subscription on the node's
-//! `/websocket`, with `status` polling while the websocket is down or disabled (and now
-//! and then alongside it, for `catching_up` and the chain id).
+//! `/websocket`, and `status` polled every `head.poll_interval` whether or not the
+//! websocket is up: it follows the head while the websocket is down, and always brings
+//! `catching_up`, the chain id and whether the node's HTTP RPC path answers at all. The
+//! websocket can keep delivering blocks while every HTTP call fails (CometBFT past
+//! `rpc.max_open_connections` accepts connections it never serves; open websockets keep
+//! flowing), so readiness reads the last poll, not only the head.
 //!
 //! The head only ever rises: heights come from the node itself, from events, polls and
 //! the answers passing through the gateway (`observe`), and a lower one is an older view.
@@ -47,6 +51,8 @@ struct State {
     catching_up: bool,
     chain_id: Option<String>,
     source: &'static str,
+    /// Why the last `status` poll failed; `None` once one succeeds.
+    rpc_failure: Option<String>,
 }
 
 impl Shared {
@@ -58,6 +64,7 @@ impl Shared {
                 catching_up: false,
                 chain_id: None,
                 source: "none",
+                rpc_failure: None,
             }),
             stall_after,
             generation: AtomicU64::new(0),
@@ -109,6 +116,19 @@ impl Shared {
     pub(crate) fn set_source(&self, source: &'static str) {
         self.state().source = source;
     }
+
+    /// What a `status` poll found of the HTTP path; a change is logged once.
+    pub(crate) fn polled(&self, outcome: &Result<(), String>) {
+        let failure = outcome.as_ref().err().cloned();
+        let before = std::mem::replace(&mut self.state().rpc_failure, failure.clone());
+        match (before, failure) {
+            (None, Some(why)) => {
+                tracing::warn!(reason = %why, "the node's HTTP RPC fails status: not ready")
+            }
+            (Some(_), None) => tracing::info!("the node's HTTP RPC answers status again"),
+            _ => {}
+        }
+    }
 }
 
 impl Head {
@@ -159,6 +179,12 @@ impl Head {
 
     pub(crate) fn catching_up(&self) -> bool {
         self.handle.shared.state().catching_up
+    }
+
+    /// Why the node's last `status` poll failed (an HTTP error, no answer within
+    /// `head.poll_interval`, a refused connection); `None` while it answers.
+    pub fn rpc_failure(&self) -> Option<String> {
+        self.handle.shared.state().rpc_failure.clone()
     }
 
     pub fn chain_id(&self) -> Option<String> {
@@ -255,6 +281,25 @@ mod tests {
         assert!(head.catching_up());
         shared.record_status(4, false, "two".into());
         assert_eq!((head.height(), head.chain_generation()), (Some(4), 1));
+    }
+
+    #[test]
+    fn a_failed_poll_is_remembered_until_a_good_one() {
+        let head = Head::manual();
+        let shared = &head.handle.shared;
+        assert_eq!(head.rpc_failure(), None);
+        shared.polled(&Err("status answered HTTP 500".into()));
+        assert_eq!(
+            head.rpc_failure().as_deref(),
+            Some("status answered HTTP 500")
+        );
+        shared.polled(&Err("status timed out after 1s".into()));
+        assert_eq!(
+            head.rpc_failure().as_deref(),
+            Some("status timed out after 1s")
+        );
+        shared.polled(&Ok(()));
+        assert_eq!(head.rpc_failure(), None);
     }
 
     /// Waits (in virtual time) until only `head` still holds the shared state.

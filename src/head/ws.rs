@@ -1,5 +1,6 @@
 //! The tracker's task: one NewBlock subscription on the node's `/websocket` while it
-//! holds, `status` polling while it does not, reconnecting with backoff.
+//! holds, reconnecting with backoff, and a `status` poll every `head.poll_interval`
+//! throughout, each one recorded for readiness.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +21,6 @@ const SUBSCRIBE: &str =
     r#"{"jsonrpc":"2.0","id":0,"method":"subscribe","params":{"query":"tm.event='NewBlock'"}}"#;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// With the websocket up, `status` is still asked this many poll intervals apart.
-const STATUS_EVERY: u32 = 10;
 
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -29,12 +28,9 @@ pub(crate) async fn run(
     config: HeadConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    let poller = Poller::new(
-        &upstream,
-        config
-            .poll_interval
-            .clamp(Duration::from_secs(2), Duration::from_secs(10)),
-    );
+    // A poll still unanswered when the next is due has failed: a node that no longer
+    // serves HTTP shows within two intervals, whatever upstream.timeout says.
+    let poller = Poller::new(&upstream, config.poll_interval);
     let url = websocket_url(&upstream);
     let first_backoff = config
         .poll_interval
@@ -58,6 +54,7 @@ pub(crate) async fn run(
             polled = poller.poll(&shared) => polled,
             () = stopped(&mut stop) => return,
         };
+        shared.polled(&polled);
         match polled {
             Ok(()) => shared.set_source("polling"),
             Err(why) => {
@@ -90,7 +87,7 @@ async fn follow(
         return (false, e.to_string());
     }
     shared.set_source("websocket");
-    let mut status = tokio::time::interval(config.poll_interval * STATUS_EVERY);
+    let mut status = tokio::time::interval(config.poll_interval);
     status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A silent subscription is a dead one (half-open TCP, dropped subscription): by then
     // the head is blind anyway, so reconnecting costs nothing.
@@ -117,11 +114,7 @@ async fn follow(
                 Some(Ok(_)) => last_frame = Instant::now(),
             },
             () = sleep_until(last_frame + silence) => break format!("no event for {silence:?}"),
-            _ = status.tick() => {
-                if let Err(why) = poller.poll(shared).await {
-                    tracing::debug!(reason = %why, "head status poll failed");
-                }
-            }
+            _ = status.tick() => shared.polled(&poller.poll(shared).await),
         }
     };
     shared.set_source("none");

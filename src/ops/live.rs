@@ -120,8 +120,8 @@ fn head(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
     gauge(
         out,
         "node_up",
-        "1 when the node answers and its head advances",
-        i64::from(!holding_off && !head.blind()),
+        "1 when the node answers status over HTTP, its head advances and the circuit is closed",
+        i64::from(!holding_off && !head.blind() && head.rpc_failure().is_none()),
     )?;
     gauge(
         out,
@@ -200,6 +200,14 @@ fn lanes(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
         "websocket_connections",
         "Client websocket connections open",
         s.ws_connections as u64,
+    )?;
+    counter(
+        out,
+        "untrusted_forwarding_requests",
+        "Requests from a loopback or private address not in rate_limit.trusted_proxies that \
+         carried a forwarding header: a proxy that is not trusted, whose clients all count as \
+         its one address",
+        s.untrusted_forwarding,
     )
 }
 

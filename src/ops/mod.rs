@@ -174,21 +174,25 @@ pub(crate) fn text(
     response
 }
 
-/// Ready when the node answers, its head advances and it is not catching up: a load
-/// balancer should stop sending traffic here otherwise.
+/// Ready when the node answers `status` over HTTP, its head advances, it is not
+/// catching up and the circuit is closed: a load balancer should stop sending traffic
+/// here otherwise.
 fn readiness(gw: &Gateway) -> Response<Chunks> {
     let head = gw.head();
-    let mut problems = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
     if head.height().is_none() {
-        problems.push("no chain head seen yet");
+        problems.push("no chain head seen yet".into());
     } else if head.blind() {
-        problems.push("the chain head has not advanced within head.stall_after");
+        problems.push("the chain head has not advanced within head.stall_after".into());
+    }
+    if let Some(why) = head.rpc_failure() {
+        problems.push(format!("the node's HTTP RPC fails: {why}"));
     }
     if head.catching_up() {
-        problems.push("the node is catching up");
+        problems.push("the node is catching up".into());
     }
     if gw.breaker().holding_off() {
-        problems.push("the node is failing (circuit open)");
+        problems.push("the node is failing (circuit open)".into());
     }
     let body = serde_json::json!({
         "ready": problems.is_empty(),

@@ -9,16 +9,16 @@ use cometgate_sim::{Fault, SimNodeConfig};
 
 use crate::support::*;
 
-pub(crate) fn cometgate() -> Command {
+pub fn cometgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cometgate"))
 }
 
-pub(crate) fn temp_config(text: &str) -> tempfile_path::TempPath {
+pub fn temp_config(text: &str) -> tempfile_path::TempPath {
     tempfile_path::write(text)
 }
 
 /// A minimal temp file that removes itself (no extra dependency for one use).
-pub(crate) mod tempfile_path {
+pub mod tempfile_path {
     use std::path::PathBuf;
 
     pub struct TempPath(pub PathBuf);
@@ -93,14 +93,14 @@ fn version_is_printed() {
 }
 
 /// The gateway process; killed if a test fails before it has exited by itself.
-pub(crate) struct Running(pub(crate) Option<std::process::Child>);
+pub struct Running(pub Option<std::process::Child>);
 
 impl Running {
-    fn id(&self) -> u32 {
+    pub fn id(&self) -> u32 {
         self.0.as_ref().map_or(0, std::process::Child::id)
     }
 
-    fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
+    pub fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
         match self.0.take() {
             Some(mut child) => child.wait(),
             None => Err(std::io::ErrorKind::NotFound.into()),
@@ -117,7 +117,7 @@ impl Drop for Running {
     }
 }
 
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -125,7 +125,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// The binary with `file`, listening on `port` in front of `upstream`, once it listens.
-async fn start_gateway(file: &tempfile_path::TempPath, port: u16, upstream: &str) -> Running {
+pub async fn start_gateway(file: &tempfile_path::TempPath, port: u16, upstream: &str) -> Running {
     let child = cometgate()
         .arg("--config")
         .arg(&file.0)
@@ -144,7 +144,7 @@ async fn start_gateway(file: &tempfile_path::TempPath, port: u16, upstream: &str
     child
 }
 
-pub(crate) async fn listening(port: u16) {
+pub async fn listening(port: u16) {
     eventually("the gateway listens", || async {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -248,7 +248,7 @@ async fn sighup_applies_a_tighter_rate_limit_and_keeps_the_old_config_on_a_broke
 
     std::fs::write(
         &file.0,
-        format!("{base}[rate_limit]\nrequests_per_second = 1\nburst = 20\n"),
+        format!("{base}[rate_limit]\nlocal_clients = \"limited\"\nrequests_per_second = 1\nburst = 20\n"),
     )
     .unwrap();
     assert!(hup());

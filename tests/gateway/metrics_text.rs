@@ -20,7 +20,7 @@ const LIVE: &[(&str, &str, &str)] = &[
     (
         "node_up",
         "gauge",
-        "1 when the node answers and its head advances",
+        "1 when the node answers status over HTTP, its head advances and the circuit is closed",
     ),
     (
         "circuit_open",
@@ -63,6 +63,13 @@ const LIVE: &[(&str, &str, &str)] = &[
         "websocket_connections",
         "gauge",
         "Client websocket connections open",
+    ),
+    (
+        "untrusted_forwarding_requests",
+        "counter",
+        "Requests from a loopback or private address not in rate_limit.trusted_proxies that \
+         carried a forwarding header: a proxy that is not trusted, whose clients all count as \
+         its one address",
     ),
     ("cache_entries", "gauge", "Entries in the cache"),
     (

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cometgate::config::Config;
+use cometgate::config::{Config, LocalClients};
 use cometgate::gateway::Gateway;
 use cometgate_sim::{SimNode, SimNodeConfig};
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -75,6 +75,9 @@ pub async fn spawn_gateway_with(node: SimNodeConfig, tweak: impl FnOnce(&mut Con
     config.upstream.url = node.url().parse().expect("node url");
     config.metrics.listen = None;
     config.head.poll_interval = Duration::from_millis(100);
+    // Every test client is 127.0.0.1, which the defaults exempt as a local client; the
+    // tests of per-client limits need them to bind, and set their own.
+    config.rate_limit.local_clients = LocalClients::Limited;
     // Tests fire requests far faster than one client should; rate-limit tests set their own.
     config.rate_limit.requests_per_second = 1_000_000;
     config.rate_limit.burst = 1_000_000;
