@@ -472,8 +472,9 @@ fn the_node_guard_reads_its_keys_and_checks_them_together() {
         "node_guard.memory_limit",
         "node_guard.metrics_url",
     );
+    // Both set and in conflict; a shed_above set alone moves the default resume_below.
     assert_error(
-        "[node_guard]\nshed_above = 0.7\n",
+        "[node_guard]\nshed_above = 0.7\nresume_below = 0.8\n",
         "node_guard.resume_below",
         "node_guard.shed_above",
     );
