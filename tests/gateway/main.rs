@@ -3,11 +3,13 @@
 
 mod support;
 
+mod adaptive;
 mod admission;
 mod cache;
 mod cli;
 mod clients;
 mod faults;
+mod guard;
 mod hostile;
 mod listeners;
 mod metrics_text;
