@@ -35,6 +35,8 @@ pub struct Client {
     base: String,
     root: Uri,
     timeout: Duration,
+    /// Sent with every call (an API key).
+    header: Option<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Client {
@@ -57,7 +59,16 @@ impl Client {
             base,
             root,
             timeout: Duration::from_secs(10),
+            header: None,
         })
+    }
+
+    /// Sends `name: value` with every call, as a client presenting an API key does.
+    pub fn with_header(mut self, name: &str, value: &str) -> Result<Client, String> {
+        let name = http::HeaderName::try_from(name).map_err(|e| format!("{name}: {e}"))?;
+        let value = http::HeaderValue::try_from(value).map_err(|e| format!("{value}: {e}"))?;
+        self.header = Some((name, value));
+        Ok(self)
     }
 
     pub fn base(&self) -> &str {
@@ -104,13 +115,17 @@ impl Client {
     }
 
     async fn exchange(&self, call: &Call) -> Result<(u16, Bytes), &'static str> {
+        let mut builder = Request::builder();
+        if let Some((name, value)) = &self.header {
+            builder = builder.header(name, value);
+        }
         let request = match call {
-            Call::Post(body) => Request::builder()
+            Call::Post(body) => builder
                 .method(Method::POST)
                 .uri(self.root.clone())
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .body(Full::new(body.clone())),
-            Call::Get(path) => Request::builder()
+            Call::Get(path) => builder
                 .method(Method::GET)
                 .uri(format!("{}{path}", self.base))
                 .body(Full::new(Bytes::new())),

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::bench::bins;
-use crate::configs::Limits;
+use crate::configs::{Front, Limits};
 use crate::measure::measure;
 use crate::plan::{storm_load, storm_node, Scenario, STORM_MEMORY_LIMIT};
 use crate::report::{entries, Entry};
@@ -18,12 +18,13 @@ pub async fn demo(total: Duration) -> Result<(), String> {
         name: "lcd-storm",
         targets: vec![Target::Direct, Target::Cometgate],
         node: storm_node(),
-        limits: Limits::UNBINDING,
+        front: Front::limits(Limits::UNBINDING),
         load: storm_load(half),
         background: None,
         rounds: 1,
         warmup: Duration::ZERO,
         poll_node: true,
+        quick: true,
     };
     let dir = std::env::temp_dir().join(format!("cometgate-load-demo-{}", std::process::id()));
     eprintln!(

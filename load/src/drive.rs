@@ -10,14 +10,22 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::client::Client;
-use crate::mix::{Form, Mix, Picker};
+use crate::mix::{is_heavy, Form, Mix, Picker};
 use crate::record::{Outcome, Recorder};
-use crate::schedule::{latency_from_intended, Schedule};
+use crate::schedule::{latency_from_intended, poisson, Schedule};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
-    Closed { clients: usize },
-    Open { rate: f64 },
+    Closed {
+        clients: usize,
+    },
+    Open {
+        rate: f64,
+    },
+    /// Open loop with Poisson arrivals (seeded by the load's seed).
+    Poisson {
+        rate: f64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -29,6 +37,42 @@ pub struct Load {
     pub seed: u64,
     /// Source address of this load's sockets (the abuser's own client key).
     pub local: Option<IpAddr>,
+    /// Clients on this many consecutive addresses from `local` (a crowd), each sending an
+    /// equal share of the load; 1 = one address.
+    pub addresses: usize,
+    /// `(header, key)` sent with every call: an API key.
+    pub api_key: Option<(&'static str, &'static str)>,
+}
+
+/// `first` and the `n - 1` IPv4 addresses after it (IPv6: `first` alone).
+pub fn addresses_from(first: IpAddr, n: usize) -> Vec<IpAddr> {
+    match first {
+        IpAddr::V4(v4) => (0..n.max(1) as u32)
+            .map(|i| IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4).wrapping_add(i))))
+            .collect(),
+        IpAddr::V6(_) => vec![first],
+    }
+}
+
+/// One pooled client per source address of the load.
+fn clients(load: &Load, base: &str) -> Result<Vec<Client>, String> {
+    let locals: Vec<Option<IpAddr>> = match load.local {
+        Some(first) => addresses_from(first, load.addresses)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => vec![None],
+    };
+    locals
+        .into_iter()
+        .map(|local| {
+            let client = Client::new(base, local)?;
+            match load.api_key {
+                Some((name, key)) => client.with_header(name, key),
+                None => Ok(client),
+            }
+        })
+        .collect()
 }
 
 /// Counters shared with the progress line and the node sampler.
@@ -56,18 +100,26 @@ impl Live {
 const MAX_OPEN_INFLIGHT: usize = 4096;
 
 pub async fn drive(load: &Load, base: &str, live: Arc<Live>) -> Result<Recorder, String> {
-    let client = Client::new(base, load.local)?;
+    let pool = clients(load, base)?;
     Ok(match load.mode {
-        Mode::Closed { clients } => closed(load, client, clients, live).await,
-        Mode::Open { rate } => open(load, client, Schedule::new(rate, load.duration), live).await,
+        Mode::Closed { clients } => closed(load, &pool, clients, live).await,
+        Mode::Open { rate } => {
+            let s = Schedule::new(rate, load.duration);
+            let at = (0..s.total()).map(|i| s.intended(i)).collect();
+            open(load, &pool, at, live).await
+        }
+        Mode::Poisson { rate } => {
+            let at = poisson(rate, load.duration, load.seed);
+            open(load, &pool, at, live).await
+        }
     })
 }
 
-async fn closed(load: &Load, client: Client, clients: usize, live: Arc<Live>) -> Recorder {
+async fn closed(load: &Load, pool: &[Client], clients: usize, live: Arc<Live>) -> Recorder {
     let deadline = Instant::now() + load.duration;
     let tasks: Vec<_> = (0..clients)
         .map(|i| {
-            let client = client.clone();
+            let client = pool[i % pool.len()].clone();
             let live = live.clone();
             let mut picker = Picker::new(load.mix, load.form, load.seed.wrapping_add(i as u64));
             tokio::spawn(async move {
@@ -82,7 +134,7 @@ async fn closed(load: &Load, client: Client, clients: usize, live: Arc<Live>) ->
                     } else {
                         client.send(&call).await
                     };
-                    rec.record(t0.elapsed(), &outcome);
+                    rec.record_call(t0.elapsed(), &outcome, is_heavy(&call));
                     live.note(&outcome);
                     if let Outcome::Failed(_) = outcome {
                         // A dead node refuses in microseconds; spinning on it would only
@@ -103,24 +155,28 @@ async fn closed(load: &Load, client: Client, clients: usize, live: Arc<Live>) ->
     total
 }
 
-async fn open(load: &Load, client: Client, schedule: Schedule, live: Arc<Live>) -> Recorder {
+/// Request `i` goes to client `i % pool.len()`: a crowd's addresses share the rate evenly.
+async fn open(load: &Load, pool: &[Client], at: Vec<Duration>, live: Arc<Live>) -> Recorder {
     let rec = Arc::new(Mutex::new(Recorder::new()));
     let slots = Arc::new(Semaphore::new(MAX_OPEN_INFLIGHT));
     let mut picker = Picker::new(load.mix, load.form, load.seed);
     let start = tokio::time::Instant::now();
-    for i in 0..schedule.total() {
-        let intended = schedule.intended(i);
+    for (i, intended) in at.into_iter().enumerate() {
         tokio::time::sleep_until(start + intended).await;
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
         let call = picker.next(live.head.load(Ordering::Relaxed));
-        let (client, live, rec) = (client.clone(), live.clone(), rec.clone());
+        let client = pool[i % pool.len()].clone();
+        let (live, rec) = (live.clone(), rec.clone());
         tokio::spawn(async move {
             let outcome = client.send(&call).await;
             let latency = latency_from_intended(intended, start.elapsed());
             live.note(&outcome);
-            rec.lock().expect("recorder").record(latency, &outcome);
+            let heavy = is_heavy(&call);
+            rec.lock()
+                .expect("recorder")
+                .record_call(latency, &outcome, heavy);
             drop(permit);
         });
     }
@@ -169,5 +225,20 @@ pub fn end_progress(handle: tokio::task::JoinHandle<()>) {
     handle.abort();
     if std::io::stderr().is_terminal() {
         eprintln!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crowd_takes_consecutive_addresses() {
+        let first: IpAddr = "127.0.0.10".parse().unwrap();
+        let crowd = addresses_from(first, 20);
+        assert_eq!(crowd.len(), 20);
+        assert_eq!(crowd[0], first);
+        assert_eq!(crowd[19], "127.0.0.29".parse::<IpAddr>().unwrap());
+        assert_eq!(addresses_from(first, 0), vec![first]);
     }
 }

@@ -13,12 +13,14 @@ mod markdown;
 mod measure;
 pub mod mix;
 pub mod plan;
+mod plots;
 mod procs;
 pub mod record;
 pub mod report;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;
+mod setup;
 mod stack;
 mod verdict;
 

@@ -22,17 +22,19 @@ fn mark(met: Option<bool>) -> &'static str {
 
 fn results_table(out: &mut String, entries: &[Entry]) {
     out.push_str(
-        "| scenario | target | requests | rps | p50 ms | p99 ms | p99.9 ms | errors | success | node requests | node peak in-flight | node peak MiB | node OOM | gateway peak RSS MiB |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|\n",
+        "| scenario | target | requests | rps | heavy ok/s | p50 ms | p95 ms | p99 ms | p99.9 ms | errors | success | node requests | node peak in-flight | node peak MiB | node OOM | gateway peak RSS MiB |\n|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|\n",
     );
     for e in entries {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {} | {:.1}% | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0} | {:.1} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.1}% | {} | {} | {} | {} | {} |",
             e.name,
             e.target,
             e.requests,
             e.throughput_rps,
+            e.heavy_rps,
             e.p50_ms,
+            e.p95_ms,
             e.p99_ms,
             e.p999_ms,
             e.errors,
@@ -72,7 +74,7 @@ pub fn render(report: &Report, charts: &[(String, String)], shown: &Shown, setup
             let _ = writeln!(out, "- {s}");
         }
     }
-    out.push_str("\n## Every measurement\n\nOne row per scenario and target (`report.json` has the same, plus statuses, per-method node counts and per-round figures). Where a pair ran several rounds (alternating targets), timings are medians of the rounds and counts are sums. `errors` counts every answer that was not 2xx (429 and 503 refusals included) and every failed connection. Latencies cover every request, failed ones included: a refused connection fails in microseconds, so read a low direct `lcd-storm` p50 together with its success rate. `abuse` rows are the well-behaved clients' figures with the abuser running; `abuse-baseline` is the same load without it.\n\n");
+    out.push_str("\n## Every measurement\n\nOne row per scenario and target (`report.json` has the same, plus statuses, per-method node counts and per-round figures). Where a pair ran several rounds (alternating targets), timings are medians of the rounds and counts are sums. `errors` counts every answer that was not 2xx (429 and 503 refusals included) and every failed connection. Latencies cover every request, failed ones included: a refused connection fails in microseconds, so read a low direct `lcd-storm` p50 together with its success rate. `abuse` rows are the well-behaved clients' figures with the abuser running; `abuse-baseline` is the same load without it; likewise `crowd` (the ordinary client's figures beside the crowd) and `memory-squeeze` (the light calls' figures beside the heavy clients). `heavy ok/s` counts 2xx answers to heavy-lane calls (`block_results`, `tx_search`, `abci_query`...) a second: the storm sweeps compare it.\n\n");
     results_table(&mut out, &report.scenarios);
     out.push_str("\n## Charts\n\n");
     for (file, caption) in charts {

@@ -40,7 +40,7 @@ pub async fn measure(
     round: usize,
     dir: &Path,
 ) -> Result<Measured, String> {
-    let stack = stack::start(bins, target, &sc.node, sc.limits, dir).await?;
+    let stack = stack::start(bins, target, &sc.node, sc.front, dir).await?;
     let control = stack.node.control;
     let start = warm_up(sc, &stack.url, control).await?;
     let live = Arc::new(Live::default());

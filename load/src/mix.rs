@@ -17,6 +17,8 @@ pub enum Mix {
     Explorer,
     /// The flooding client: heavy searches spread so that caches help little.
     Abuser,
+    /// The explorer's light calls alone (no `block_results`, `tx_search`, `abci_query`).
+    Light,
     /// One cacheable answer, the same bytes every time.
     CacheHit,
     /// A unique `check_tx` per call: never cached, always reaches the node.
@@ -73,6 +75,7 @@ impl Picker {
             Mix::Storm => self.storm(head),
             Mix::Explorer => self.explorer(head),
             Mix::Abuser => self.abuser(head),
+            Mix::Light => self.light(head),
             // A fixed id: the best case for a proxy that keys on the whole body.
             Mix::CacheHit => render(self.form, 1, "block", &[("height", Arg::Int(5))]),
             Mix::MissOverhead => {
@@ -147,6 +150,21 @@ impl Picker {
                 let q = format!("tx.height={h}");
                 render(f, id, "tx_search", &[("query", Arg::Str(&q))])
             }
+            _ => render(f, id, "abci_info", &[]),
+        }
+    }
+
+    fn light(&mut self, head: u64) -> Call {
+        let id = self.seq;
+        let h = self.recent(head);
+        let f = self.form;
+        match self.rng.below(100) {
+            0..=29 => render(f, id, "block", &[("height", Arg::Int(h))]),
+            30..=44 => render(f, id, "block", &[]),
+            45..=59 => render(f, id, "status", &[]),
+            60..=74 => render(f, id, "commit", &[("height", Arg::Int(h))]),
+            75..=89 => render(f, id, "header", &[("height", Arg::Int(h))]),
+            90..=94 => render(f, id, "validators", &[("height", Arg::Int(h))]),
             _ => render(f, id, "abci_info", &[]),
         }
     }
@@ -227,6 +245,33 @@ fn percent_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// cometgate's heavy lane (its method table): the calls whose throughput the adaptive
+/// limit governs.
+const HEAVY: [&str; 7] = [
+    "block_results",
+    "tx_search",
+    "block_search",
+    "abci_query",
+    "genesis",
+    "unconfirmed_txs",
+    "broadcast_tx_commit",
+];
+
+/// True when the call goes to cometgate's heavy lane.
+pub fn is_heavy(call: &Call) -> bool {
+    let method = match call {
+        Call::Post(body) => {
+            let text = std::str::from_utf8(body).unwrap_or("");
+            text.split("\"method\":\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or("")
+        }
+        Call::Get(path) => path.trim_start_matches('/').split('?').next().unwrap_or(""),
+    };
+    HEAVY.contains(&method)
 }
 
 /// The head a `status` answer reports: the storm's next height, and the head followed
@@ -329,6 +374,21 @@ mod tests {
         assert_ne!(a, b);
         let mut p = Picker::new(Mix::CacheHit, Form::Post, 4);
         assert_eq!(p.next(10), p.next(99));
+    }
+
+    #[test]
+    fn the_light_mix_has_no_heavy_call() {
+        let mut p = Picker::new(Mix::Light, Form::Post, 5);
+        assert!((0..1000).all(|_| !is_heavy(&p.next(300))));
+    }
+
+    #[test]
+    fn heavy_calls_are_told_apart_in_both_forms() {
+        let heavy = render(Form::Post, 1, "tx_search", &[("query", Arg::Str("a"))]);
+        assert!(is_heavy(&heavy));
+        assert!(is_heavy(&render(Form::Get, 1, "block_results", &[])));
+        assert!(!is_heavy(&render(Form::Post, 1, "block", &[])));
+        assert!(!is_heavy(&render(Form::Get, 1, "status", &[])));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Recorder {
     pub latency_us: Histogram<u64>,
     pub statuses: BTreeMap<u16, u64>,
     pub failures: BTreeMap<&'static str, u64>,
+    /// 2xx answers to heavy-lane calls (`mix::is_heavy`): the heavy throughput.
+    pub heavy_ok: u64,
 }
 
 impl Default for Recorder {
@@ -40,6 +42,15 @@ impl Recorder {
             latency_us: Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds"),
             statuses: BTreeMap::new(),
             failures: BTreeMap::new(),
+            heavy_ok: 0,
+        }
+    }
+
+    /// Records one call, counting it towards the heavy throughput when `heavy` and ok.
+    pub fn record_call(&mut self, latency: Duration, outcome: &Outcome, heavy: bool) {
+        self.record(latency, outcome);
+        if heavy && outcome.is_ok() {
+            self.heavy_ok += 1;
         }
     }
 
@@ -60,6 +71,7 @@ impl Recorder {
         for (k, n) in &other.failures {
             *self.failures.entry(k).or_default() += n;
         }
+        self.heavy_ok += other.heavy_ok;
     }
 
     pub fn count(&self) -> u64 {

@@ -17,7 +17,12 @@ const TRACKER_STATUS_EVERY_S: f64 = 10.0;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RoundFigures {
     pub throughput_rps: f64,
+    /// 2xx answers to heavy-lane calls a second.
+    #[serde(default)]
+    pub heavy_rps: f64,
     pub p50_ms: f64,
+    #[serde(default)]
+    pub p95_ms: f64,
     pub p99_ms: f64,
 }
 
@@ -30,7 +35,12 @@ pub struct Entry {
     pub node_peak_memory_bytes: u64,
     pub node_oom: bool,
     pub throughput_rps: f64,
+    /// 2xx answers to heavy-lane calls a second (median of the rounds).
+    #[serde(default)]
+    pub heavy_rps: f64,
     pub p50_ms: f64,
+    #[serde(default)]
+    pub p95_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub errors: u64,
@@ -46,9 +56,10 @@ pub struct Entry {
     /// lcd-storm only: node requests per canonical question (simnode's per-request keys).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_requests_per_question: BTreeMap<String, u64>,
-    /// The abuser's own figures, where one ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub abuser: Option<Side>,
+    /// The unmeasured background load's own figures (the abuser, the crowd, the squeeze's
+    /// heavy clients), where one ran.
+    #[serde(default, alias = "abuser", skip_serializing_if = "Option::is_none")]
+    pub background: Option<Side>,
     pub rounds: Vec<RoundFigures>,
 }
 
@@ -57,6 +68,15 @@ pub struct Side {
     pub requests: u64,
     pub throughput_rps: f64,
     pub statuses: BTreeMap<String, u64>,
+}
+
+/// 2xx answers among `statuses` (failures are keyed by name, never a 2xx number).
+pub fn answered(statuses: &BTreeMap<String, u64>) -> u64 {
+    statuses
+        .iter()
+        .filter(|(s, _)| s.len() == 3 && s.starts_with('2'))
+        .map(|(_, n)| n)
+        .sum()
 }
 
 fn statuses(rec: &Recorder, into: &mut BTreeMap<String, u64>) {
@@ -137,9 +157,12 @@ pub fn median(values: &mut [f64]) -> f64 {
 }
 
 fn figures(m: &Measured) -> RoundFigures {
+    let secs = m.elapsed.as_secs_f64().max(1e-9);
     RoundFigures {
-        throughput_rps: m.rec.count() as f64 / m.elapsed.as_secs_f64().max(1e-9),
+        throughput_rps: m.rec.count() as f64 / secs,
+        heavy_rps: m.rec.heavy_ok as f64 / secs,
         p50_ms: m.rec.quantile_ms(0.5),
+        p95_ms: m.rec.quantile_ms(0.95),
         p99_ms: m.rec.quantile_ms(0.99),
     }
 }
@@ -162,7 +185,7 @@ pub fn entry(runs: &[&Measured]) -> Entry {
     let mut all_statuses = BTreeMap::new();
     let mut per_method = BTreeMap::new();
     let mut per_question = BTreeMap::new();
-    let mut abuser: Option<Side> = None;
+    let mut background: Option<Side> = None;
     for m in runs {
         statuses(&m.rec, &mut all_statuses);
         for (k, n) in &m.node.per_method {
@@ -174,7 +197,7 @@ pub fn entry(runs: &[&Measured]) -> Entry {
             }
         }
         if let Some(bg) = &m.background {
-            let side = abuser.get_or_insert(Side {
+            let side = background.get_or_insert(Side {
                 requests: 0,
                 throughput_rps: 0.0,
                 statuses: BTreeMap::new(),
@@ -186,7 +209,7 @@ pub fn entry(runs: &[&Measured]) -> Entry {
     }
     Entry {
         name: first.scenario.to_string(),
-        target: first.target.name().to_string(),
+        target: first.target.name(),
         node_requests: runs.iter().map(|m| m.node.total_requests).sum(),
         node_peak_inflight: runs.iter().map(|m| m.node.peak_inflight).max().unwrap_or(0),
         node_peak_memory_bytes: runs.iter().map(|m| m.node.peak_bytes).max().unwrap_or(0),
@@ -194,7 +217,9 @@ pub fn entry(runs: &[&Measured]) -> Entry {
             .iter()
             .any(|m| m.node.oom || m.node.oom_count > 0 || m.watched.oom_seen),
         throughput_rps: pick(|r| r.throughput_rps),
+        heavy_rps: pick(|r| r.heavy_rps),
         p50_ms: pick(|r| r.p50_ms),
+        p95_ms: pick(|r| r.p95_ms),
         p99_ms: pick(|r| r.p99_ms),
         p999_ms: p999,
         errors: requests - ok,
@@ -213,16 +238,16 @@ pub fn entry(runs: &[&Measured]) -> Entry {
             .sum(),
         node_requests_per_method: per_method,
         node_requests_per_question: per_question,
-        abuser,
+        background,
         rounds,
     }
 }
 
 /// One entry per (scenario, target), in the order the runs happened.
 pub fn entries(runs: &[Measured]) -> Vec<Entry> {
-    let mut keys: Vec<(&str, &str)> = Vec::new();
+    let mut keys = Vec::new();
     for m in runs {
-        let key = (m.scenario, m.target.name());
+        let key = (m.scenario, m.target);
         if !keys.contains(&key) {
             keys.push(key);
         }
@@ -231,7 +256,7 @@ pub fn entries(runs: &[Measured]) -> Vec<Entry> {
         .map(|(s, t)| {
             let group: Vec<&Measured> = runs
                 .iter()
-                .filter(|m| m.scenario == *s && m.target.name() == *t)
+                .filter(|m| m.scenario == *s && m.target == *t)
                 .collect();
             entry(&group)
         })

@@ -35,6 +35,24 @@ impl Schedule {
     }
 }
 
+/// Poisson arrivals at `rate` per second for `duration`: exponential gaps drawn from a
+/// seeded generator, so every target sees the same arrival times. Real clients do not
+/// coordinate; their calls sometimes land together, which an even schedule never does.
+pub fn poisson(rate: f64, duration: Duration, seed: u64) -> Vec<Duration> {
+    assert!(rate > 0.0 && rate.is_finite(), "rate must be positive");
+    let mut rng = crate::rng::Rng::new(seed);
+    let mut t = 0.0;
+    let mut out = Vec::new();
+    loop {
+        // 1 - unit() is in (0, 1]: the logarithm is finite.
+        t += -(1.0 - rng.unit()).ln() / rate;
+        if t >= duration.as_secs_f64() {
+            return out;
+        }
+        out.push(Duration::from_secs_f64(t));
+    }
+}
+
 /// Latency as an open-loop client sees it: from the intended send time to completion,
 /// never negative even if the clock read before the intended time.
 pub fn latency_from_intended(intended: Duration, done: Duration) -> Duration {
@@ -75,6 +93,20 @@ mod tests {
         for i in 0..10 {
             assert!(s.due_by(s.intended(i)) > i);
         }
+    }
+
+    #[test]
+    fn poisson_arrivals_keep_their_rate_and_sometimes_bunch() {
+        let at = poisson(10.0, Duration::from_secs(1000), 3);
+        assert!((9_500..10_500).contains(&at.len()), "{}", at.len());
+        assert!(at.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(at, poisson(10.0, Duration::from_secs(1000), 3), "seeded");
+        // Gaps under a tenth of the mean: about 1 - e^-0.1 = 9.5% of them.
+        let close = at
+            .windows(2)
+            .filter(|w| w[1] - w[0] < Duration::from_millis(10))
+            .count();
+        assert!((700..1200).contains(&close), "{close}");
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::client::{Call, Client};
-use crate::configs::{cometgate_toml, nginx_conf, GatewayConf, Limits, NginxConf, WORKERS};
+use crate::configs::{
+    cometgate_toml, nginx_conf, Front, GatewayConf, Lanes, Limits, NginxConf, WORKERS,
+};
 use crate::mix::{Form, Mix, Picker};
 use crate::procs::{free_addr, wait_listening, Proc};
 use cometgate_sim::SimNodeConfig;
@@ -19,18 +21,42 @@ use cometgate_sim::SimNodeConfig;
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     Direct,
+    /// cometgate as shipped: fair lanes, the adaptive heavy lane, and the memory guard where
+    /// the scenario has one.
     Cometgate,
+    /// cometgate with `fair = false` in both lanes (first come, first served), otherwise
+    /// as shipped (guard included).
+    Fcfs,
+    /// cometgate with a static heavy lane of this size and no guard.
+    Static(usize),
     Nginx,
     Ceiling,
 }
 
 impl Target {
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Target::Direct => "direct",
-            Target::Cometgate => "cometgate",
-            Target::Nginx => "nginx",
-            Target::Ceiling => "ceiling",
+            Target::Direct => "direct".into(),
+            Target::Cometgate => "cometgate".into(),
+            Target::Fcfs => "cometgate-fcfs".into(),
+            Target::Static(n) => format!("cometgate-static-{n}"),
+            Target::Nginx => "nginx".into(),
+            Target::Ceiling => "ceiling".into(),
+        }
+    }
+
+    /// One of cometgate's variants.
+    pub fn is_cometgate(self) -> bool {
+        matches!(self, Target::Cometgate | Target::Fcfs | Target::Static(_))
+    }
+
+    fn lanes(self) -> Lanes {
+        Lanes {
+            fcfs: self == Target::Fcfs,
+            static_heavy: match self {
+                Target::Static(n) => Some(n),
+                _ => None,
+            },
         }
     }
 }
@@ -51,6 +77,8 @@ pub struct Node {
     _proc: Proc,
     pub rpc: SocketAddr,
     pub control: SocketAddr,
+    /// Its `--metrics-listen` port, like a real node's :26660, when a guard reads it.
+    pub metrics: Option<SocketAddr>,
 }
 
 pub struct Stack {
@@ -76,10 +104,16 @@ impl Stack {
     }
 }
 
-pub async fn start_node(bins: &Bins, cfg: &SimNodeConfig, dir: &Path) -> Result<Node, String> {
+pub async fn start_node(
+    bins: &Bins,
+    cfg: &SimNodeConfig,
+    metrics: bool,
+    dir: &Path,
+) -> Result<Node, String> {
     let mut cfg = cfg.clone();
     cfg.listen = free_addr();
     cfg.control_listen = Some(free_addr());
+    cfg.metrics_listen = metrics.then(free_addr);
     let path = dir.join("simnode.json");
     let text = serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())?;
     std::fs::write(&path, text).map_err(|e| e.to_string())?;
@@ -89,10 +123,14 @@ pub async fn start_node(bins: &Bins, cfg: &SimNodeConfig, dir: &Path) -> Result<
     wait_listening(cfg.listen, &mut proc).await?;
     let control = cfg.control_listen.expect("set above");
     wait_listening(control, &mut proc).await?;
+    if let Some(metrics) = cfg.metrics_listen {
+        wait_listening(metrics, &mut proc).await?;
+    }
     Ok(Node {
         _proc: proc,
         rpc: cfg.listen,
         control,
+        metrics: cfg.metrics_listen,
     })
 }
 
@@ -100,16 +138,21 @@ pub async fn start(
     bins: &Bins,
     target: Target,
     node_cfg: &SimNodeConfig,
-    limits: Limits,
+    front: Front,
     dir: &Path,
 ) -> Result<Stack, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let node = start_node(bins, node_cfg, dir).await?;
+    let node = start_node(bins, node_cfg, front.guard.is_some(), dir).await?;
     let listen = free_addr();
     let (front, config_text) = match target {
         Target::Direct => (None, None),
-        Target::Cometgate => start_cometgate(bins, listen, node.rpc, limits, dir)?,
-        Target::Nginx => start_nginx(bins, listen, node.rpc, limits, dir)?,
+        Target::Cometgate | Target::Fcfs | Target::Static(_) => {
+            start_cometgate(bins, listen, &node, target, front, dir)?
+        }
+        Target::Nginx => {
+            let limits = front.api_key.map_or(front.limits, |k| k.limits);
+            start_nginx(bins, listen, node.rpc, limits, dir)?
+        }
         Target::Ceiling => start_ceiling(bins, listen, node.rpc, dir).await?,
     };
     let url = match target {
@@ -132,20 +175,31 @@ pub async fn start(
 }
 
 /// The process in front of the node, if any, and its generated config (for the report).
-type Front = (Option<Proc>, Option<String>);
+type FrontProc = (Option<Proc>, Option<String>);
 
 fn start_cometgate(
     bins: &Bins,
     listen: SocketAddr,
-    upstream: SocketAddr,
-    limits: Limits,
+    node: &Node,
+    target: Target,
+    front: Front,
     dir: &Path,
-) -> Result<Front, String> {
+) -> Result<FrontProc, String> {
+    // Static lanes stand for the gateway before the guard: no guard.
+    let guard = match (front.guard, node.metrics, target) {
+        (Some(limit), Some(addr), Target::Cometgate | Target::Fcfs) => {
+            Some((format!("http://{addr}/metrics"), limit))
+        }
+        _ => None,
+    };
     let text = cometgate_toml(&GatewayConf {
         listen,
         metrics: free_addr(),
-        upstream,
-        limits,
+        upstream: node.rpc,
+        limits: front.limits,
+        lanes: target.lanes(),
+        guard,
+        api_key: front.api_key,
     });
     let path = dir.join("cometgate.toml");
     std::fs::write(&path, &text).map_err(|e| e.to_string())?;
@@ -164,7 +218,7 @@ fn start_nginx(
     upstream: SocketAddr,
     limits: Limits,
     dir: &Path,
-) -> Result<Front, String> {
+) -> Result<FrontProc, String> {
     let nginx = bins.nginx.as_ref().ok_or("nginx is not installed")?;
     let ndir = dir.join("nginx");
     std::fs::create_dir_all(&ndir).map_err(|e| e.to_string())?;
@@ -197,7 +251,7 @@ async fn start_ceiling(
     listen: SocketAddr,
     upstream: SocketAddr,
     dir: &Path,
-) -> Result<Front, String> {
+) -> Result<FrontProc, String> {
     // The ceiling serves the very bytes the cache-hit scenario asks for.
     let call = Picker::new(Mix::CacheHit, Form::Post, 0).next(1);
     let (_, body) = Client::new(&format!("http://{upstream}"), None)?

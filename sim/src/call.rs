@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use crate::cost::MemoryModel;
 use crate::faults::Fault;
 use crate::node::Node;
 use crate::routes::{self, Args, Route};
@@ -92,11 +91,11 @@ pub(crate) async fn run(
         node.die();
         return None;
     }
-    let hold = MemoryModel::hold_time(bytes.len(), node.cfg.encode_rate_for(route.name));
-    // Sub-millisecond holds would only add timer overhead; they are still accounted.
-    if hold >= Duration::from_millis(1) {
-        tokio::time::sleep(hold).await;
-    }
+    // The answer's memory is held while the CPU serves it (encode time plus the method's
+    // own cost, stretched by the speed and by sharing); sub-millisecond ones are not slept.
+    node.cpu
+        .serve(node.cfg.service_for(route.name, bytes.len()))
+        .await;
     drop(charge);
     if node.mem.is_oom() {
         return None;

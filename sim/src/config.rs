@@ -50,6 +50,21 @@ pub struct SimNodeConfig {
     /// How long `broadcast_tx_commit` waits for its block (CometBFT `timeout_broadcast_tx_commit`).
     #[serde(with = "duration_text")]
     pub broadcast_commit_timeout: Duration,
+    /// Optional listener serving only `GET /metrics` (Prometheus text), like a real node's
+    /// `:26660`; it dies with the node (down, OOM) and comes back with it.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The process's resident memory with nothing in flight: `/metrics` reports this plus
+    /// the ballast and the live memory of answers being built.
+    pub resident_baseline_bytes: u64,
+    /// Processor-sharing CPU: this many calls are served at full speed; with more in
+    /// service each progresses at `cpu_slots / active`. 0 = off (every call is served at
+    /// full speed however many run).
+    pub cpu_slots: usize,
+    /// Node speed: every service time is divided by it (0.25 = four times slower).
+    pub speed: f64,
+    /// CPU time one call of a method costs at speed 1, in milliseconds, on top of its
+    /// encode time (`tx_search = 200` models an index scan).
+    pub service_ms_per_method: BTreeMap<String, u64>,
 }
 
 impl Default for SimNodeConfig {
@@ -74,6 +89,11 @@ impl Default for SimNodeConfig {
             max_batch_size: 10,
             max_body_bytes: 1_000_000,
             broadcast_commit_timeout: Duration::from_secs(10),
+            metrics_listen: None,
+            resident_baseline_bytes: 64 << 20,
+            cpu_slots: 0,
+            speed: 1.0,
+            service_ms_per_method: BTreeMap::new(),
         }
     }
 }
@@ -94,6 +114,19 @@ impl SimNodeConfig {
             .get(method)
             .copied()
             .unwrap_or(self.encode_bytes_per_sec)
+    }
+
+    /// The service time at speed 1 of an answer of `size` bytes to `method`: its encode
+    /// time plus the method's own CPU cost.
+    pub(crate) fn service_for(&self, method: &str, size: usize) -> Duration {
+        let rate = self.encode_rate_for(method);
+        let encode = if rate == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(size as f64 / rate as f64)
+        };
+        let own = self.service_ms_per_method.get(method).copied().unwrap_or(0);
+        encode + Duration::from_millis(own)
     }
 }
 
@@ -168,5 +201,20 @@ mod tests {
         assert_eq!(cfg.txs_per_block, 100);
         assert_eq!(cfg.memory_limit_bytes, Some(1_000_000));
         assert_eq!(cfg.max_batch_size, 10);
+        assert_eq!(cfg.cpu_slots, 0, "the CPU model is off unless asked for");
+        assert_eq!(cfg.speed, 1.0);
+    }
+
+    #[test]
+    fn service_is_encode_time_plus_the_methods_own() {
+        let cfg: SimNodeConfig = toml::from_str(
+            "encode_bytes_per_sec = 1000000\n[service_ms_per_method]\ntx_search = 200\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.service_for("block", 5_000_000), Duration::from_secs(5));
+        assert_eq!(
+            cfg.service_for("tx_search", 100_000),
+            Duration::from_millis(300)
+        );
     }
 }

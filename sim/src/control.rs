@@ -8,8 +8,10 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::faults::Fault;
+use crate::faults::{Fault, MetricsFault};
 use crate::lifecycle;
+use crate::metrics;
+use crate::metrics_port;
 use crate::node::Node;
 use crate::response::{respond, Body};
 
@@ -45,6 +47,13 @@ pub(crate) async fn handle(
         .unwrap_or_default();
     match (method, path.as_str()) {
         (Method::GET, "/_simnode/stats") => reply(StatusCode::OK, json!(node.stats())),
+        (Method::GET, "/_simnode/metrics") => metrics::answer(&node),
+        // The control port stands in for a real node's `:26660` when no metrics port is set.
+        (Method::GET, "/metrics") if control_port => metrics::answer(&node),
+        (Method::POST, "/_simnode/speed" | "/_simnode/ballast" | "/_simnode/metrics-fault") => {
+            let spec: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+            knob(&node, &path, &spec)
+        }
         (Method::POST, "/_simnode/reset-counters") => {
             lifecycle::reset_counters(&node);
             reply(StatusCode::OK, json!({"ok": true}))
@@ -93,5 +102,39 @@ pub(crate) async fn handle(
             StatusCode::NOT_FOUND,
             json!({"error": format!("unknown control route {path}")}),
         ),
+    }
+}
+
+/// The run-time knobs: `{"speed": 0.25}`, `{"bytes": N}`, `{"kind": "down"}`.
+fn knob(node: &Arc<Node>, path: &str, spec: &Value) -> Response<Body> {
+    let bad = |e: String| reply(StatusCode::BAD_REQUEST, json!({ "error": e }));
+    match path {
+        "/_simnode/speed" => match spec.get("speed").and_then(Value::as_f64) {
+            Some(speed) if speed.is_finite() && speed > 0.0 => {
+                node.cpu.set_speed(speed);
+                reply(StatusCode::OK, json!({"ok": true, "speed": speed}))
+            }
+            _ => bad("speed needs a positive \"speed\"".into()),
+        },
+        "/_simnode/ballast" => match spec.get("bytes").and_then(Value::as_u64) {
+            Some(bytes) => {
+                lifecycle::set_ballast(node, bytes);
+                reply(
+                    StatusCode::OK,
+                    json!({"ok": true, "oom": node.mem.is_oom()}),
+                )
+            }
+            None => bad("ballast needs \"bytes\"".into()),
+        },
+        _ => match MetricsFault::from_spec(spec) {
+            Ok(fault) => match metrics_port::apply(node, fault) {
+                Ok(()) => reply(StatusCode::OK, json!({"ok": true})),
+                Err(e) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": e.to_string()}),
+                ),
+            },
+            Err(e) => bad(e),
+        },
     }
 }

@@ -1,14 +1,16 @@
 //! The seed's cost model: every answer holds `size × amplification` bytes of simulated
-//! memory for `size / encode rate` seconds; past the limit the node OOMs.
+//! memory while it is served (`size / encode rate` seconds, plus the method's own CPU
+//! time, stretched by the CPU model); past the limit the node OOMs. A ballast (memory the
+//! node holds for other reasons: a squeeze) counts towards the limit too.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
 pub(crate) struct MemoryModel {
     live: AtomicU64,
     peak: AtomicU64,
     oom: AtomicBool,
     oom_count: AtomicU64,
+    ballast: AtomicU64,
     limit: Option<u64>,
     amplification: f64,
 }
@@ -38,6 +40,7 @@ impl MemoryModel {
             peak: AtomicU64::new(0),
             oom: AtomicBool::new(false),
             oom_count: AtomicU64::new(0),
+            ballast: AtomicU64::new(0),
             limit,
             amplification: amplification.max(0.0),
         }
@@ -49,8 +52,15 @@ impl MemoryModel {
         let bytes = (size as f64 * self.amplification) as u64;
         let now = self.live.fetch_add(bytes, Ordering::SeqCst) + bytes;
         self.peak.fetch_max(now, Ordering::SeqCst);
-        let died = match self.limit {
-            Some(limit) if now > limit => {
+        let died = self.check(now);
+        (Charge { model: self, bytes }, died)
+    }
+
+    /// True when `live` bytes of answers plus the ballast cross the limit and the node
+    /// just died (only the first crossing reports it).
+    fn check(&self, live: u64) -> bool {
+        match self.limit {
+            Some(limit) if live + self.ballast() > limit => {
                 let first = !self.oom.swap(true, Ordering::SeqCst);
                 if first {
                     self.oom_count.fetch_add(1, Ordering::SeqCst);
@@ -58,16 +68,18 @@ impl MemoryModel {
                 first
             }
             _ => false,
-        };
-        (Charge { model: self, bytes }, died)
+        }
     }
 
-    /// How long the encoder keeps an answer of `size` bytes alive.
-    pub(crate) fn hold_time(size: usize, bytes_per_sec: u64) -> Duration {
-        if bytes_per_sec == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_secs_f64(size as f64 / bytes_per_sec as f64)
+    /// Memory the node holds besides its answers (a squeeze). True when setting it just
+    /// killed the node.
+    pub(crate) fn set_ballast(&self, bytes: u64) -> bool {
+        self.ballast.store(bytes, Ordering::SeqCst);
+        self.check(self.live())
+    }
+
+    pub(crate) fn ballast(&self) -> u64 {
+        self.ballast.load(Ordering::SeqCst)
     }
 
     pub(crate) fn is_oom(&self) -> bool {
@@ -112,9 +124,18 @@ mod tests {
         assert!(!died);
         drop((a, b));
         assert_eq!(m.peak(), 1608);
-        assert_eq!(
-            MemoryModel::hold_time(5_000_000, 50_000_000),
-            Duration::from_millis(100)
-        );
+    }
+
+    #[test]
+    fn the_ballast_counts_towards_the_limit() {
+        let m = MemoryModel::new(Some(1000), 1.0);
+        assert!(!m.set_ballast(900));
+        let (_a, died) = m.charge(50);
+        assert!(!died);
+        let (_b, died) = m.charge(51);
+        assert!(died, "900 + 101 > 1000");
+        assert_eq!(m.live(), 101, "the ballast is not an answer");
+        let fresh = MemoryModel::new(Some(1000), 1.0);
+        assert!(fresh.set_ballast(1001), "a ballast alone can kill");
     }
 }

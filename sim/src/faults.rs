@@ -57,6 +57,35 @@ impl Fault {
     }
 }
 
+/// How the node's Prometheus endpoint misbehaves; the RPC port is not affected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetricsFault {
+    #[default]
+    None,
+    /// The `metrics_listen` port is closed (connection refused); `/metrics` on the control
+    /// port, which must stay up, answers 503.
+    Down,
+    /// A plain `500 Internal Server Error`.
+    Http500,
+    /// 200 with a body that is not Prometheus text.
+    Garbage,
+}
+
+impl MetricsFault {
+    /// Parses the control route's `{"kind": "none|down|http500|garbage"}`.
+    pub(crate) fn from_spec(v: &serde_json::Value) -> Result<MetricsFault, String> {
+        Ok(
+            match v.get("kind").and_then(|k| k.as_str()).unwrap_or("none") {
+                "none" => MetricsFault::None,
+                "down" => MetricsFault::Down,
+                "http500" | "http_500" => MetricsFault::Http500,
+                "garbage" => MetricsFault::Garbage,
+                other => return Err(format!("unknown metrics fault kind {other:?}")),
+            },
+        )
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Phase {
     Idle,

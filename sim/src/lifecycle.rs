@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::faults::Fault;
 use crate::listener;
+use crate::metrics_port;
 use crate::node::Node;
 
 pub(crate) fn reset_counters(node: &Node) {
@@ -20,7 +21,8 @@ pub(crate) fn apply_fault(node: &Arc<Node>, fault: Fault, scope: Option<String>)
         node.die();
         Ok(())
     } else if !node.mem.is_oom() {
-        listener::bring_up(node).map(|_| ())
+        listener::bring_up(node)?;
+        metrics_port::bring_up(node).map(|_| ())
     } else {
         Ok(())
     }
@@ -32,5 +34,13 @@ pub(crate) fn restart(node: &Arc<Node>) -> io::Result<()> {
     if node.fault().0 == Fault::Down {
         return Ok(());
     }
-    listener::bring_up(node).map(|_| ())
+    listener::bring_up(node)?;
+    metrics_port::bring_up(node).map(|_| ())
+}
+
+/// Sets the memory held besides answers; crossing the limit kills the node.
+pub(crate) fn set_ballast(node: &Node, bytes: u64) {
+    if node.mem.set_ballast(bytes) {
+        node.die();
+    }
 }

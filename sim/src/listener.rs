@@ -20,7 +20,7 @@ const BACKLOG: i32 = 4096;
 
 /// Binds with `SO_REUSEADDR`, retrying while a just-closed listener on the same port is
 /// still being torn down.
-fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let mut last = None;
     for _ in 0..100 {
         match listen(addr) {

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use crate::chain::{Chain, ChainParams};
 use crate::config::SimNodeConfig;
 use crate::cost::MemoryModel;
-use crate::faults::Fault;
+use crate::cpu::Cpu;
+use crate::faults::{Fault, MetricsFault};
 use crate::genesis::Genesis;
 use crate::stats::{Counters, Stats};
 
@@ -34,6 +35,18 @@ pub(crate) struct Node {
     pub(crate) abci_lock: tokio::sync::Mutex<()>,
     pub(crate) life: Mutex<Life>,
     pub(crate) serve: ServeConn,
+    pub(crate) cpu: Cpu,
+    /// The `--metrics-listen` port's lifetime; it dies with the node.
+    pub(crate) metrics: Mutex<MetricsLife>,
+    metrics_fault: RwLock<MetricsFault>,
+    /// Unix seconds at start (`process_start_time_seconds`).
+    pub(crate) started_unix: f64,
+}
+
+/// The metrics listener: `addr` is where it listens (or will again), `kill` ends it.
+pub(crate) struct MetricsLife {
+    pub(crate) addr: Option<SocketAddr>,
+    pub(crate) kill: Option<watch::Sender<bool>>,
 }
 
 /// The RPC listener's lifetime: `kill` ends the accept loop and every open connection.
@@ -63,7 +76,17 @@ impl Node {
             cfg.start_height.max(1),
         );
         let genesis = Genesis::build(&chain, cfg.genesis_bytes);
+        let started_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         Node {
+            cpu: Cpu::new(cfg.cpu_slots, cfg.speed, &rt),
+            metrics: Mutex::new(MetricsLife {
+                addr: cfg.metrics_listen,
+                kill: None,
+            }),
+            metrics_fault: RwLock::new(MetricsFault::None),
+            started_unix,
             mem: MemoryModel::new(cfg.memory_limit_bytes, cfg.amplification),
             counters: Counters::default(),
             chain,
@@ -98,9 +121,27 @@ impl Node {
         }
     }
 
+    pub(crate) fn set_metrics_fault(&self, fault: MetricsFault) {
+        *self
+            .metrics_fault
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = fault;
+    }
+
+    pub(crate) fn metrics_fault(&self) -> MetricsFault {
+        *self.metrics_fault.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What `/metrics` reports as `process_resident_memory_bytes`.
+    pub(crate) fn resident_bytes(&self) -> u64 {
+        self.cfg.resident_baseline_bytes + self.mem.ballast() + self.mem.live()
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         let mut s = Stats::default();
         self.counters.fill(&mut s);
+        s.resident_bytes = self.resident_bytes();
+        s.ballast_bytes = self.mem.ballast();
         s.live_bytes = self.mem.live();
         s.peak_bytes = self.mem.peak();
         s.oom = self.mem.is_oom();
@@ -115,10 +156,25 @@ impl Node {
         drop(self.counters.begin(method, key));
     }
 
-    /// The process is gone: close the listener and drop every connection.
+    /// The process is gone: close the listeners (RPC and metrics) and drop every
+    /// connection.
     pub(crate) fn die(&self) {
         let kill = self
             .life
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .kill
+            .take();
+        if let Some(k) = kill {
+            let _ = k.send(true);
+        }
+        self.close_metrics();
+    }
+
+    /// Closes the metrics listener alone (its `down` fault, or with the node).
+    pub(crate) fn close_metrics(&self) {
+        let kill = self
+            .metrics
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .kill

@@ -8,9 +8,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::SimNodeConfig;
-use crate::faults::Fault;
-use crate::lifecycle::{apply_fault, reset_counters, restart};
+use crate::faults::{Fault, MetricsFault};
+use crate::lifecycle::{apply_fault, reset_counters, restart, set_ballast};
 use crate::listener;
+use crate::metrics_port;
 use crate::node::Node;
 use crate::server;
 use crate::stats::Stats;
@@ -36,6 +37,7 @@ impl SimNode {
             server::serve_rpc,
         ));
         listener::bring_up(&node)?;
+        metrics_port::bring_up(&node)?;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut control_addr = None;
@@ -85,6 +87,47 @@ impl SimNode {
     /// Address of the `--control-listen` port, when configured.
     pub fn control_addr(&self) -> Option<SocketAddr> {
         self.control_addr
+    }
+
+    /// Where the node's Prometheus page is: the `metrics_listen` port's `/metrics`, else
+    /// the control port's `/metrics`, else `/_simnode/metrics` on the RPC port.
+    pub fn metrics_url(&self) -> String {
+        if let Some(addr) = self.metrics_addr() {
+            return format!("http://{addr}/metrics");
+        }
+        match self.control_addr {
+            Some(addr) => format!("http://{addr}/metrics"),
+            None => format!("{}/_simnode/metrics", self.url()),
+        }
+    }
+
+    /// Address of the `metrics_listen` port, when configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.node
+            .metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .addr
+    }
+
+    /// Makes the metrics endpoint misbehave; `MetricsFault::None` clears.
+    pub fn set_metrics_fault(&self, fault: MetricsFault) {
+        let _ = metrics_port::apply(&self.node, fault);
+    }
+
+    /// Every service time is divided by `speed` from now on, calls in service included.
+    pub fn set_speed(&self, speed: f64) {
+        self.node.cpu.set_speed(speed);
+    }
+
+    pub fn speed(&self) -> f64 {
+        self.node.cpu.speed()
+    }
+
+    /// Memory the node holds besides its answers (a squeeze): in `/metrics` and counted
+    /// towards `memory_limit_bytes` (crossing it kills the node).
+    pub fn set_ballast(&self, bytes: u64) {
+        set_ballast(&self.node, bytes);
     }
 
     pub fn height(&self) -> u64 {

@@ -22,6 +22,13 @@ pub struct Stats {
     pub down: bool,
     pub height: u64,
     pub oom_count: u64,
+    /// What `/metrics` reports as `process_resident_memory_bytes`: the baseline, the
+    /// ballast and `live_bytes`.
+    #[serde(default)]
+    pub resident_bytes: u64,
+    /// Memory held besides answers (`set_ballast`), counted towards the limit.
+    #[serde(default)]
+    pub ballast_bytes: u64,
 }
 
 #[derive(Default)]
@@ -81,6 +88,10 @@ impl Counters {
             counters: self,
             method: method.to_string(),
         }
+    }
+
+    pub(crate) fn inflight(&self) -> u64 {
+        self.inflight.load(Ordering::SeqCst)
     }
 
     pub(crate) fn requests_for(&self, method: &str) -> u64 {

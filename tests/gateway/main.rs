@@ -3,12 +3,14 @@
 
 mod support;
 
+mod adaptive;
 mod admission;
 mod cache;
 mod cli;
 mod clients;
 mod config_files;
 mod faults;
+mod guard;
 mod hostile;
 mod listeners;
 mod logging;

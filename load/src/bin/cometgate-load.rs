@@ -144,6 +144,8 @@ fn loads(args: &RunArgs) -> (Load, Option<Load>) {
         duration: args.duration,
         seed: 7,
         local: None,
+        addresses: 1,
+        api_key: None,
     };
     let abuser = (args.scenario == ScenarioArg::Abuse).then(|| Load {
         mix: Mix::Abuser,

@@ -34,6 +34,15 @@ struct Cli {
     /// Seed of generated hashes and times.
     #[arg(long)]
     seed: Option<u64>,
+    /// Prometheus `/metrics` on its own port, like a real node's :26660.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Processor-sharing CPU with this many slots (0 = off).
+    #[arg(long)]
+    cpu_slots: Option<usize>,
+    /// Node speed: service times are divided by it (0.25 = four times slower).
+    #[arg(long)]
+    speed: Option<f64>,
 }
 
 #[tokio::main]
@@ -77,6 +86,15 @@ async fn main() {
     if let Some(v) = cli.seed {
         cfg.seed = v;
     }
+    if cli.metrics_listen.is_some() {
+        cfg.metrics_listen = cli.metrics_listen;
+    }
+    if let Some(v) = cli.cpu_slots {
+        cfg.cpu_slots = v;
+    }
+    if let Some(v) = cli.speed {
+        cfg.speed = v;
+    }
     let node = match SimNode::start(cfg).await {
         Ok(n) => n,
         Err(e) => {
@@ -91,6 +109,9 @@ async fn main() {
     );
     if let Some(c) = node.control_addr() {
         println!("simnode control on http://{c}/_simnode/stats");
+    }
+    if let Some(m) = node.metrics_addr() {
+        println!("simnode metrics on http://{m}/metrics");
     }
     stop_signal().await;
     node.shutdown().await;

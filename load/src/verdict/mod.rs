@@ -1,18 +1,23 @@
-//! The targets, checked against one run's entries. Ratios are taken round by round
-//! (targets measured alternately, side by side), then the median of the rounds.
+//! The issues' targets, checked against one run's entries. Ratios are taken round by round
+//! (targets measured alternately, side by side), then the median of the rounds. The first
+//! benchmark's targets are here; `admission` has the crowd's and the LCD's, `node` the
+//! adaptive lane's and the memory guard's.
+
+mod admission;
+mod node;
 
 use crate::configs::CACHE_MIB;
 use crate::plan::STORM_MEMORY_LIMIT;
 use crate::report::{median, Entry, RoundFigures, Verdict};
 
-fn find<'a>(entries: &'a [Entry], name: &str, target: &str) -> Option<&'a Entry> {
+pub(super) fn find<'a>(entries: &'a [Entry], name: &str, target: &str) -> Option<&'a Entry> {
     entries
         .iter()
         .find(|e| e.name == name && e.target == target)
 }
 
 /// Per-round ratio a/b of one figure, then their median.
-fn median_ratio(a: &Entry, b: &Entry, f: fn(&RoundFigures) -> f64) -> f64 {
+pub(super) fn median_ratio(a: &Entry, b: &Entry, f: fn(&RoundFigures) -> f64) -> f64 {
     let mut r: Vec<f64> = a
         .rounds
         .iter()
@@ -22,7 +27,7 @@ fn median_ratio(a: &Entry, b: &Entry, f: fn(&RoundFigures) -> f64) -> f64 {
     median(&mut r)
 }
 
-fn verdict(scenario: &str, goal: &str, measured: String, met: Option<bool>) -> Verdict {
+pub(super) fn verdict(scenario: &str, goal: &str, measured: String, met: Option<bool>) -> Verdict {
     Verdict {
         scenario: scenario.into(),
         goal: goal.into(),
@@ -38,7 +43,11 @@ pub fn verdicts(entries: &[Entry]) -> Vec<Verdict> {
         miss(entries),
         abuse(entries),
     ];
+    out.extend(admission::verdicts(entries));
+    out.extend(node::verdicts(entries));
     out.push(rss(entries));
+    // A scenario left out with `--only` has nothing to say.
+    out.retain(|v| v.met.is_some() || !v.measured.starts_with("not run"));
     out
 }
 
@@ -149,7 +158,7 @@ fn abuse(entries: &[Entry]) -> Verdict {
         return verdict("abuse", goal, "not run".into(), None);
     };
     let ratio = with.p99_ms / without.p99_ms.max(1e-9);
-    let others: Vec<String> = ["direct", "nginx"]
+    let others: Vec<String> = ["cometgate-fcfs", "direct", "nginx"]
         .iter()
         .filter_map(|t| {
             let (w, b) = (
@@ -166,7 +175,7 @@ fn abuse(entries: &[Entry]) -> Verdict {
         })
         .collect();
     let abuser = with
-        .abuser
+        .background
         .as_ref()
         .map(|a| {
             let refused = a.statuses.get("429").copied().unwrap_or(0);
@@ -200,8 +209,14 @@ fn rss(entries: &[Entry]) -> Verdict {
     );
     let peaks: Vec<(String, u64)> = entries
         .iter()
-        .filter(|e| e.target == "cometgate")
-        .filter_map(|e| Some((e.name.clone(), e.gateway_peak_rss_bytes?)))
+        .filter(|e| e.target.starts_with("cometgate"))
+        .filter_map(|e| {
+            let who = match e.target.as_str() {
+                "cometgate" => e.name.clone(),
+                variant => format!("{} ({variant})", e.name),
+            };
+            Some((who, e.gateway_peak_rss_bytes?))
+        })
         .collect();
     if peaks.is_empty() {
         return verdict("all", &goal, "not run".into(), None);
@@ -222,3 +237,6 @@ fn rss(entries: &[Entry]) -> Verdict {
         Some(worst <= limit),
     )
 }
+
+#[cfg(test)]
+mod tests;

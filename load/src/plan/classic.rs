@@ -1,56 +1,14 @@
-//! The bench's scenarios: what each one runs, against which targets, on what simulated
-//! node, with which limits, for how long (`--quick` or full).
+//! The first benchmark's scenarios (the `--quick` bench): the LCD storm, an explorer,
+//! one abuser, the cache-hit ceiling and the overhead of a miss.
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use crate::configs::Limits;
+use super::{chain_node, load, secs, Scenario, ABUSER, ABUSER_RATE, STORM_MEMORY_LIMIT};
+use crate::configs::{Front, Limits};
 use crate::drive::{Load, Mode};
 use crate::mix::{Form, Mix};
 use crate::stack::Target;
 use cometgate_sim::SimNodeConfig;
-
-/// The well-behaved clients' address; the abuser comes from `ABUSER`.
-pub const ABUSER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-
-/// The node's memory limit in the storm: a direct storm passes it, four heavy answers at a
-/// time (cometgate's heavy lane) stay far below it.
-pub const STORM_MEMORY_LIMIT: u64 = 192 << 20;
-
-/// The abuser's arrival rate, requests per second.
-pub const ABUSER_RATE: f64 = 2000.0;
-
-#[derive(Clone, Debug)]
-pub struct Scenario {
-    pub name: &'static str,
-    pub targets: Vec<Target>,
-    pub node: SimNodeConfig,
-    pub limits: Limits,
-    /// The measured load; latency and errors in the report are this load's.
-    pub load: Load,
-    /// A second, unmeasured load running alongside (the abuser).
-    pub background: Option<Load>,
-    /// Alternating rounds over the targets; ratios are taken per round, then the median.
-    pub rounds: usize,
-    /// Load sent and discarded before the counters are reset (fills caches, warms pools).
-    pub warmup: Duration,
-    /// Poll the node's memory during the run (the storm's chart); otherwise once at the end.
-    pub poll_node: bool,
-}
-
-fn secs(quick: bool, q: u64, full: u64) -> Duration {
-    Duration::from_secs(if quick { q } else { full })
-}
-
-fn chain_node() -> SimNodeConfig {
-    SimNodeConfig {
-        block_interval: Duration::from_secs(1),
-        start_height: 200,
-        txs_per_block: 50,
-        events_per_tx: 10,
-        ..SimNodeConfig::default()
-    }
-}
 
 pub fn storm_node() -> SimNodeConfig {
     let mut slow = std::collections::BTreeMap::new();
@@ -69,17 +27,6 @@ pub fn storm_node() -> SimNodeConfig {
     }
 }
 
-fn load(mix: Mix, form: Form, mode: Mode, duration: Duration) -> Load {
-    Load {
-        mix,
-        form,
-        mode,
-        duration,
-        seed: 7,
-        local: None,
-    }
-}
-
 pub fn storm_load(duration: Duration) -> Load {
     load(
         Mix::Storm,
@@ -89,19 +36,26 @@ pub fn storm_load(duration: Duration) -> Load {
     )
 }
 
-/// Every scenario, in the order the bench runs and reports them.
-pub fn scenarios(quick: bool) -> Vec<Scenario> {
+/// The first benchmark's scenarios, the `--quick` bench.
+pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
     let base = Scenario {
         name: "",
         targets: vec![Target::Direct, Target::Cometgate, Target::Nginx],
         node: chain_node(),
-        limits: Limits::UNBINDING,
+        front: Front::limits(Limits::UNBINDING),
         load: well_behaved(quick),
         background: None,
         rounds: 1,
         warmup: Duration::ZERO,
         poll_node: false,
+        quick: true,
     };
+    let abuse_targets = vec![
+        Target::Direct,
+        Target::Cometgate,
+        Target::Fcfs,
+        Target::Nginx,
+    ];
     vec![
         Scenario {
             name: "lcd-storm",
@@ -123,13 +77,15 @@ pub fn scenarios(quick: bool) -> Vec<Scenario> {
         },
         Scenario {
             name: "abuse-baseline",
-            limits: ABUSE_LIMITS,
+            targets: abuse_targets.clone(),
+            front: Front::limits(ABUSE_LIMITS),
             poll_node: true,
             ..base.clone()
         },
         Scenario {
             name: "abuse",
-            limits: ABUSE_LIMITS,
+            targets: abuse_targets,
+            front: Front::limits(ABUSE_LIMITS),
             background: Some(abuser(quick)),
             poll_node: true,
             ..base.clone()
@@ -201,42 +157,5 @@ fn miss_overhead(quick: bool, base: Scenario) -> Scenario {
         rounds: if quick { 1 } else { 3 },
         warmup: Duration::from_secs(1),
         ..base
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_required_scenario_and_target_is_planned() {
-        let plan = scenarios(true);
-        let names: Vec<_> = plan.iter().map(|s| s.name).collect();
-        for n in [
-            "lcd-storm",
-            "explorer",
-            "abuse",
-            "cache-hit",
-            "miss-overhead",
-        ] {
-            assert!(names.contains(&n), "{n}");
-        }
-        let hit = plan.iter().find(|s| s.name == "cache-hit").unwrap();
-        assert!(hit.targets.contains(&Target::Ceiling));
-        let abuse = plan.iter().find(|s| s.name == "abuse").unwrap();
-        assert_eq!(abuse.background.as_ref().unwrap().local, Some(ABUSER));
-        assert_eq!(abuse.load.local, None);
-    }
-
-    #[test]
-    fn quick_fits_in_five_minutes() {
-        let total: Duration = scenarios(true)
-            .iter()
-            .map(|s| {
-                (s.load.duration + s.warmup + Duration::from_secs(2))
-                    * (s.targets.len() * s.rounds) as u32
-            })
-            .sum();
-        assert!(total < Duration::from_secs(240), "{total:?}");
     }
 }
