@@ -1,20 +1,53 @@
-//! A lane's adaptive limit: how many node calls may run at once, following the node's
-//! latency. The algorithm is tower-acc's Gradient2 (Netflix's gradient2): it compares
-//! the long-run latency with the latest and shrinks the limit when calls queue inside
-//! the node, grows it while latency holds. `[lanes.<lane>] max_concurrency` is its
-//! ceiling and `min_concurrency` its floor.
+//! A lane's adaptive limit: how many node calls may run at once, following how much the
+//! node stretches them. The algorithm is tower-acc's Vegas, fed not raw latency but
+//! each call's *stretch*: the time it took over its method's unloaded time. A lane
+//! mixes methods that cost 5 ms and 500 ms, so raw latency says more about the mix than
+//! about queueing; and an average of recent latency (Gradient2, tried first) drifts up
+//! under sustained overload until calls are stretched fourfold at the ceiling.
+//!
+//! A method's unloaded time is what it takes when it runs alone on its lane (or with no
+//! more than the floor's calls): a smoothed average of those calls, pulled down by any
+//! call that was faster. Calls that ran on a busy lane never raise it, so a long overload cannot teach the limiter that slow is
+//! normal. A node that really became slower stretches every call, the limit falls to
+//! its floor, calls run alone again, and the slower times are learned from them.
+//! `[lanes.<lane>] max_concurrency` is the ceiling and `min_concurrency` the floor.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use tower_acc::{Algorithm, Gradient2};
+use tower_acc::{Algorithm, Vegas};
 
-/// The latency rise tolerated before the limit shrinks: a node answering in 1.5× its
-/// usual time is busy, not yet queueing.
-const TOLERANCE: f64 = 1.5;
+/// Stretch below this is the node's own jitter, not a queue: the lane may grow.
+const JITTER: f64 = 1.1;
+
+/// Stretch is handed to Vegas as a latency on this scale (1 ms = unloaded).
+const UNIT_NANOS: f64 = 1e6;
+
+/// The weight of a new unloaded time: about the last few quiet calls count.
+const WEIGHT: f64 = 0.25;
+
+/// How far one call moves the limit (Vegas' smoothing): calls on a busy machine vary,
+/// and a limit that followed each one would swing by several calls a second.
+const SMOOTHING: f64 = 0.2;
 
 pub(super) struct Adaptive {
-    algorithm: Gradient2,
+    algorithm: Vegas,
     bounds: (usize, usize),
+    floor: usize,
+    /// Each method's unloaded seconds, once a call of it has run on a quiet lane. Keyed
+    /// by the method table's names, so bounded by them.
+    unloaded: HashMap<&'static str, f64>,
+}
+
+/// What one finished call tells the limiter.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Sample {
+    pub method: &'static str,
+    pub took: Duration,
+    /// Calls running on the lane when this one started, itself included.
+    pub running_at_start: usize,
+    /// Calls running when it finished, itself included.
+    pub running: usize,
 }
 
 impl Adaptive {
@@ -23,20 +56,53 @@ impl Adaptive {
         let (min, max) = (min.max(1), max.max(min.max(1)));
         // Start where a static lane would have been, within the bounds.
         let initial = 4.clamp(min, max);
+        // One call queued inside the node keeps it busy; two is a queue to drain. Vegas
+        // then steps by one call at a time. Its own probing (resetting the unloaded
+        // latency to a recent one) is off: a loaded call must never become the
+        // reference, which is what each method's unloaded time is.
+        let algorithm = Vegas::builder()
+            .initial_limit(initial)
+            .max_limit(max)
+            .alpha(|_| 1)
+            .beta(|_| 1)
+            .threshold(|_| 0)
+            .increase(|l| l + 1.0)
+            .decrease(|l| l - 1.0)
+            .probe_multiplier(usize::MAX)
+            .smoothing(SMOOTHING)
+            .build();
         Adaptive {
-            algorithm: Gradient2::builder()
-                .initial_limit(initial)
-                .min_limit(min)
-                .max_limit(max)
-                .rtt_tolerance(TOLERANCE)
-                .build(),
+            algorithm,
             bounds,
+            floor: min,
+            unloaded: HashMap::new(),
         }
     }
 
-    /// One finished call: how long it held its slot, and how many were running then.
-    pub(super) fn record(&mut self, took: Duration, running: usize) {
-        self.algorithm.update(took, running, false, false);
+    /// One finished call: how far the node stretched it, given what its method takes
+    /// on a quiet lane.
+    pub(super) fn record(&mut self, sample: Sample) {
+        let took = sample.took.as_secs_f64().max(1e-6);
+        let quiet = sample.running_at_start <= self.floor.max(1);
+        if quiet {
+            let unloaded = self.unloaded.entry(sample.method).or_insert(took);
+            *unloaded += WEIGHT * (took - *unloaded);
+        } else if let Some(unloaded) = self.unloaded.get_mut(sample.method) {
+            // Any call faster than the reference shows it too high (the first call of a
+            // method may have paid for a new connection); a loaded call never raises it.
+            if took < *unloaded {
+                *unloaded += WEIGHT * (took - *unloaded);
+            }
+        }
+        // A method never seen on a quiet lane has only loaded times, which would read as
+        // no queue at all.
+        let Some(unloaded) = self.unloaded.get(sample.method) else {
+            return;
+        };
+        let stretch = took / unloaded;
+        let signal = if stretch < JITTER { 1.0 } else { stretch };
+        let rtt = Duration::from_nanos((signal * UNIT_NANOS) as u64);
+        self.algorithm.update(rtt, sample.running, false, false);
     }
 
     /// The floor and ceiling it was made with.
@@ -45,42 +111,9 @@ impl Adaptive {
     }
 
     pub(super) fn limit(&self) -> usize {
-        self.algorithm.max_concurrency()
+        self.algorithm.max_concurrency().max(self.floor)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settle(a: &mut Adaptive, took: Duration, rounds: usize) {
-        for _ in 0..rounds {
-            let running = a.limit();
-            a.record(took, running);
-        }
-    }
-
-    #[test]
-    fn the_limit_grows_while_latency_holds_and_shrinks_when_it_rises() {
-        let mut a = Adaptive::new(1, 32);
-        assert_eq!(a.limit(), 4);
-        settle(&mut a, Duration::from_millis(50), 400);
-        let grown = a.limit();
-        assert!(grown > 8, "a node answering steadily gets more: {grown}");
-        // The node slows down fourfold: calls queue inside it.
-        settle(&mut a, Duration::from_millis(200), 50);
-        let shrunk = a.limit();
-        assert!(shrunk < grown / 2, "{grown} -> {shrunk}");
-    }
-
-    #[test]
-    fn the_limit_stays_within_its_floor_and_ceiling() {
-        let mut a = Adaptive::new(2, 6);
-        settle(&mut a, Duration::from_millis(10), 500);
-        assert_eq!(a.limit(), 6);
-        for took in [100, 400, 1600, 6400] {
-            settle(&mut a, Duration::from_millis(took), 50);
-        }
-        assert_eq!(a.limit(), 2);
-    }
-}
+mod tests;

@@ -1,6 +1,6 @@
 //! The adaptive heavy lane against a node whose speed changes while it runs: the limit
-//! (`cometgate_lane_limit{lane="heavy"}`) falls when the node slows down and rises again
-//! when it speeds up. The node is the simulated one with its processor-sharing CPU, so
+//! (`cometgate_lane_limit{lane="heavy"}`) grows to the node's CPU slots and stays near
+//! them, falls when the node slows down and rises again when it speeds up. The node is the simulated one with its processor-sharing CPU, so
 //! calls past its CPU slots really take longer; no timing is asserted, only where the
 //! limit goes.
 
@@ -21,11 +21,13 @@ use crate::support::*;
 /// Closed-loop clients: enough to keep any limit up to the ceiling (16) full.
 const CLIENTS: usize = 24;
 
+/// Calls the node runs at full speed; more share the CPU and each takes longer.
+const SLOTS: usize = 6;
+
 fn node() -> SimNodeConfig {
     SimNodeConfig {
-        // Two calls at full speed; more share the CPU and each takes longer.
-        cpu_slots: 2,
-        service_ms_per_method: BTreeMap::from([("tx_search".to_string(), 20)]),
+        cpu_slots: SLOTS,
+        service_ms_per_method: BTreeMap::from([("tx_search".to_string(), 40)]),
         ..SimNodeConfig::default()
     }
 }
@@ -101,8 +103,19 @@ async fn the_heavy_limit_falls_when_the_node_slows_and_rises_when_it_speeds_up()
     );
     let clients = load(&h, stop.clone(), answered.clone());
 
-    // At full speed the limit grows well past its start while calls keep their time.
-    limit_until(&h, "the limit grows at full speed", |l| l >= 8.0).await;
+    // At full speed the limit grows past its start to the node's slots, and no further
+    // than one or two calls queued inside the node (the old limiter drifted to 16).
+    limit_until(&h, "the limit grows at full speed", |l| l >= SLOTS as f64).await;
+    let mut seen = Vec::new();
+    while seen.len() < 40 {
+        seen.push(heavy_limit(&h).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let most = seen.iter().copied().fold(0.0, f64::max);
+    assert!(
+        most <= (SLOTS + 3) as f64,
+        "a full lane kept near the slots: {seen:?}"
+    );
 
     // A node four times slower: calls take longer than the lane has learned to expect.
     h.node.set_speed(0.25);

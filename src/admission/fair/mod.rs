@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 mod state;
 
-use super::adaptive::Adaptive;
+use super::adaptive::{Adaptive, Sample};
 use super::client::ClientKey;
 use super::estimate::Estimates;
 use state::{State, Waiter};
@@ -56,6 +56,8 @@ pub(super) struct Slot {
     method: &'static str,
     estimate: f64,
     started: Instant,
+    /// Calls running on the lane when this one started, itself included.
+    running_at_start: usize,
 }
 
 /// A queued call; dropping it before its slot comes takes it out of the queue.
@@ -133,8 +135,9 @@ impl FairQueue {
         }
         let estimate = state.estimates.of(method);
         state.start(client, estimate, now);
+        let running = state.running;
         drop(state);
-        Some(self.slot(client.clone(), method, estimate, now))
+        Some(self.slot(client.clone(), method, (estimate, running), now))
     }
 
     /// A place in the queue, whatever the slots.
@@ -179,7 +182,7 @@ impl FairQueue {
         self: &Arc<Self>,
         client: ClientKey,
         method: &'static str,
-        estimate: f64,
+        (estimate, running_at_start): (f64, usize),
         now: Instant,
     ) -> Slot {
         Slot {
@@ -188,6 +191,7 @@ impl FairQueue {
             method,
             estimate,
             started: now,
+            running_at_start,
         }
     }
 
@@ -262,7 +266,8 @@ impl FairQueue {
                 break;
             };
             state.start(&client, waiter.estimate, now);
-            let slot = self.slot(client, waiter.method, waiter.estimate, now);
+            let charge = (waiter.estimate, state.running);
+            let slot = self.slot(client, waiter.method, charge, now);
             grants.push((waiter.grant, slot));
         }
         drop(state);
@@ -279,7 +284,13 @@ impl FairQueue {
         state.running -= 1;
         state.estimates.record(slot.method, used);
         if let Some(adaptive) = &mut state.adaptive {
-            adaptive.record(used, running);
+            let sample = Sample {
+                method: slot.method,
+                took: used,
+                running_at_start: slot.running_at_start,
+                running,
+            };
+            adaptive.record(sample);
             state.limit = adaptive.limit();
         }
         let half_life = state.settings.half_life;
