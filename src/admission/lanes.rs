@@ -26,11 +26,6 @@ use super::shares::Shares;
 use crate::config::{Config, Lane, LaneConfig};
 use crate::error::Rejection;
 
-/// How long an idle client's node time takes to halve: long enough that a flood paused
-/// for a moment is still remembered, short enough that yesterday's heavy user is an
-/// ordinary one today.
-const HALF_LIFE: Duration = Duration::from_secs(10);
-
 /// Clients a lane remembers the node time of; past it the least recent are forgotten.
 const MAX_CLIENTS: usize = 65_536;
 
@@ -49,7 +44,6 @@ fn queue_settings(cfg: &LaneConfig) -> fair::Settings {
     fair::Settings {
         fair: cfg.fair,
         max_queue: cfg.max_queue,
-        half_life: HALF_LIFE,
         max_clients: MAX_CLIENTS,
     }
 }
@@ -125,6 +119,8 @@ pub struct LaneSnapshot {
     pub latency: Option<f64>,
     /// Held by the node guard: nothing new starts.
     pub paused: bool,
+    /// The node guard's hold: at most this many calls, for the node's memory.
+    pub hold: Option<usize>,
 }
 
 /// A slot for one node call, in a lane and in the total. Hold it for the whole upstream
@@ -264,13 +260,14 @@ impl Lanes {
             busy_clients: s.shares.busy_clients(),
             waiting_for_share: s.share_waiting.load(Ordering::Relaxed),
             latency: q.latency,
-            paused: q.paused,
+            paused: q.hold == Some(0),
+            hold: q.hold,
         }
     }
 
-    /// The node guard's hold on a lane.
-    pub(super) fn pause(&self, lane: Lane, paused: bool) {
-        self.inner.lane(lane).queue.set_paused(paused);
+    /// The node guard's hold on a lane (see `FairQueue::set_hold`).
+    pub(super) fn hold(&self, lane: Lane, hold: Option<usize>) {
+        self.inner.lane(lane).queue.set_hold(hold);
     }
 
     pub(super) fn total_capacity(&self) -> usize {

@@ -282,7 +282,7 @@ async fn a_clients_next_call_waits_behind_other_clients_first_ones() {
     // A free slot is A's whatever its share: the node is not left idle.
     let a1 = lanes.acquire(Lane::Heavy, &a, "tx_search").await.unwrap();
     // A's second call queues (its one place), its third waits for that place, then
-    // B's first queues behind A's second.
+    // B's first queues, ahead of A's second: A has had its turn.
     let mut a2 = pin!(lanes.acquire(Lane::Heavy, &a, "tx_search"));
     assert!(poll_once(a2.as_mut()).is_pending());
     let mut a3 = pin!(lanes.acquire(Lane::Heavy, &a, "tx_search"));
@@ -293,16 +293,16 @@ async fn a_clients_next_call_waits_behind_other_clients_first_ones() {
     assert_eq!((s.queued, s.waiting_for_share), (2, 1));
 
     drop(a1);
-    let a2 = a2.await.unwrap();
-    // A's second left the queue: its third takes the place, behind B's first.
-    assert!(poll_once(a3.as_mut()).is_pending());
-    drop(a2);
     let b1 = b1.await.unwrap();
     assert!(
-        poll_once(a3.as_mut()).is_pending(),
-        "B's call went ahead of A's third"
+        poll_once(a2.as_mut()).is_pending(),
+        "B's first call went ahead of A's second"
     );
     drop(b1);
+    let a2 = a2.await.unwrap();
+    // A's second left the queue: its third takes the place.
+    assert!(poll_once(a3.as_mut()).is_pending());
+    drop(a2);
     drop(a3.await.unwrap());
     let s = lanes.snapshot(Lane::Heavy);
     assert_eq!((s.in_flight, s.queued, s.busy_clients), (0, 0, 0));

@@ -254,10 +254,10 @@ impl Admission {
         self.lanes.acquire(lane, client, method).await
     }
 
-    /// The node guard's hold on a lane: while paused nothing new starts; the waiting
-    /// keep waiting within their queue timeout.
-    pub(crate) fn pause_lane(&self, lane: Lane, paused: bool) {
-        self.lanes.pause(lane, paused);
+    /// The node guard's hold on a lane: at most `hold` calls run, `Some(0)` starting
+    /// nothing new (the waiting keep waiting within their queue timeout), `None` none.
+    pub(crate) fn hold_lane(&self, lane: Lane, hold: Option<usize>) {
+        self.lanes.hold(lane, hold);
     }
 
     /// A WebSocket connection slot (per client and overall) carrying the per-connection

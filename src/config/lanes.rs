@@ -48,7 +48,7 @@ pub struct LaneConfig {
     pub max_concurrency: usize,
     /// With `adaptive`, the least the limit may fall to.
     pub min_concurrency: usize,
-    /// The limit follows the node's latency (Gradient2) between the two bounds.
+    /// The limit follows how much the node stretches its calls (Vegas) between the two bounds.
     pub adaptive: bool,
     /// A freed slot goes to the waiting client that used the node least lately; off,
     /// first come, first served.

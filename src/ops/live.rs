@@ -78,6 +78,12 @@ fn guard(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
         "The node's resident memory at the guard's last good read (0: none)",
         g.node_memory_bytes,
     )?;
+    gauge(
+        out,
+        "node_guard_heavy_call_bytes",
+        "What one heavy call was seen to add to the node's memory (0: not yet measured)",
+        g.heavy_call_bytes,
+    )?;
     let mut metric = out.encode_descriptor(
         "node_guard_state",
         "1 for the node guard's current state: off, blind (cannot read; acts as off), watching or shedding",
@@ -170,6 +176,13 @@ fn lanes(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
         "Node calls a lane lets run at once now: the adaptive limit, or max_concurrency",
         both,
         |l| l.capacity,
+    )?;
+    per_lane(
+        out,
+        "lane_guard_hold",
+        "Node calls the node guard lets a lane run at once, for the node's memory (the lane's ceiling when it holds nothing back)",
+        both,
+        |l| l.hold.unwrap_or(l.ceiling),
     )?;
     per_lane(
         out,

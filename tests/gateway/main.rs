@@ -11,6 +11,7 @@ mod clients;
 mod config_files;
 mod faults;
 mod guard;
+mod guard_room;
 mod hostile;
 mod listeners;
 mod logging;

@@ -45,6 +45,11 @@ const LIVE: &[(&str, &str, &str)] = &[
         "Node calls a lane lets run at once now: the adaptive limit, or max_concurrency",
     ),
     (
+        "lane_guard_hold",
+        "gauge",
+        "Node calls the node guard lets a lane run at once, for the node's memory (the lane's ceiling when it holds nothing back)",
+    ),
+    (
         "lane_paused",
         "gauge",
         "1 while the node guard keeps a lane from starting calls",

@@ -1,21 +1,21 @@
 //! One lane's node-call slots, handed out fairly between clients.
 //!
 //! A free slot is taken at once by whoever asks, so the node is never left idle. When
-//! all slots are busy, calls wait, and each freed slot goes to the waiting client that
-//! has recently used the least node time; a client's own calls keep their order. Node
-//! time is what a call really cost the node (the time its slot was held), charged as an
-//! estimate (its method's recent average) when the call starts and corrected when it
-//! ends, and it decays with `half_life`: a flood from one address waits behind everyone
-//! else's calls, and an address that stops flooding is soon an ordinary client again.
+//! all slots are busy, calls wait, and each freed slot goes by start-time fair queueing
+//! weighted by node time (see `state`): a client with nothing waiting goes ahead of
+//! every client with a queue, and clients with queues take turns by the node time they
+//! have been given; a client's own calls keep their order. Node time is what a call
+//! really cost the node (the time its slot was held), counted as an estimate (its
+//! method's recent average) when the call is queued and corrected when it ends.
 //!
 //! The number of slots is the lane's limit (fixed, or set by the adaptive limiter), and
-//! the node guard can pause the lane: nothing new starts, the waiting keep waiting.
+//! the node guard can hold it lower: to as many calls as the node's memory has room for,
+//! or to none, when nothing new starts and the waiting keep waiting.
 //! Memory is bounded: the queue by `max_queue`, the client table by `max_clients`
-//! (clients with nothing queued or running and little recent use age out first).
+//! (idle clients that are owed nothing go first).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -33,7 +33,6 @@ pub(super) struct Settings {
     /// Off: first come, first served (what the fairness is measured against).
     pub fair: bool,
     pub max_queue: usize,
-    pub half_life: Duration,
     pub max_clients: usize,
 }
 
@@ -84,7 +83,8 @@ pub(super) struct Snapshot {
     pub running: usize,
     pub queued: usize,
     pub clients: usize,
-    pub paused: bool,
+    /// The node guard's hold: at most this many calls start (0: none).
+    pub hold: Option<usize>,
 }
 
 impl FairQueue {
@@ -93,10 +93,11 @@ impl FairQueue {
             state: Mutex::new(State {
                 settings,
                 limit,
-                paused: false,
+                hold: None,
                 running: 0,
                 queued: 0,
                 next_seq: 0,
+                virtual_time: 0.0,
                 clients: HashMap::new(),
                 backlogged: Vec::new(),
                 estimates: Estimates::default(),
@@ -130,11 +131,12 @@ impl FairQueue {
     ) -> Option<Slot> {
         let now = Instant::now();
         let mut state = self.lock();
-        if !state.backlogged.is_empty() || state.paused || state.running >= state.limit {
+        if !state.backlogged.is_empty() || state.running >= state.allowed() {
             return None;
         }
         let estimate = state.estimates.of(method);
-        state.start(client, estimate, now);
+        let start = state.tag(client, estimate);
+        state.start(client, start);
         let running = state.running;
         drop(state);
         Some(self.slot(client.clone(), method, (estimate, running), now))
@@ -146,7 +148,6 @@ impl FairQueue {
         client: &ClientKey,
         method: &'static str,
     ) -> Result<Ticket, Full> {
-        let now = Instant::now();
         let mut state = self.lock();
         if state.queued >= state.settings.max_queue {
             return Err(Full::Queue);
@@ -156,13 +157,14 @@ impl FairQueue {
         let seq = state.next_seq;
         state.next_seq += 1;
         state.queued += 1;
-        state.make_room(client, now);
+        let start = state.tag(client, estimate);
         let c = state.clients.entry(client.clone()).or_default();
         let first = c.waiting.is_empty();
         c.waiting.push_back(Waiter {
             seq,
             method,
             estimate,
+            start,
             grant: tx,
         });
         if first {
@@ -225,10 +227,11 @@ impl FairQueue {
         self.lock().settings.max_queue
     }
 
-    /// The node guard's hold: while paused nothing new starts.
-    pub(super) fn set_paused(self: &Arc<Self>, paused: bool) {
+    /// The node guard's hold: no more than `hold` calls run (`Some(0)`: nothing new
+    /// starts); `None` lets the limit alone decide.
+    pub(super) fn set_hold(self: &Arc<Self>, hold: Option<usize>) {
         let mut state = self.lock();
-        state.paused = paused;
+        state.hold = hold;
         self.dispatch(state);
     }
 
@@ -240,19 +243,19 @@ impl FairQueue {
             running: state.running,
             queued: state.queued,
             clients: state.clients.len(),
-            paused: state.paused,
+            hold: state.hold,
         }
     }
 
-    /// A client's recent node time, in seconds (decayed to now).
+    /// How far a client's next call would start after the lane's virtual time, in node
+    /// seconds: what it is owed to the others.
     #[cfg(test)]
-    pub(super) fn usage(&self, client: &ClientKey) -> f64 {
+    pub(super) fn lead(&self, client: &ClientKey) -> f64 {
         let state = self.lock();
-        let half_life = state.settings.half_life;
         state
             .clients
             .get(client)
-            .map_or(0.0, |c| c.usage_at(Instant::now(), half_life))
+            .map_or(0.0, |c| (c.finish - state.virtual_time).max(0.0))
     }
 
     /// Starts waiting calls while slots are free, least recent use first. The grants
@@ -261,11 +264,11 @@ impl FairQueue {
     fn dispatch(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
         let now = Instant::now();
         let mut grants = Vec::new();
-        while !state.paused && state.running < state.limit {
-            let Some((client, waiter)) = state.next_waiter(now) else {
+        while state.running < state.allowed() {
+            let Some((client, waiter)) = state.next_waiter() else {
                 break;
             };
-            state.start(&client, waiter.estimate, now);
+            state.start(&client, waiter.start);
             let charge = (waiter.estimate, state.running);
             let slot = self.slot(client, waiter.method, charge, now);
             grants.push((waiter.grant, slot));
@@ -293,10 +296,9 @@ impl FairQueue {
             adaptive.record(sample);
             state.limit = adaptive.limit();
         }
-        let half_life = state.settings.half_life;
         if let Some(c) = state.clients.get_mut(&slot.client) {
             c.running -= 1;
-            c.charge(used.as_secs_f64() - slot.estimate, now, half_life);
+            c.charge(used.as_secs_f64() - slot.estimate);
         }
         self.dispatch(state);
     }

@@ -1,11 +1,18 @@
-//! The fair queue's bookkeeping: each client's recent node time and waiting calls, and
-//! which waiting call a freed slot goes to.
+//! The fair queue's bookkeeping, start-time fair queueing (Goyal et al.) with node time
+//! as the cost: each call gets a start tag, the later of the lane's virtual time and
+//! its client's last finish tag, and its finish tag adds its expected node time. A freed
+//! slot goes to the waiting call with the least start tag, and the virtual time is the
+//! start tag of the last call started.
+//!
+//! So a client that has no call waiting starts its next one at the virtual time, ahead
+//! of every backlogged client's queue, which is what keeps an ordinary client's latency
+//! beside a crowd: it waits for a slot, not for the crowd. A client with many calls
+//! queued has tags far ahead and waits its turn; an idle client banks no credit, since
+//! its next tag is never behind the virtual time.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 use super::{Settings, Slot};
 use crate::admission::adaptive::Adaptive;
@@ -16,47 +23,40 @@ pub(super) struct Waiter {
     pub seq: u64,
     pub method: &'static str,
     pub estimate: f64,
+    /// Start tag, in node seconds of virtual time.
+    pub start: f64,
     pub grant: oneshot::Sender<Slot>,
 }
 
 #[derive(Default)]
 pub(super) struct Client {
-    /// Node seconds used, decayed to `at`.
-    pub usage: f64,
-    pub at: Option<Instant>,
+    /// The finish tag of its last call: where its next one starts at the earliest.
+    pub finish: f64,
     pub waiting: VecDeque<Waiter>,
     pub running: usize,
 }
 
 impl Client {
-    pub(super) fn usage_at(&self, now: Instant, half_life: Duration) -> f64 {
-        match self.at {
-            Some(at) if !half_life.is_zero() => {
-                let halvings =
-                    now.saturating_duration_since(at).as_secs_f64() / half_life.as_secs_f64();
-                self.usage * (-halvings).exp2()
-            }
-            _ => self.usage,
-        }
-    }
-
-    pub(super) fn charge(&mut self, seconds: f64, now: Instant, half_life: Duration) {
-        self.usage = (self.usage_at(now, half_life) + seconds).max(0.0);
-        self.at = Some(now);
-    }
-
     pub(super) fn idle(&self) -> bool {
         self.waiting.is_empty() && self.running == 0
+    }
+
+    /// Corrects the finish tag once a call's real node time is known.
+    pub(super) fn charge(&mut self, correction: f64) {
+        self.finish += correction;
     }
 }
 
 pub(super) struct State {
     pub settings: Settings,
     pub limit: usize,
-    pub paused: bool,
+    /// The node guard's hold on the limit (see `FairQueue::set_hold`).
+    pub hold: Option<usize>,
     pub running: usize,
     pub queued: usize,
     pub next_seq: u64,
+    /// The start tag of the last call started.
+    pub virtual_time: f64,
     pub clients: HashMap<ClientKey, Client>,
     /// Clients with a call waiting: whom a freed slot is chosen among.
     pub backlogged: Vec<ClientKey>,
@@ -66,35 +66,43 @@ pub(super) struct State {
 }
 
 impl State {
-    /// A call takes a slot: counted, and charged its estimate.
-    pub(super) fn start(&mut self, client: &ClientKey, estimate: f64, now: Instant) {
-        self.running += 1;
-        self.make_room(client, now);
-        let half_life = self.settings.half_life;
-        let c = self.clients.entry(client.clone()).or_default();
-        c.running += 1;
-        c.charge(estimate, now, half_life);
+    /// Calls that may run now: the limit, or the guard's hold when lower.
+    pub(super) fn allowed(&self) -> usize {
+        self.hold.map_or(self.limit, |h| h.min(self.limit))
     }
 
-    /// The waiting call of the backlogged client with the least recent use (the
-    /// earliest arrival among equals; the earliest of all when the lane is not fair).
-    pub(super) fn next_waiter(&mut self, now: Instant) -> Option<(ClientKey, Waiter)> {
-        let half_life = self.settings.half_life;
+    /// Tags a new call of `client`: its start tag, its client's finish moved past it.
+    pub(super) fn tag(&mut self, client: &ClientKey, estimate: f64) -> f64 {
+        self.make_room(client);
+        let virtual_time = self.virtual_time;
+        let c = self.clients.entry(client.clone()).or_default();
+        let start = c.finish.max(virtual_time);
+        c.finish = start + estimate;
+        start
+    }
+
+    /// A call takes a slot.
+    pub(super) fn start(&mut self, client: &ClientKey, start: f64) {
+        self.running += 1;
+        self.virtual_time = self.virtual_time.max(start);
+        if let Some(c) = self.clients.get_mut(client) {
+            c.running += 1;
+        }
+    }
+
+    /// The waiting call with the least start tag (the earliest arrival among equals; the
+    /// earliest of all when the lane is not fair).
+    pub(super) fn next_waiter(&mut self) -> Option<(ClientKey, Waiter)> {
         let fair = self.settings.fair;
         let (at, _) = self
             .backlogged
             .iter()
             .enumerate()
             .filter_map(|(i, key)| {
-                let c = self.clients.get(key)?;
-                let front = c.waiting.front()?;
-                // Unfair, everyone has used the same: arrival order alone decides.
-                let used = if fair {
-                    c.usage_at(now, half_life)
-                } else {
-                    0.0
-                };
-                Some((i, (used, front.seq)))
+                let front = self.clients.get(key)?.waiting.front()?;
+                // Unfair, every tag is the same: arrival order alone decides.
+                let start = if fair { front.start } else { 0.0 };
+                Some((i, (start, front.seq)))
             })
             .min_by(|(_, a), (_, b)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))?;
         let key = self.backlogged[at].clone();
@@ -107,19 +115,18 @@ impl State {
         Some((key, waiter))
     }
 
-    /// Keeps the client table within `max_clients` before `client` may be added: idle
-    /// clients whose use has decayed the most go first. Clients that are running or
-    /// waiting are bounded by the lane's limit and queue, so room is always found.
-    pub(super) fn make_room(&mut self, client: &ClientKey, now: Instant) {
+    /// Keeps the client table within `max_clients` before `client` may be added. An
+    /// idle client whose finish tag the virtual time has passed is no different from a
+    /// new one, so those go first; then the idle ones least ahead. Clients that are
+    /// running or waiting are bounded by the lane's limit and queue, so room is found.
+    pub(super) fn make_room(&mut self, client: &ClientKey) {
         let max = self.settings.max_clients.max(1);
         if self.clients.len() < max || self.clients.contains_key(client) {
             return;
         }
-        let half_life = self.settings.half_life;
-        // Drop every idle client whose use has decayed to nothing; if that frees too
-        // little, the idle half with the least use.
+        let virtual_time = self.virtual_time;
         self.clients
-            .retain(|_, c| !c.idle() || c.usage_at(now, half_life) > 1e-6);
+            .retain(|_, c| !c.idle() || c.finish > virtual_time);
         if self.clients.len() < max {
             return;
         }
@@ -127,7 +134,7 @@ impl State {
             .clients
             .values()
             .filter(|c| c.idle())
-            .map(|c| c.usage_at(now, half_life))
+            .map(|c| c.finish)
             .collect();
         if idle.is_empty() {
             return;
@@ -135,7 +142,6 @@ impl State {
         let middle = idle.len() / 2;
         let (_, cut, _) = idle.select_nth_unstable_by(middle, f64::total_cmp);
         let cut = *cut;
-        self.clients
-            .retain(|_, c| !c.idle() || c.usage_at(now, half_life) > cut);
+        self.clients.retain(|_, c| !c.idle() || c.finish > cut);
     }
 }

@@ -1,6 +1,7 @@
 //! The fair queue's order, proved on a paused clock.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use proptest::prelude::*;
 
@@ -14,7 +15,6 @@ fn settings() -> Settings {
     Settings {
         fair: true,
         max_queue: 64,
-        half_life: Duration::from_secs(10),
         max_clients: 1024,
     }
 }
@@ -143,20 +143,83 @@ async fn an_unfair_lane_serves_in_arrival_order() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn use_decays_so_a_past_flood_is_forgiven() {
+async fn a_client_with_nothing_waiting_goes_ahead_of_a_crowd_that_got_as_much() {
+    // Four crowd clients and an ordinary one, each served in turn so far: by node time
+    // used they are all alike. The crowd keep queues; the ordinary client sends one call.
     let q = FairQueue::new(1, settings());
-    run_for(now(q.enter(&ip(1), "tx_search")), Duration::from_secs(4)).await;
-    let used = q.usage(&ip(1));
+    let running = now(q.enter(&ip(9), "tx_search"));
+    let mut crowd: Vec<Ticket> = (0..4)
+        .flat_map(|_| (1..=4).map(|c| queued(q.enter(&ip(c), "tx_search"))))
+        .collect();
+    let mut freed = running;
+    for _ in 0..4 {
+        run_for(freed, Duration::from_millis(200)).await;
+        freed = crowd
+            .iter_mut()
+            .find_map(Ticket::ready)
+            .expect("the crowd is served");
+    }
+    let mut ordinary = queued(q.enter(&ip(5), "tx_search"));
+    run_for(freed, Duration::from_millis(200)).await;
     assert!(
-        (used - 4.0).abs() < 0.01,
-        "charged what the call held: {used}"
+        ordinary.ready().is_some(),
+        "its one call goes before the crowd's queues"
     );
-    tokio::time::advance(Duration::from_secs(10)).await;
-    let later = q.usage(&ip(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_client_banks_no_credit() {
+    let q = FairQueue::new(1, settings());
+    // Client 1 uses the node for a long while; client 2 was away all that time.
+    let mut first = now(q.enter(&ip(1), "tx_search"));
+    for _ in 0..20 {
+        let next = queued(q.enter(&ip(1), "tx_search"));
+        run_for(first, Duration::from_millis(200)).await;
+        first = next.granted().await.expect("granted");
+    }
     assert!(
-        (later - used / 2.0).abs() < 1e-9,
-        "one half-life halves it: {later}"
+        q.lead(&ip(1)) < 0.3,
+        "alone, it owes nobody: {}",
+        q.lead(&ip(1))
     );
+    // Both now queue: they take turns, client 2 does not get twenty calls first.
+    let mut one: Vec<Ticket> = (0..3)
+        .map(|_| queued(q.enter(&ip(1), "tx_search")))
+        .collect();
+    let mut two: Vec<Ticket> = (0..3)
+        .map(|_| queued(q.enter(&ip(2), "tx_search")))
+        .collect();
+    let mut order = Vec::new();
+    let mut slot = first;
+    for _ in 0..6 {
+        run_for(slot, Duration::from_millis(200)).await;
+        slot = match (
+            one.iter_mut().find_map(Ticket::ready),
+            two.iter_mut().find_map(Ticket::ready),
+        ) {
+            (Some(s), None) => {
+                order.push(1);
+                s
+            }
+            (None, Some(s)) => {
+                order.push(2);
+                s
+            }
+            _ => panic!("one call at a time"),
+        };
+    }
+    assert_eq!(order, [2, 1, 2, 1, 2, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_is_charged_what_it_really_held() {
+    let q = FairQueue::new(1, settings());
+    // The first guess is small; the call holds its slot for four seconds.
+    let running = now(q.enter(&ip(1), "tx_search"));
+    let _other = queued(q.enter(&ip(2), "tx_search"));
+    run_for(running, Duration::from_secs(4)).await;
+    let lead = q.lead(&ip(1));
+    assert!((lead - 4.0).abs() < 0.05, "owes what it held: {lead}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -196,10 +259,10 @@ async fn a_slot_granted_to_a_wait_that_left_is_given_back() {
 #[tokio::test(start_paused = true)]
 async fn paused_nothing_new_starts_and_resuming_starts_the_waiting() {
     let q = FairQueue::new(4, settings());
-    q.set_paused(true);
+    q.set_hold(Some(0));
     let mut waiting = queued(q.enter(&ip(1), "tx_search"));
     assert!(waiting.ready().is_none());
-    q.set_paused(false);
+    q.set_hold(None);
     assert!(waiting.ready().is_some());
 }
 
@@ -247,15 +310,14 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     /// Whatever the arrivals, a call waiting is passed over only a bounded number of
-    /// times. Another client is served before it only while that client has used no
-    /// more node time than the waiting call's, and each call served adds at least 10 ms
-    /// to its client (calls hold 20-25 ms; before any has ended, the first guess is
-    /// 10 ms). The waiting client's use still grows by its own calls ahead of this one
-    /// (25 ms each at most) and its running ones (15 ms each at most: a 10 ms guess for
-    /// a 25 ms call); another's running calls can lower theirs by 5 ms each. So a call
-    /// whose client has used u ms, with a calls of its own ahead, is passed over at most
-    /// (clients - 1) * ((u + 15 * limit + 25 * a) / 10 + 2) + limit times. First come,
-    /// first served fails this.
+    /// times. While it waits, only calls with a start tag no later than its own start
+    /// (no call starts at once while any waits). Another client's calls are tagged at
+    /// least 5 ms apart: each adds its estimate (10 ms at first, then the 20-25 ms the
+    /// calls hold) and a call that ends is corrected to what it held, which takes back
+    /// at most 5 ms. So a call that starts `lead` after the virtual time is passed over
+    /// at most by the others' calls already waiting, and by (clients - 1) *
+    /// (lead / 5 ms + 2) more, plus the running ones. First come, first served fails
+    /// this.
     #[test]
     fn no_waiting_client_is_skipped_without_bound(
         arrivals in prop::collection::vec(prop::collection::vec((0u8..5, 20u64..=25), 0..12), 1..60),
@@ -277,6 +339,7 @@ struct Waiting {
     ticket: Ticket,
     /// Calls of other clients served before it queued.
     others_then: u64,
+    /// The bound on calls of others served while it waits.
     bound: u64,
 }
 
@@ -288,8 +351,6 @@ async fn skips_are_bounded(bursts: Vec<Vec<(u8, u64)>>, limit: usize) {
         Settings {
             fair: true,
             max_queue: 1000,
-            // No decay: the bound is then exact.
-            half_life: Duration::ZERO,
             max_clients: 100,
         },
     );
@@ -312,16 +373,15 @@ async fn skips_are_bounded(bursts: Vec<Vec<(u8, u64)>>, limit: usize) {
                     running.push((slot, hold));
                 }
                 Ok(Entry::Queued(ticket)) => {
-                    let used_ms = (q.usage(&ip(client)) * 1000.0).ceil() as u64;
-                    let ahead = waiting.iter().filter(|w| w.client == client).count() as u64;
-                    let limit = limit as u64;
+                    let lead_ms = (q.lead(&ip(client)) * 1000.0).ceil() as u64;
+                    let others_waiting =
+                        waiting.iter().filter(|w| w.client != client).count() as u64;
                     waiting.push(Waiting {
                         client,
                         hold,
                         ticket,
                         others_then: others(&served, client),
-                        bound: (CLIENTS - 1) * ((used_ms + 15 * limit + 25 * ahead) / 10 + 2)
-                            + limit,
+                        bound: others_waiting + (CLIENTS - 1) * (lead_ms / 5 + 2) + limit as u64,
                     });
                 }
                 Err(e) => panic!("refused: {e:?}"),

@@ -5,6 +5,12 @@
 //! `resume_below` heavy calls start again. The gap between the two keeps it from
 //! flapping.
 //!
+//! Between readings it predicts: from what the node's memory was with and without heavy
+//! calls running it learns what one costs, and holds the heavy lane to as many as fit
+//! under `shed_above` (one at a time until it has measured one). Calls that would kill
+//! the node together are never started together, which a threshold read once a second
+//! cannot see coming.
+//!
 //! It never blocks traffic on its own failure: an endpoint that is down or serves
 //! something unreadable leaves the guard blind, which acts as if it were off, and each
 //! change of state is logged once.
@@ -24,6 +30,9 @@ use tokio::time::Instant;
 use crate::admission::Admission;
 use crate::config::NodeGuardConfig;
 use crate::methods::Lane;
+
+mod footprint;
+use footprint::Footprint;
 
 /// A node's metrics page is a few hundred KiB; more is not a metrics page.
 const MAX_PAGE_BYTES: usize = 8 << 20;
@@ -73,6 +82,8 @@ pub struct GuardSnapshot {
     pub memory_limit_bytes: u64,
     /// Time spent shedding since start, the current stretch included.
     pub shedding_seconds: f64,
+    /// What one heavy call was seen to add to the node's memory (0: not yet measured).
+    pub heavy_call_bytes: u64,
 }
 
 pub struct Guard {
@@ -81,6 +92,7 @@ pub struct Guard {
     memory: AtomicU64,
     shed_total_us: AtomicU64,
     shed_since: Mutex<Option<Instant>>,
+    footprint: Mutex<Footprint>,
 }
 
 impl Guard {
@@ -91,6 +103,7 @@ impl Guard {
             memory: AtomicU64::new(0),
             shed_total_us: AtomicU64::new(0),
             shed_since: Mutex::new(None),
+            footprint: Mutex::new(Footprint::default()),
         })
     }
 
@@ -107,6 +120,7 @@ impl Guard {
             node_memory_bytes: self.memory.load(Ordering::Relaxed),
             memory_limit_bytes: self.settings.load().memory_limit.map_or(0, |b| b.as_u64()),
             shedding_seconds: self.shed_total_us.load(Ordering::Relaxed) as f64 / 1e6 + current,
+            heavy_call_bytes: self.footprint().per_call_bytes(),
         }
     }
 
@@ -122,13 +136,17 @@ impl Guard {
                     None => GuardState::Off,
                     Some(url) => match read_memory(&client, url, settings.interval).await {
                         Ok(bytes) => {
+                            let running = admission.snapshot().heavy.in_flight;
+                            guard.footprint().observe(bytes, running, settings.interval);
                             guard.memory.store(bytes, Ordering::Relaxed);
                             guard.judge(bytes, &settings)
                         }
                         Err(why) => guard.blind(&why),
                     },
                 };
-                guard.enter(next, &admission);
+                // The hold first: a state seen as watching has its hold in place.
+                admission.hold_lane(Lane::Heavy, guard.hold(next, &settings));
+                guard.enter(next);
                 tokio::time::sleep(settings.interval).await;
             }
         })
@@ -149,6 +167,24 @@ impl Guard {
         }
     }
 
+    fn footprint(&self) -> std::sync::MutexGuard<'_, Footprint> {
+        self.footprint.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many heavy calls may run: none while shedding, what fits in the node's memory
+    /// while watching. Blind, it holds nothing back on its own failure, except what it
+    /// has already measured to fit: that needs no reading, and dropping it at a slow
+    /// read would let through at once the calls that kill the node.
+    fn hold(&self, state: GuardState, settings: &NodeGuardConfig) -> Option<usize> {
+        let ceiling = settings.memory_limit.map_or(0, |l| l.as_u64()) as f64 * settings.shed_above;
+        match state {
+            GuardState::Shedding => Some(0),
+            GuardState::Watching => self.footprint().room(ceiling),
+            GuardState::Blind => self.footprint().measured_room(ceiling),
+            GuardState::Off => None,
+        }
+    }
+
     fn blind(&self, why: &str) -> GuardState {
         if GuardState::from_u8(self.state.load(Ordering::Relaxed)) != GuardState::Blind {
             tracing::warn!(
@@ -159,7 +195,7 @@ impl Guard {
         GuardState::Blind
     }
 
-    fn enter(&self, next: GuardState, admission: &Admission) {
+    fn enter(&self, next: GuardState) {
         let was = GuardState::from_u8(self.state.swap(next as u8, Ordering::Relaxed));
         if was == next {
             return;
@@ -168,7 +204,6 @@ impl Guard {
         let mut since = self.shed_since.lock().unwrap_or_else(|e| e.into_inner());
         if next == GuardState::Shedding {
             *since = Some(Instant::now());
-            admission.pause_lane(Lane::Heavy, true);
             tracing::warn!(
                 node_memory_bytes = memory,
                 "node memory high: heavy calls wait"
@@ -178,7 +213,6 @@ impl Guard {
                 let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
                 self.shed_total_us.fetch_add(us, Ordering::Relaxed);
             }
-            admission.pause_lane(Lane::Heavy, false);
             match (was, next) {
                 (GuardState::Shedding, GuardState::Watching) => {
                     tracing::info!(
