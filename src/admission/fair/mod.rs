@@ -135,7 +135,7 @@ impl FairQueue {
             return None;
         }
         let estimate = state.estimates.of(method);
-        let start = state.tag(client, estimate);
+        let (start, _) = state.tag(client, estimate);
         state.start(client, start);
         let running = state.running;
         drop(state);
@@ -157,7 +157,7 @@ impl FairQueue {
         let seq = state.next_seq;
         state.next_seq += 1;
         state.queued += 1;
-        let start = state.tag(client, estimate);
+        let (start, fresh) = state.tag(client, estimate);
         let c = state.clients.entry(client.clone()).or_default();
         let first = c.waiting.is_empty();
         c.waiting.push_back(Waiter {
@@ -165,6 +165,7 @@ impl FairQueue {
             method,
             estimate,
             start,
+            fresh,
             grant: tx,
         });
         if first {

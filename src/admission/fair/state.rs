@@ -4,9 +4,9 @@
 //! slot goes to the waiting call with the least start tag, and the virtual time is the
 //! start tag of the last call started.
 //!
-//! So a client that has no call waiting starts its next one at the virtual time, ahead
-//! of every backlogged client's queue, which is what keeps an ordinary client's latency
-//! beside a crowd: it waits for a slot, not for the crowd. A client with many calls
+//! So a client that has no call waiting or running starts its next one at the virtual
+//! time, ahead of every backlogged client's queue, which is what keeps an ordinary
+//! client's latency beside a crowd: it waits for a slot, not for the crowd. A client with many calls
 //! queued has tags far ahead and waits its turn; an idle client banks no credit, since
 //! its next tag is never behind the virtual time.
 
@@ -25,6 +25,8 @@ pub(super) struct Waiter {
     pub estimate: f64,
     /// Start tag, in node seconds of virtual time.
     pub start: f64,
+    /// Its client had nothing running or waiting: it goes first among equal tags.
+    pub fresh: bool,
     pub grant: oneshot::Sender<Slot>,
 }
 
@@ -72,13 +74,21 @@ impl State {
     }
 
     /// Tags a new call of `client`: its start tag, its client's finish moved past it.
-    pub(super) fn tag(&mut self, client: &ClientKey, estimate: f64) -> f64 {
+    ///
+    /// A client with nothing running or waiting is given one call's worth of credit:
+    /// its last call's finish would otherwise put it a whole call's cost ahead of the
+    /// virtual time, behind every backlogged client's next call, and an ordinary client
+    /// asking about its fair share would wait a round of the crowd for each call. A
+    /// client can use the credit one call at a time only, so no more than one slot.
+    pub(super) fn tag(&mut self, client: &ClientKey, estimate: f64) -> (f64, bool) {
         self.make_room(client);
         let virtual_time = self.virtual_time;
         let c = self.clients.entry(client.clone()).or_default();
-        let start = c.finish.max(virtual_time);
+        let fresh = c.idle();
+        let earliest = if fresh { c.finish - estimate } else { c.finish };
+        let start = earliest.max(virtual_time);
         c.finish = start + estimate;
-        start
+        (start, fresh)
     }
 
     /// A call takes a slot.
@@ -90,8 +100,8 @@ impl State {
         }
     }
 
-    /// The waiting call with the least start tag (the earliest arrival among equals; the
-    /// earliest of all when the lane is not fair).
+    /// The waiting call with the least start tag (among equals a fresh client's, then the
+    /// earliest arrival; the earliest of all when the lane is not fair).
     pub(super) fn next_waiter(&mut self) -> Option<(ClientKey, Waiter)> {
         let fair = self.settings.fair;
         let (at, _) = self
@@ -101,10 +111,14 @@ impl State {
             .filter_map(|(i, key)| {
                 let front = self.clients.get(key)?.waiting.front()?;
                 // Unfair, every tag is the same: arrival order alone decides.
-                let start = if fair { front.start } else { 0.0 };
-                Some((i, (start, front.seq)))
+                let (start, fresh) = if fair {
+                    (front.start, front.fresh)
+                } else {
+                    (0.0, false)
+                };
+                Some((i, (start, !fresh, front.seq)))
             })
-            .min_by(|(_, a), (_, b)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))?;
+            .min_by(|(_, a), (_, b)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)))?;
         let key = self.backlogged[at].clone();
         let c = self.clients.get_mut(&key)?;
         let waiter = c.waiting.pop_front()?;

@@ -168,6 +168,47 @@ async fn a_client_with_nothing_waiting_goes_ahead_of_a_crowd_that_got_as_much() 
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_ordinary_client_near_its_share_waits_for_a_slot_not_for_the_crowd() {
+    // Two slots; three crowd clients keep queues; the ordinary client sends a call every
+    // 300 ms of 200 ms calls, as much node time as each crowd client gets. Without the
+    // credit its every call would start a whole call behind the virtual time.
+    let q = FairQueue::new(2, settings());
+    for _ in 0..10 {
+        run_for(
+            now(q.enter(&ip(9), "tx_search")),
+            Duration::from_millis(200),
+        )
+        .await;
+    }
+    let mut running: Vec<Slot> = (0..2).map(|_| now(q.enter(&ip(9), "tx_search"))).collect();
+    let mut crowd: Vec<Ticket> = (0..20)
+        .flat_map(|_| (1..=3).map(|c| queued(q.enter(&ip(c), "tx_search"))))
+        .collect();
+    // A round of the crowd first: its queues are then all ahead of the virtual time.
+    for _ in 0..4 {
+        run_for(running.remove(0), Duration::from_millis(100)).await;
+        let next = crowd.iter_mut().find_map(Ticket::ready).expect("the crowd");
+        running.push(next);
+    }
+    for call in 0..6 {
+        let mut ordinary = queued(q.enter(&ip(5), "tx_search"));
+        // The next slot to free is the ordinary client's.
+        run_for(running.remove(0), Duration::from_millis(100)).await;
+        let slot = ordinary
+            .ready()
+            .unwrap_or_else(|| panic!("call {call} waited"));
+        running.push(slot);
+        // Another 200 ms: its call ends, the crowd takes both slots meanwhile.
+        run_for(running.remove(0), Duration::from_millis(100)).await;
+        let next = crowd.iter_mut().find_map(Ticket::ready).expect("the crowd");
+        running.push(next);
+        run_for(running.remove(0), Duration::from_millis(100)).await;
+        let next = crowd.iter_mut().find_map(Ticket::ready).expect("the crowd");
+        running.push(next);
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_idle_client_banks_no_credit() {
     let q = FairQueue::new(1, settings());
     // Client 1 uses the node for a long while; client 2 was away all that time.
