@@ -233,6 +233,7 @@ impl Lanes {
         client: &ClientKey,
         method: &'static str,
     ) -> Option<Slot> {
+        let asked = state.queue.ask(client, method);
         let per_client = state.max_per_client.load(Ordering::Relaxed);
         let _share = if per_client > 0 {
             match state.shares.try_take(client, per_client) {
@@ -245,7 +246,7 @@ impl Lanes {
         } else {
             None
         };
-        state.queue.queue(client, method).ok()?.granted().await
+        state.queue.queue_asked(client, asked).ok()?.granted().await
     }
 
     pub(super) fn snapshot(&self, lane: Lane) -> LaneSnapshot {

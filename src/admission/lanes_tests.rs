@@ -307,3 +307,36 @@ async fn a_clients_next_call_waits_behind_other_clients_first_ones() {
     let s = lanes.snapshot(Lane::Heavy);
     assert_eq!((s.in_flight, s.queued, s.busy_clients), (0, 0, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_goes_before_the_rest_of_a_flood_waiting_for_its_place() {
+    // One place each: B's flood waits mostly outside the queue, one call in it at a time.
+    let mut c = config(1, 8, 4);
+    c.lanes.heavy.max_per_client = 1;
+    let lanes = Lanes::new(&c);
+    let ip = |last: u8| ClientKey::Ip(std::net::IpAddr::from([10, 0, 0, last]));
+    let (a, b, other) = (ip(1), ip(2), ip(9));
+    let running = lanes
+        .acquire(Lane::Heavy, &other, "tx_search")
+        .await
+        .unwrap();
+    let mut flood: Vec<_> = (0..6)
+        .map(|_| Box::pin(lanes.acquire(Lane::Heavy, &b, "tx_search")))
+        .collect();
+    for f in &mut flood {
+        assert!(poll_once(f.as_mut()).is_pending());
+    }
+    // A's one call comes after all of B's were asked for.
+    let mut ordinary = pin!(lanes.acquire(Lane::Heavy, &a, "tx_search"));
+    assert!(poll_once(ordinary.as_mut()).is_pending());
+    drop(running);
+    // B's first call went in first; B's next ones are tagged behind everything B asked.
+    let first = flood.remove(0).await.unwrap();
+    drop(first);
+    let Poll::Ready(Ok(_held)) = poll_once(ordinary.as_mut()) else {
+        panic!("A's call goes before the rest of B's flood");
+    };
+    for f in &mut flood {
+        assert!(poll_once(f.as_mut()).is_pending());
+    }
+}

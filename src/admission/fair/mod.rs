@@ -67,6 +67,15 @@ pub(super) struct Ticket {
     grant: oneshot::Receiver<Slot>,
 }
 
+/// A call's tag, taken when it was asked for (see `FairQueue::ask`).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Asked {
+    method: &'static str,
+    estimate: f64,
+    start: f64,
+    fresh: bool,
+}
+
 /// What `FairQueue::enter` gives: a slot now, or a place in the queue.
 #[cfg(test)]
 pub(super) enum Entry {
@@ -143,29 +152,55 @@ impl FairQueue {
     }
 
     /// A place in the queue, whatever the slots.
+    #[cfg(test)]
     pub(super) fn queue(
         self: &Arc<Self>,
         client: &ClientKey,
         method: &'static str,
     ) -> Result<Ticket, Full> {
+        let asked = self.ask(client, method);
+        self.queue_asked(client, asked)
+    }
+
+    /// Tags a call as it is asked for, before it may wait for its client's place in
+    /// the queue: a client is charged for the node time it asks for, so one that keeps
+    /// more calls waiting than its share is behind for all of them, and cannot hold an
+    /// ordinary client back by always having a call queued.
+    pub(super) fn ask(&self, client: &ClientKey, method: &'static str) -> Asked {
         let mut state = self.lock();
-        if state.queued >= state.settings.max_queue {
-            return Err(Full::Queue);
-        }
         let estimate = state.estimates.of(method);
-        let (tx, rx) = oneshot::channel();
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        state.queued += 1;
         let (start, fresh) = state.tag(client, estimate);
-        let c = state.clients.entry(client.clone()).or_default();
-        let first = c.waiting.is_empty();
-        c.waiting.push_back(Waiter {
-            seq,
+        Asked {
             method,
             estimate,
             start,
             fresh,
+        }
+    }
+
+    /// A place in the queue for a call already asked for.
+    pub(super) fn queue_asked(
+        self: &Arc<Self>,
+        client: &ClientKey,
+        asked: Asked,
+    ) -> Result<Ticket, Full> {
+        let mut state = self.lock();
+        if state.queued >= state.settings.max_queue {
+            return Err(Full::Queue);
+        }
+        let (tx, rx) = oneshot::channel();
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.queued += 1;
+        state.make_room(client);
+        let c = state.clients.entry(client.clone()).or_default();
+        let first = c.waiting.is_empty();
+        c.waiting.push_back(Waiter {
+            seq,
+            method: asked.method,
+            estimate: asked.estimate,
+            start: asked.start,
+            fresh: asked.fresh,
             grant: tx,
         });
         if first {

@@ -2,7 +2,8 @@
 //! as the cost: each call gets a start tag, the later of the lane's virtual time and
 //! its client's last finish tag, and its finish tag adds its expected node time. A freed
 //! slot goes to the waiting call with the least start tag, and the virtual time is the
-//! start tag of the last call started.
+//! start tag of the last call started. Calls are tagged when they are asked for, so a
+//! client pays for the node time it asks for, also while it waits for its place.
 //!
 //! So a client that has no call waiting or running starts its next one at the virtual
 //! time, ahead of every backlogged client's queue, which is what keeps an ordinary
@@ -18,6 +19,11 @@ use super::{Settings, Slot};
 use crate::admission::adaptive::Adaptive;
 use crate::admission::client::ClientKey;
 use crate::admission::estimate::Estimates;
+
+/// How far ahead of the virtual time a client's next call may be tagged, in node
+/// seconds: a flooder whose asks ran further ahead is still last in line, and forgiven
+/// once the lane has served that much more of everyone.
+pub(super) const MAX_LEAD: f64 = 5.0;
 
 pub(super) struct Waiter {
     pub seq: u64,
@@ -86,7 +92,9 @@ impl State {
         let c = self.clients.entry(client.clone()).or_default();
         let fresh = c.idle();
         let earliest = if fresh { c.finish - estimate } else { c.finish };
-        let start = earliest.max(virtual_time);
+        // What a client asked for beyond its share is remembered only so far: a flood
+        // that stopped is soon an ordinary client again.
+        let start = earliest.clamp(virtual_time, virtual_time + MAX_LEAD);
         c.finish = start + estimate;
         (start, fresh)
     }
