@@ -14,7 +14,7 @@
 //! (clients with nothing queued or running and little recent use age out first).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -25,6 +25,7 @@ mod state;
 use super::adaptive::Adaptive;
 use super::client::ClientKey;
 use super::estimate::Estimates;
+use super::top::Board;
 use state::{State, Waiter};
 
 /// What a fair queue runs under; all of it can change on reload.
@@ -45,6 +46,8 @@ pub(super) enum Full {
 
 pub(super) struct FairQueue {
     state: Mutex<State>,
+    /// Where each call's node time goes once its slot is released: the live view.
+    usage: OnceLock<Arc<Board>>,
 }
 
 /// A running call's slot: held for the whole node exchange, given back on drop, when
@@ -100,6 +103,7 @@ impl FairQueue {
                 estimates: Estimates::default(),
                 adaptive: None,
             }),
+            usage: OnceLock::new(),
         })
     }
 
@@ -213,6 +217,11 @@ impl FairQueue {
         self.dispatch(state);
     }
 
+    /// Reports each released slot's client and node time to `board` from now on.
+    pub(super) fn report_to(&self, board: Arc<Board>) {
+        let _ = self.usage.set(board);
+    }
+
     pub(super) fn set_settings(&self, settings: Settings) {
         self.lock().settings = settings;
     }
@@ -274,6 +283,9 @@ impl FairQueue {
     fn release(self: &Arc<Self>, slot: &Slot) {
         let now = Instant::now();
         let used = now.saturating_duration_since(slot.started);
+        if let Some(board) = self.usage.get() {
+            board.charge(&slot.client, used, now.into_std());
+        }
         let mut state = self.lock();
         let running = state.running;
         state.running -= 1;
