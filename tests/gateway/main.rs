@@ -13,6 +13,7 @@ mod faults;
 mod guard;
 mod hostile;
 mod listeners;
+mod live_page;
 mod logging;
 mod metrics_text;
 mod ops;
