@@ -24,6 +24,9 @@ mod explain;
 mod live;
 mod page;
 mod state;
+mod top;
+
+pub use top::top;
 
 /// Scrapers, probes and an operator's curl: a handful at once. More is refused rather
 /// than letting this port hold file descriptors the proxy needs. Nobody here is a

@@ -77,6 +77,23 @@ async fn admin_state_names_the_client_that_costs_the_node() {
         send(&heavy, Method::POST, &url, search(i), &[]).await;
     }
 
+    let top = tokio::process::Command::new(env!("CARGO_BIN_EXE_cometgate"))
+        .args(["top", "--once", "--url", &format!("http://{}", h.ops_addr)])
+        .output()
+        .await
+        .expect("cometgate top runs");
+    let screen = String::from_utf8_lossy(&top.stdout);
+    assert!(
+        top.status.success(),
+        "{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
+    let first_client = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("client"))
+        .nth(1);
+    assert!(first_client.unwrap_or("").starts_with(FLOODER), "{screen}");
+
     let s = state(&h).await;
     let node = &s["nodes"][0];
     assert_eq!(node["up"], true, "{node}");
