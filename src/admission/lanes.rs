@@ -23,7 +23,7 @@ use super::client::ClientKey;
 use super::fair::{self, FairQueue, Slot};
 use super::gate::{Gate, Pass};
 use super::shares::Shares;
-use super::top::Board;
+use super::usage::Board;
 use crate::config::{Config, Lane, LaneConfig};
 use crate::error::Rejection;
 

@@ -36,7 +36,7 @@ mod query;
 mod rate;
 mod shares;
 mod slots;
-mod top;
+mod usage;
 mod ws;
 
 use std::collections::{HashMap, HashSet};
@@ -52,7 +52,7 @@ pub(crate) use client::ClientKey;
 pub(crate) use lanes::{LanePermit, LaneSnapshot};
 pub use policy::MethodPolicy;
 pub(crate) use slots::ClientPermit;
-pub(crate) use top::{ClientUse, TopClients};
+pub(crate) use usage::{ClientUse, TopClients};
 pub(crate) use ws::WsConnection;
 
 use crate::config::{Config, Lane, LocalClients};

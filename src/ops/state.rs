@@ -11,7 +11,7 @@ use crate::config::LaneConfig;
 use crate::gateway::Gateway;
 use crate::recent::{Reasons, Scope, Totals, Window, POINT_TICKS};
 
-/// Clients the page lists. The table behind it keeps more (`admission::top::TRACKED`)
+/// Clients the page lists. The table behind it keeps more (`admission::usage::TRACKED`)
 /// so that a client climbing into the list was already being counted.
 pub(crate) const TOP_CLIENTS: usize = 50;
 

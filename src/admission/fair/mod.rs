@@ -25,7 +25,7 @@ mod state;
 use super::adaptive::Adaptive;
 use super::client::ClientKey;
 use super::estimate::Estimates;
-use super::top::Board;
+use super::usage::Board;
 use state::{State, Waiter};
 
 /// What a fair queue runs under; all of it can change on reload.

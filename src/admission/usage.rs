@@ -222,5 +222,5 @@ impl Table {
 }
 
 #[cfg(test)]
-#[path = "top_tests.rs"]
+#[path = "usage_tests.rs"]
 mod tests;
