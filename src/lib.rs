@@ -44,6 +44,7 @@ pub mod logging;
 pub mod methods;
 mod metrics;
 pub mod ops;
+mod recent;
 pub mod reply;
 pub mod server;
 pub mod upstream;

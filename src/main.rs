@@ -31,6 +31,48 @@ struct Cli {
     /// stderr; exit non-zero naming every problem by its key path.
     #[arg(long)]
     check_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// The live page in a terminal: who is costing the node, from a running gateway's
+    /// /admin/state, redrawn every second.
+    Top {
+        /// The gateway's metrics listener (`[metrics] listen`).
+        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        url: String,
+        /// `metrics.admin_token`, when one is set; COMETGATE_ADMIN_TOKEN is read if this
+        /// is not given (a token on the command line shows in `ps`).
+        #[arg(long)]
+        token: Option<String>,
+        /// Print one screen and exit.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+/// `cometgate top`: a client of the gateway's own operator listener.
+fn top(url: &str, token: Option<String>, once: bool) -> ExitCode {
+    let token = token.or_else(|| std::env::var("COMETGATE_ADMIN_TOKEN").ok());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cometgate top: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cometgate::ops::top(url, token.as_deref(), once)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cometgate top: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The file plus the command line's overrides, validated as one document so that an
@@ -73,6 +115,9 @@ fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Top { url, token, once }) = cli.command {
+        return top(&url, token, once);
+    }
     let config = match load(&cli) {
         Ok(config) => config,
         Err(errors) => {

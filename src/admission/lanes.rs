@@ -23,6 +23,7 @@ use super::client::ClientKey;
 use super::fair::{self, FairQueue, Slot};
 use super::gate::{Gate, Pass};
 use super::shares::Shares;
+use super::usage::Board;
 use crate::config::{Config, Lane, LaneConfig};
 use crate::error::Rejection;
 
@@ -86,6 +87,8 @@ struct Inner {
     light: LaneState,
     heavy: LaneState,
     total: Arc<Gate>,
+    /// Both lanes' node time by client, for the live view.
+    usage: Arc<Board>,
 }
 
 impl Inner {
@@ -166,13 +169,23 @@ impl Drop for Place<'_> {
 
 impl Lanes {
     pub(super) fn new(cfg: &Config) -> Lanes {
-        Lanes {
-            inner: Arc::new(Inner {
-                light: LaneState::new(&cfg.lanes.light),
-                heavy: LaneState::new(&cfg.lanes.heavy),
-                total: Gate::new(cfg.upstream.max_concurrency),
-            }),
+        let inner = Inner {
+            light: LaneState::new(&cfg.lanes.light),
+            heavy: LaneState::new(&cfg.lanes.heavy),
+            total: Gate::new(cfg.upstream.max_concurrency),
+            usage: Arc::default(),
+        };
+        for lane in [&inner.light, &inner.heavy] {
+            lane.queue.report_to(inner.usage.clone());
         }
+        Lanes {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Node time, node calls and refusals by client over the last minute.
+    pub(super) fn usage(&self) -> &Board {
+        &self.inner.usage
     }
 
     pub(super) fn reconfigure(&self, cfg: &Config) {

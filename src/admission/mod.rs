@@ -36,6 +36,7 @@ mod query;
 mod rate;
 mod shares;
 mod slots;
+mod usage;
 mod ws;
 
 use std::collections::{HashMap, HashSet};
@@ -51,6 +52,7 @@ pub(crate) use client::ClientKey;
 pub(crate) use lanes::{LanePermit, LaneSnapshot};
 pub use policy::MethodPolicy;
 pub(crate) use slots::ClientPermit;
+pub(crate) use usage::{ClientUse, TopClients};
 pub(crate) use ws::WsConnection;
 
 use crate::config::{Config, Lane, LocalClients};
@@ -264,6 +266,18 @@ impl Admission {
     /// message and subscription caps.
     pub(crate) fn ws_connection(&self, client: &ClientKey) -> Result<WsConnection, Rejection> {
         ws::open(&self.ws_limits.load_full(), &self.ws, client)
+    }
+
+    /// One of `client`'s calls was refused: counted against it in the live view.
+    pub(crate) fn refused(&self, client: &ClientKey) {
+        self.lanes
+            .usage()
+            .refused(client, std::time::Instant::now());
+    }
+
+    /// The `n` clients that used the most node time over the last minute.
+    pub(crate) fn top_clients(&self, n: usize) -> TopClients {
+        self.lanes.usage().top(n, std::time::Instant::now())
     }
 
     pub fn snapshot(&self) -> AdmissionSnapshot {

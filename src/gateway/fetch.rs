@@ -110,7 +110,9 @@ impl Gateway {
             Ok(slot) => slot,
             Err(r) => return (every(r), None),
         };
-        self.metrics.lane_waited(lane, queued.elapsed());
+        let waited = queued.elapsed();
+        self.metrics.lane_waited(lane, waited);
+        self.recent.lane_waited(super::refuse::scope(lane), waited);
         let started = Instant::now();
         let result = match calls {
             [one] => self.upstream.call(one).await.map(|a| vec![a]),
@@ -119,6 +121,7 @@ impl Gateway {
         let elapsed = started.elapsed();
         self.breaker.record(lane, &result);
         self.metrics.node_call(method, elapsed, result.is_ok());
+        self.recent.node_call(elapsed);
         let results = match result {
             Ok(answers) => answers.into_iter().map(Ok).collect(),
             Err(r) => every(r),

@@ -42,6 +42,7 @@ use crate::guard::Guard;
 use crate::head::Head;
 use crate::jsonrpc::Call;
 use crate::metrics::Metrics;
+use crate::recent::{CacheCounts, Recent};
 use crate::reply::Chunks;
 use crate::upstream::Upstream;
 use crate::websocket::Relays;
@@ -59,6 +60,8 @@ pub struct Gateway {
     cache: Cache,
     head: Head,
     metrics: Metrics,
+    /// The last minutes, for the operator's live view.
+    recent: Recent,
     relays: Arc<Relays>,
     guard: Arc<Guard>,
 }
@@ -79,12 +82,14 @@ impl Gateway {
             cache: Cache::new(&config.cache, head.clone()),
             head,
             metrics: Metrics::new(),
+            recent: Recent::default(),
             relays: Arc::default(),
             guard: Guard::new(&config.node_guard),
             config: ArcSwap::from_pointee(config),
         });
         gateway.admission.spawn_gc();
         gateway.guard.spawn(gateway.admission.clone());
+        spawn_sampler(&gateway);
         gateway
     }
 
@@ -99,6 +104,21 @@ impl Gateway {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    pub(crate) fn recent(&self) -> &Recent {
+        &self.recent
+    }
+
+    /// The cache's counters as the live view's windows take them.
+    pub(crate) fn cache_counts(&self) -> CacheCounts {
+        let s = self.cache.stats();
+        CacheCounts {
+            hits: s.hits,
+            misses: s.misses,
+            coalesced: s.coalesced,
+            stale: s.stale,
+        }
     }
 
     pub fn cache(&self) -> &Cache {
@@ -163,6 +183,25 @@ impl Gateway {
         );
         response
     }
+}
+
+/// Copies the live view's counters into its rings once a `recent::TICK`, until the
+/// gateway is dropped. Outside a Tokio runtime nothing samples: the windows then cover
+/// everything since start.
+fn spawn_sampler(gateway: &Arc<Gateway>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let weak = Arc::downgrade(gateway);
+    runtime.spawn(async move {
+        let mut every = tokio::time::interval(crate::recent::TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(gw) = weak.upgrade() else { return };
+            gw.recent.tick(gw.cache_counts(), Instant::now());
+        }
+    });
 }
 
 impl Gateway {

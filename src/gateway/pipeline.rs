@@ -90,7 +90,7 @@ pub(super) async fn run(
                 .and_then(Option::take)
                 .unwrap_or_else(fetch::lost),
         };
-        served.push(finish(gw, log, id, method, result, cache));
+        served.push(finish(gw, client, log, id, method, result, cache));
     }
     served
 }
@@ -140,6 +140,7 @@ async fn lookup(gw: &Gateway, admitted: Admitted, misses: &mut Vec<fetch::Miss>)
 /// counted and logged by reason.
 fn finish(
     gw: &Gateway,
+    client: &ClientKey,
     log: &mut AccessLog,
     id: Id,
     method: &str,
@@ -149,10 +150,13 @@ fn finish(
     let outcome = match result {
         Ok(answer) => Outcome::Answer(answer),
         Err(r) => {
-            refuse::count(gw, log, &r);
+            let lane = methods::lookup(method).map(|spec| gw.admission.policy(spec).lane);
+            refuse::count(gw, log, &r, lane);
+            gw.admission.refused(client);
             Outcome::Rejected(r)
         }
     };
     gw.metrics.request(method, outcome.is_error(), cache);
+    gw.recent.request();
     Served { id, outcome, cache }
 }

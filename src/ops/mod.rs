@@ -1,6 +1,6 @@
 //! The operator's listener (`[metrics] listen`, loopback by default), never the proxy
-//! port: `/metrics`, `/healthz`, `/readyz` and the admin routes (`/admin/purge`,
-//! `/admin/explain`, `/admin/config`).
+//! port: `/metrics`, `/healthz`, `/readyz`, the admin routes (`/admin/purge`,
+//! `/admin/explain`, `/admin/config`, `/admin/state`) and the live page at `/`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,6 +22,11 @@ use crate::server::{serve_connection, Admitted, Gate, Http, Listener, Policy};
 
 mod explain;
 mod live;
+mod page;
+mod state;
+mod top;
+
+pub use top::top;
 
 /// Scrapers, probes and an operator's curl: a handful at once. More is refused rather
 /// than letting this port hold file descriptors the proxy needs. Nobody here is a
@@ -85,7 +90,8 @@ pub async fn run(listener: TcpListener, gw: Arc<Gateway>, shutdown: impl Future<
 }
 
 /// `/admin/*` can empty the cache (a thundering herd at the node) and shows the
-/// config: it needs `metrics.admin_token`, or else a loopback listener.
+/// config: it needs `metrics.admin_token`, or else a loopback listener. The live page
+/// shows who the clients are, and is held to the same rule.
 fn admin_refusal(
     gw: &Gateway,
     loopback: bool,
@@ -104,9 +110,9 @@ fn admin_refusal(
     let offered = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .and_then(|v| page::offered_token(v.as_bytes()))
         .unwrap_or_default();
-    if same_secret(offered, token.as_bytes()) {
+    if same_secret(&offered, token.as_bytes()) {
         return None;
     }
     let mut refused = text(
@@ -114,9 +120,16 @@ fn admin_refusal(
         "admin routes need Authorization: Bearer <metrics.admin_token>\n".into(),
         "text/plain; charset=utf-8",
     );
+    // A browser cannot be told to send a bearer token, but it asks for a password when
+    // challenged with Basic, and sends it again with the page's own requests.
+    let challenge = if page::is_page(req.uri().path()) {
+        HeaderValue::from_static("Basic realm=\"cometgate\", charset=\"UTF-8\"")
+    } else {
+        HeaderValue::from_static("Bearer")
+    };
     refused
         .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        .insert(header::WWW_AUTHENTICATE, challenge);
     Some(refused)
 }
 
@@ -127,7 +140,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 async fn route(gw: &Arc<Gateway>, loopback: bool, req: Request<Incoming>) -> Response<Chunks> {
     let path = req.uri().path().to_owned();
-    if path.starts_with("/admin/") {
+    if path.starts_with("/admin/") || page::is_page(&path) {
         if let Some(refused) = admin_refusal(gw, loopback, &req) {
             return refused;
         }
@@ -148,6 +161,17 @@ async fn route(gw: &Arc<Gateway>, loopback: bool, req: Request<Incoming>) -> Res
         {
             explain::explain(gw, req).await
         }
+        (Method::GET, "/admin/state") => {
+            let mut r = text(
+                StatusCode::OK,
+                format!("{}\n", state::state(gw)),
+                "application/json",
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        (Method::GET, p) if page::is_page(p) => page::serve(p),
         (Method::GET, "/admin/config") => text(
             StatusCode::OK,
             redacted_config(gw),
@@ -179,6 +203,24 @@ pub(crate) fn text(
 /// here otherwise.
 fn readiness(gw: &Gateway) -> Response<Chunks> {
     let head = gw.head();
+    let problems = node_problems(gw);
+    let body = serde_json::json!({
+        "ready": problems.is_empty(),
+        "problems": problems,
+        "head_height": head.height(),
+        "head_age_seconds": head.age().map(|d| d.as_secs_f64()),
+    });
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    text(status, format!("{body}\n"), "application/json")
+}
+
+/// Why the node should get no traffic now; empty when it is ready.
+fn node_problems(gw: &Gateway) -> Vec<String> {
+    let head = gw.head();
     let mut problems: Vec<String> = Vec::new();
     if head.height().is_none() {
         problems.push("no chain head seen yet".into());
@@ -194,18 +236,7 @@ fn readiness(gw: &Gateway) -> Response<Chunks> {
     if gw.breaker().holding_off() {
         problems.push("the node is failing (circuit open)".into());
     }
-    let body = serde_json::json!({
-        "ready": problems.is_empty(),
-        "problems": problems,
-        "head_height": head.height(),
-        "head_age_seconds": head.age().map(|d| d.as_secs_f64()),
-    });
-    let status = if problems.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    text(status, format!("{body}\n"), "application/json")
+    problems
 }
 
 fn purge(gw: &Gateway, query: Option<&str>) -> Response<Chunks> {

@@ -14,6 +14,7 @@ mod guard;
 mod guard_room;
 mod hostile;
 mod listeners;
+mod live_page;
 mod logging;
 mod metrics_text;
 mod ops;

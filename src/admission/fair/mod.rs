@@ -15,7 +15,7 @@
 //! (idle clients that are owed nothing go first).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -25,6 +25,7 @@ mod state;
 use super::adaptive::{Adaptive, Sample};
 use super::client::ClientKey;
 use super::estimate::Estimates;
+use super::usage::Board;
 use state::{State, Waiter};
 
 /// What a fair queue runs under; all of it can change on reload.
@@ -44,6 +45,8 @@ pub(super) enum Full {
 
 pub(super) struct FairQueue {
     state: Mutex<State>,
+    /// Where each call's node time goes once its slot is released: the live view.
+    usage: OnceLock<Arc<Board>>,
 }
 
 /// A running call's slot: held for the whole node exchange, given back on drop, when
@@ -112,6 +115,7 @@ impl FairQueue {
                 estimates: Estimates::default(),
                 adaptive: None,
             }),
+            usage: OnceLock::new(),
         })
     }
 
@@ -255,6 +259,11 @@ impl FairQueue {
         self.dispatch(state);
     }
 
+    /// Reports each released slot's client and node time to `board` from now on.
+    pub(super) fn report_to(&self, board: Arc<Board>) {
+        let _ = self.usage.set(board);
+    }
+
     pub(super) fn set_settings(&self, settings: Settings) {
         self.lock().settings = settings;
     }
@@ -318,6 +327,9 @@ impl FairQueue {
     fn release(self: &Arc<Self>, slot: &Slot) {
         let now = Instant::now();
         let used = now.saturating_duration_since(slot.started);
+        if let Some(board) = self.usage.get() {
+            board.charge(&slot.client, used, now.into_std());
+        }
         let mut state = self.lock();
         let running = state.running;
         state.running -= 1;
