@@ -72,13 +72,15 @@ impl Gateway {
 
     /// As `new`, with a head supplied by the caller (tests drive it by hand).
     pub fn with_head(config: Config, head: Head) -> Arc<Gateway> {
+        let metrics = Metrics::new();
+        let inflight = metrics.upstream_inflight(config.upstream.max_inflight_bytes.as_u64());
         let gateway = Arc::new(Gateway {
-            upstream: Upstream::new(&config.upstream),
+            upstream: Upstream::new(&config.upstream, inflight),
             breaker: Breaker::new(),
             admission: Arc::new(Admission::new(&config)),
             cache: Cache::new(&config.cache, head.clone()),
             head,
-            metrics: Metrics::new(),
+            metrics,
             relays: Arc::default(),
             guard: Guard::new(&config.node_guard),
             config: ArcSwap::from_pointee(config),
