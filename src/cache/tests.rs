@@ -28,6 +28,7 @@ impl Cache {
             Begin::Bypass => (fetch().await, CacheStatus::Bypass),
             Begin::Hit(answer) => return (Ok(answer), CacheStatus::Hit),
             Begin::Wait(follower) => (follower.wait().await, CacheStatus::Coalesced),
+            Begin::Previous(answer) => return (Ok(answer), CacheStatus::Stale),
             Begin::Lead(leader) => {
                 let task = tokio::spawn(async move {
                     let result = fetch().await;

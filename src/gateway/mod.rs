@@ -17,6 +17,7 @@
 mod access_log;
 mod fetch;
 mod pipeline;
+mod refresh;
 mod refuse;
 mod respond;
 mod routes;
@@ -61,6 +62,8 @@ pub struct Gateway {
     metrics: Metrics,
     relays: Arc<Relays>,
     guard: Arc<Guard>,
+    /// What refresh-ahead counts ("latest" questions asked per block).
+    demand: refresh::Demand,
 }
 
 impl Gateway {
@@ -83,10 +86,12 @@ impl Gateway {
             metrics,
             relays: Arc::default(),
             guard: Guard::new(&config.node_guard),
+            demand: refresh::Demand::new(config.cache.refresh_ahead),
             config: ArcSwap::from_pointee(config),
         });
         gateway.admission.spawn_gc();
         gateway.guard.spawn(gateway.admission.clone());
+        refresh::spawn(&gateway);
         gateway
     }
 
@@ -131,6 +136,7 @@ impl Gateway {
         let (new, restart) = old.reloadable(new);
         self.admission.reconfigure(&new);
         self.cache.reconfigure(&new.cache);
+        self.demand.set_limit(new.cache.refresh_ahead);
         self.guard.reconfigure(&new.node_guard);
         self.config.store(Arc::new(new));
         restart
