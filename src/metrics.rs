@@ -64,7 +64,56 @@ pub struct Metrics {
     connections_open: Gauge,
     connections_refused: Family<ReasonLabel, Counter>,
     reloads: Family<ReasonLabel, Counter>,
+    memory: Memory,
     next_request_id: AtomicU64,
+}
+
+/// The memory budget's gauges and refresh-ahead's counters.
+struct Memory {
+    upstream_inflight: Gauge,
+    upstream_budget: Gauge,
+    refreshes: Family<ResultLabel, Counter>,
+    previous: Counter,
+}
+
+impl Memory {
+    fn register(registry: &mut Registry) -> Memory {
+        let m = Memory {
+            upstream_inflight: Gauge::default(),
+            upstream_budget: Gauge::default(),
+            refreshes: Family::default(),
+            previous: Counter::default(),
+        };
+        registry.register(
+            "upstream_inflight_bytes",
+            "Bytes of node answers being read now, reserved in upstream.max_inflight_bytes",
+            m.upstream_inflight.clone(),
+        );
+        registry.register(
+            "upstream_inflight_budget_bytes",
+            "upstream.max_inflight_bytes",
+            m.upstream_budget.clone(),
+        );
+        registry.register(
+            "cache_refreshes",
+            "Refresh-ahead fetches at a new block, by result: fetched (the node call), \
+             failed (the node call failed), joined (a caller had started it), cached \
+             (already stored), refused (by admission, or no longer cacheable)",
+            m.refreshes.clone(),
+        );
+        registry.register(
+            "cache_previous",
+            "Callers given the previous block's answer while the new one was being fetched \
+             (cache.while_refreshing = \"previous\")",
+            m.previous.clone(),
+        );
+        m
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
 }
 
 impl Default for Metrics {
@@ -134,6 +183,7 @@ impl Metrics {
             "Config reloads, by result",
             reloads.clone(),
         );
+        let memory = Memory::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -144,6 +194,7 @@ impl Metrics {
             connections_open,
             connections_refused,
             reloads,
+            memory,
             next_request_id: AtomicU64::new(1),
         }
     }
@@ -195,6 +246,27 @@ impl Metrics {
         self.connections_refused
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    /// The gauge the upstream's budget keeps at the bytes it has reserved, and the
+    /// budget itself, exported beside it.
+    pub(crate) fn upstream_inflight(&self, budget: u64) -> Gauge {
+        let m = &self.memory;
+        m.upstream_budget
+            .set(i64::try_from(budget).unwrap_or(i64::MAX));
+        m.upstream_inflight.clone()
+    }
+
+    /// One refresh-ahead fetch: "fetched", "joined", "cached" or "refused".
+    pub(crate) fn refreshed(&self, result: &'static str) {
+        self.memory
+            .refreshes
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub(crate) fn previous_served(&self) {
+        self.memory.previous.inc();
     }
 
     pub fn reloaded(&self, ok: bool) {

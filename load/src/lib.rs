@@ -9,6 +9,7 @@ pub mod client;
 pub mod configs;
 pub mod demo;
 pub mod drive;
+pub mod lean;
 mod markdown;
 mod measure;
 pub mod mix;

@@ -52,7 +52,9 @@ impl Cache {
             self.inner.head.stall_after(),
         );
         Some(Entry {
-            answer: answer.detached(),
+            // The upstream hands over answers that own their bytes (see
+            // `upstream::read::owned`): stored as they are, no second copy.
+            answer: answer.clone(),
             stored_at: Instant::now(),
             policy,
             stale_ok: verdict == Verdict::Storable && !policy.is_immutable(),

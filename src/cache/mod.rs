@@ -16,6 +16,7 @@ mod coalesce;
 mod explain;
 mod keep;
 mod policy;
+mod previous;
 mod stats;
 mod store;
 mod verdict;
@@ -37,13 +38,14 @@ pub(crate) use stats::CacheStats;
 pub(crate) use verdict::{judge, Verdict};
 
 pub(crate) use coalesce::{Follower, Leader};
+pub(crate) use previous::Latest;
 
 use coalesce::{FlightKey, Flights, Joined};
 use policy::{Decision, HeadView};
 use stats::Counters;
 use store::{Entry, Removals, Store};
 
-use crate::config::CacheConfig;
+use crate::config::{CacheConfig, WhileRefreshing};
 use crate::error::{Blame, Rejection};
 use crate::head::Head;
 use crate::methods::{CacheKey, Canonical};
@@ -80,6 +82,8 @@ pub enum Plan {
         policy: Policy,
         /// The explicit height an immutable answer was asked for, which it must report.
         asked_height: Option<u64>,
+        /// Set where the question follows the head ("latest").
+        latest: Option<Latest>,
     },
 }
 
@@ -90,6 +94,9 @@ pub(crate) enum Begin {
     Wait(Follower),
     /// This caller fetches, then calls `Leader::finish`.
     Lead(Leader),
+    /// The previous block's answer while the new one is being fetched
+    /// (`while_refreshing = "previous"`).
+    Previous(Answer),
     Bypass,
 }
 
@@ -101,6 +108,8 @@ struct Settings {
     stale_if_error: Duration,
     latest_max_ttl: Duration,
     code_error_ttl: Duration,
+    while_refreshing: WhileRefreshing,
+    previous_max_age: Duration,
 }
 
 impl Settings {
@@ -111,6 +120,8 @@ impl Settings {
             stale_if_error: config.stale_if_error,
             latest_max_ttl: config.latest_max_ttl,
             code_error_ttl: config.code_error_ttl,
+            while_refreshing: config.while_refreshing,
+            previous_max_age: config.previous_max_age,
         }
     }
 }
@@ -178,6 +189,7 @@ impl Cache {
             return Plan::Bypass;
         }
         self.follow_chain();
+        let asked = call.int("height");
         match policy::decide(
             call,
             self.head_view(),
@@ -186,6 +198,7 @@ impl Cache {
         ) {
             Decision::Bypass => Plan::Bypass,
             Decision::Cache(policy) => Plan::Cached {
+                latest: previous::latest(call, asked, policy, settings.while_refreshing),
                 key: call.key(),
                 method: call.spec.name,
                 policy,
@@ -225,6 +238,7 @@ impl Cache {
             method,
             policy,
             asked_height,
+            latest,
         } = plan
         else {
             self.inner.counters.bypass.fetch_add(1, Ordering::Relaxed);
@@ -240,6 +254,9 @@ impl Cache {
         };
         match self.inner.flights.join(flight.clone()) {
             Joined::Follow(outcome) => {
+                if let Some(answer) = self.previous(&flight.key, latest.as_ref()).await {
+                    return Begin::Previous(answer);
+                }
                 self.inner
                     .counters
                     .coalesced

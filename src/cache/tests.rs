@@ -28,6 +28,7 @@ impl Cache {
             Begin::Bypass => (fetch().await, CacheStatus::Bypass),
             Begin::Hit(answer) => return (Ok(answer), CacheStatus::Hit),
             Begin::Wait(follower) => (follower.wait().await, CacheStatus::Coalesced),
+            Begin::Previous(answer) => return (Ok(answer), CacheStatus::Stale),
             Begin::Lead(leader) => {
                 let task = tokio::spawn(async move {
                     let result = fetch().await;
@@ -50,6 +51,7 @@ pub(super) fn config() -> CacheConfig {
         stale_if_error: Duration::from_secs(30),
         latest_max_ttl: Duration::from_secs(10),
         code_error_ttl: Duration::ZERO,
+        ..CacheConfig::default()
     }
 }
 
@@ -325,25 +327,21 @@ async fn the_two_phase_form_leads_follows_and_stores() {
     assert!(matches!(cache.begin(Plan::Bypass).await, Begin::Bypass));
 }
 
+/// The upstream hands over answers that own their bytes (a batch's are copied out of
+/// their shared body there; see `upstream::tests`), so the cache stores what it is given
+/// as it is: a big answer is never copied a second time on its way in.
 #[tokio::test]
-async fn a_stored_answer_does_not_keep_its_response_buffer_alive() {
+async fn a_stored_answer_is_the_bytes_it_was_given_not_a_copy() {
     let cache = Cache::new(&config(), at(100));
-    // One small answer sliced out of a large body, as a batch answer is.
-    let body = Bytes::from(format!(r#"[{{"a":1}},"{}"]"#, "x".repeat(1 << 20)));
-    let small = body.slice(1..8);
+    let answer = Bytes::from(format!(r#"{{"pad":"{}"}}"#, "x".repeat(32 << 10)));
     let p = plan(&cache, "header", json!({"height": "50"}));
     let calls = Arc::new(AtomicUsize::new(0));
     let (got, _) = cache
-        .get_or_fetch(p.clone(), counted(&calls, Answer::Result(small.clone())))
+        .get_or_fetch(p.clone(), counted(&calls, Answer::Result(answer.clone())))
         .await;
-    assert_eq!(got, Ok(Answer::Result(small.clone())));
+    assert_eq!(got, Ok(Answer::Result(answer.clone())));
     let Begin::Hit(Answer::Result(stored)) = cache.begin(p).await else {
         panic!("the answer was stored")
     };
-    assert_eq!(stored, small);
-    let within = body.as_ptr_range();
-    assert!(
-        !within.contains(&stored.as_ptr()),
-        "the entry shares the 1 MiB body it was sliced from"
-    );
+    assert_eq!(stored.as_ptr(), answer.as_ptr(), "stored without a copy");
 }

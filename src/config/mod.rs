@@ -122,6 +122,9 @@ pub struct UpstreamConfig {
     /// Total node requests in flight, both lanes together.
     pub max_concurrency: usize,
     pub max_response_bytes: ByteSize,
+    /// Bytes of node answers being read at once, all calls together. A read that would
+    /// pass it waits; an answer larger than the whole budget takes all of it alone.
+    pub max_inflight_bytes: ByteSize,
     pub pool_max_idle: usize,
     #[serde(serialize_with = "ser_duration")]
     pub pool_idle_timeout: Duration,
@@ -135,6 +138,9 @@ impl Default for UpstreamConfig {
             connect_timeout: secs(2),
             max_concurrency: 64,
             max_response_bytes: ByteSize::mib(32),
+            // Two answers at the response cap at once; the headroom above the cache the
+            // memory target allows (cache.max_bytes + 64 MiB).
+            max_inflight_bytes: ByteSize::mib(64),
             pool_max_idle: 64,
             pool_idle_timeout: secs(90),
         }
@@ -155,6 +161,26 @@ pub struct CacheConfig {
     /// ABCI code != 0 answers; zero = never stored.
     #[serde(serialize_with = "ser_duration")]
     pub code_error_ttl: Duration,
+    /// "Latest" questions asked at least twice in a block that are fetched again as the
+    /// next block lands, the most asked first; 0 = off.
+    pub refresh_ahead: usize,
+    pub while_refreshing: WhileRefreshing,
+    /// How long after a block `while_refreshing = "previous"` may still serve the
+    /// previous block's answer.
+    #[serde(serialize_with = "ser_duration")]
+    pub previous_max_age: Duration,
+}
+
+/// What a caller of a "latest" question gets while its answer for the new block is
+/// being fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhileRefreshing {
+    /// Join the fetch (coalesced): always the new block's answer.
+    #[default]
+    Wait,
+    /// The previous block's answer at once, marked stale, for `previous_max_age`.
+    Previous,
 }
 
 impl Default for CacheConfig {
@@ -166,6 +192,9 @@ impl Default for CacheConfig {
             stale_if_error: secs(30),
             latest_max_ttl: secs(10),
             code_error_ttl: Duration::ZERO,
+            refresh_ahead: 16,
+            while_refreshing: WhileRefreshing::Wait,
+            previous_max_age: secs(1),
         }
     }
 }
@@ -311,7 +340,7 @@ impl Config {
     /// after a restart, in file order: server.listen,
     /// server.max_connections, server.max_pending_connections, upstream.url,
     /// upstream.timeout, upstream.connect_timeout,
-    /// upstream.max_response_bytes, upstream.pool_max_idle,
+    /// upstream.max_response_bytes, upstream.max_inflight_bytes, upstream.pool_max_idle,
     /// upstream.pool_idle_timeout, cache.max_bytes, head.websocket,
     /// head.poll_interval, head.stall_after, metrics.listen, log.format.
     #[cfg(test)]

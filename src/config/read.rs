@@ -13,6 +13,7 @@ use super::walk::{
 use super::{
     ApiKeyQuota, CacheConfig, ClientIpHeader, Config, HeadConfig, LocalClients, LogConfig,
     LogFormat, MetricsConfig, RateLimitConfig, ServerConfig, UpstreamConfig, WebSocketConfig,
+    WhileRefreshing,
 };
 
 pub(crate) fn read_config(root: &Table, p: &mut Problems) -> Config {
@@ -78,6 +79,7 @@ fn upstream(s: &mut Section, p: &mut Problems, c: &mut UpstreamConfig) {
     s.read(p, "connect_timeout", &mut c.connect_timeout, duration);
     s.read(p, "max_concurrency", &mut c.max_concurrency, unsigned);
     s.read(p, "max_response_bytes", &mut c.max_response_bytes, size);
+    s.read(p, "max_inflight_bytes", &mut c.max_inflight_bytes, size);
     s.read(p, "pool_max_idle", &mut c.pool_max_idle, unsigned);
     s.read(p, "pool_idle_timeout", &mut c.pool_idle_timeout, duration);
 }
@@ -308,6 +310,20 @@ fn cache(s: &mut Section, p: &mut Problems, c: &mut CacheConfig) {
     s.read(p, "stale_if_error", &mut c.stale_if_error, duration);
     s.read(p, "latest_max_ttl", &mut c.latest_max_ttl, duration);
     s.read(p, "code_error_ttl", &mut c.code_error_ttl, duration);
+    s.read(p, "refresh_ahead", &mut c.refresh_ahead, unsigned);
+    s.read(
+        p,
+        "while_refreshing",
+        &mut c.while_refreshing,
+        |v| match string(v)?.as_str() {
+            "wait" => Ok(WhileRefreshing::Wait),
+            "previous" => Ok(WhileRefreshing::Previous),
+            other => Err(format!(
+                "unknown value {other:?}: expected \"wait\" or \"previous\""
+            )),
+        },
+    );
+    s.read(p, "previous_max_age", &mut c.previous_max_age, duration);
 }
 
 fn head(s: &mut Section, p: &mut Problems, c: &mut HeadConfig) {

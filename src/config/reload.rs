@@ -34,6 +34,7 @@ const RESTART_REQUIRED: &[StartupKey] = startup_keys! {
     "upstream.timeout" => upstream.timeout;
     "upstream.connect_timeout" => upstream.connect_timeout;
     "upstream.max_response_bytes" => upstream.max_response_bytes;
+    "upstream.max_inflight_bytes" => upstream.max_inflight_bytes;
     "upstream.pool_max_idle" => upstream.pool_max_idle;
     "upstream.pool_idle_timeout" => upstream.pool_idle_timeout;
     "cache.max_bytes" => cache.max_bytes;

@@ -187,6 +187,12 @@ fn sizes_meet_minimums(c: &Config, p: &mut Problems) {
             "even /health answers would be cut",
         ),
         (
+            "upstream.max_inflight_bytes",
+            u.max_inflight_bytes,
+            ByteSize::kib(1),
+            "every read would wait for the whole budget",
+        ),
+        (
             "websocket.max_message_bytes",
             w.max_message_bytes,
             ByteSize::kib(1),

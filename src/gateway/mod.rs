@@ -17,6 +17,7 @@
 mod access_log;
 mod fetch;
 mod pipeline;
+mod refresh;
 mod refuse;
 mod respond;
 mod routes;
@@ -64,6 +65,8 @@ pub struct Gateway {
     recent: Recent,
     relays: Arc<Relays>,
     guard: Arc<Guard>,
+    /// What refresh-ahead counts ("latest" questions asked per block).
+    demand: refresh::Demand,
 }
 
 impl Gateway {
@@ -75,21 +78,25 @@ impl Gateway {
 
     /// As `new`, with a head supplied by the caller (tests drive it by hand).
     pub fn with_head(config: Config, head: Head) -> Arc<Gateway> {
+        let metrics = Metrics::new();
+        let inflight = metrics.upstream_inflight(config.upstream.max_inflight_bytes.as_u64());
         let gateway = Arc::new(Gateway {
-            upstream: Upstream::new(&config.upstream),
+            upstream: Upstream::new(&config.upstream, inflight),
             breaker: Breaker::new(),
             admission: Arc::new(Admission::new(&config)),
             cache: Cache::new(&config.cache, head.clone()),
             head,
-            metrics: Metrics::new(),
+            metrics,
             recent: Recent::default(),
             relays: Arc::default(),
             guard: Guard::new(&config.node_guard),
+            demand: refresh::Demand::new(config.cache.refresh_ahead),
             config: ArcSwap::from_pointee(config),
         });
         gateway.admission.spawn_gc();
         gateway.guard.spawn(gateway.admission.clone());
         spawn_sampler(&gateway);
+        refresh::spawn(&gateway);
         gateway
     }
 
@@ -149,6 +156,7 @@ impl Gateway {
         let (new, restart) = old.reloadable(new);
         self.admission.reconfigure(&new);
         self.cache.reconfigure(&new.cache);
+        self.demand.set_limit(new.cache.refresh_ahead);
         self.guard.reconfigure(&new.node_guard);
         self.config.store(Arc::new(new));
         restart

@@ -121,9 +121,21 @@ async fn lookup(gw: &Gateway, admitted: Admitted, misses: &mut Vec<fetch::Miss>)
         mut canonical,
     } = admitted;
     let plan = gw.cache.plan(&mut canonical, policy.cache_ttl);
+    if let Plan::Cached {
+        key,
+        latest: Some(latest),
+        ..
+    } = &plan
+    {
+        gw.demand.note(latest, key, &canonical);
+    }
     let leader: Option<Leader> = match gw.cache.begin(plan.clone()).await {
         Begin::Hit(answer) => return Looked::Done(Ok(answer), CacheStatus::Hit),
         Begin::Wait(follower) => return Looked::Wait(follower, plan),
+        Begin::Previous(answer) => {
+            gw.metrics.previous_served();
+            return Looked::Done(Ok(answer), CacheStatus::Stale);
+        }
         Begin::Lead(leader) => Some(leader),
         Begin::Bypass => None,
     };
@@ -134,6 +146,39 @@ async fn lookup(gw: &Gateway, admitted: Admitted, misses: &mut Vec<fetch::Miss>)
         plan,
     });
     Looked::Fetch(misses.len() - 1)
+}
+
+/// A refresh-ahead fetch of `call` at the new head: admission's checks (its rate is the
+/// gateway's own, never charged), the plan, and, if nobody has it yet, the fetch through
+/// the lanes as the refresher's client. Not counted as a request, and never noted as
+/// demand. Returns what happened, for `cometgate_cache_refreshes_total`.
+pub(super) async fn refresh(gw: &Arc<Gateway>, call: &Call) -> &'static str {
+    let Ok(Admitted {
+        policy,
+        mut canonical,
+    }) = admit(gw, call, Charge::DryRun)
+    else {
+        return "refused";
+    };
+    let plan = gw.cache.plan(&mut canonical, policy.cache_ttl);
+    let leader = match gw.cache.begin(plan.clone()).await {
+        Begin::Lead(leader) => leader,
+        Begin::Hit(_) => return "cached",
+        Begin::Wait(_) | Begin::Previous(_) => return "joined",
+        Begin::Bypass => return "refused",
+    };
+    let miss = fetch::Miss {
+        canonical,
+        lane: policy.lane,
+        leader: Some(leader),
+        plan,
+    };
+    let client = super::refresh::refresher();
+    let fetched = fetch::misses(gw, &client, vec![miss], &mut AccessLog::default()).await;
+    match fetched.first() {
+        Some((Ok(_), CacheStatus::Miss)) => "fetched",
+        _ => "failed",
+    }
 }
 
 /// The last stage of one call: counted by method and cache status, and, if refused,

@@ -22,6 +22,7 @@ mod pipeline;
 mod props;
 mod proxy;
 mod readiness;
+mod refresh;
 mod security;
 mod shapes;
 mod slow_clients;

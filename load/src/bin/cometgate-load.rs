@@ -11,7 +11,7 @@ use cometgate_load::drive::{drive, end_progress, progress, Live, Load, Mode};
 use cometgate_load::mix::{Form, Mix};
 use cometgate_load::plan::{ABUSER, ABUSER_RATE};
 use cometgate_load::record::Recorder;
-use cometgate_load::{bench, ceiling, demo, sampler};
+use cometgate_load::{bench, ceiling, demo, lean, sampler};
 use cometgate_sim::parse_duration;
 
 #[derive(Parser, Debug)]
@@ -61,6 +61,18 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         duration: Duration,
     },
+    /// The memory budget and refresh-ahead benches: big answers under each allocator,
+    /// and the latency around each block with refresh-ahead off, "wait" and "previous";
+    /// writes LEAN.md and lean.json.
+    Lean {
+        #[arg(long)]
+        quick: bool,
+        #[arg(long, default_value = "lean-report")]
+        out: PathBuf,
+        /// `memory` or `refresh` (both when absent).
+        #[arg(long)]
+        only: Vec<String>,
+    },
     /// The bench's ceiling server: answers every request with the file's bytes.
     #[command(hide = true)]
     Ceiling {
@@ -106,6 +118,7 @@ async fn main() {
         }
         Command::Bench { quick, out, only } => run_bench(quick, out, only).await,
         Command::Demo { duration } => demo::demo(duration).await,
+        Command::Lean { quick, out, only } => lean::lean(lean::Options { quick, out, only }).await,
         Command::Ceiling { listen, body } => match std::fs::read(&body) {
             Ok(bytes) => ceiling::serve(listen, bytes.into())
                 .await

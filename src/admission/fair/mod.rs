@@ -166,10 +166,9 @@ impl FairQueue {
         self.queue_asked(client, asked)
     }
 
-    /// Tags a call as it is asked for, before it may wait for its client's place in
-    /// the queue: a client is charged for the node time it asks for, so one that keeps
-    /// more calls waiting than its share is behind for all of them, and cannot hold an
-    /// ordinary client back by always having a call queued.
+    /// Tags a call as it is asked for, before it may wait for its client's place in the
+    /// queue: a client is charged for the node time it asks for, so one that keeps more
+    /// calls waiting than its share is behind for all of them.
     pub(super) fn ask(&self, client: &ClientKey, method: &'static str) -> Asked {
         let mut state = self.lock();
         let estimate = state.estimates.of(method);
@@ -210,7 +209,7 @@ impl FairQueue {
         if first {
             state.backlogged.push(client.clone());
         }
-        // A slot may be free (the queue was only asked for because of a share wait).
+        // A slot may be free: the call only queued because of its share wait.
         self.dispatch(state);
         Ok(Ticket {
             queue: self.clone(),

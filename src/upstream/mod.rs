@@ -2,19 +2,29 @@
 //! and every answer bounded by `upstream.max_response_bytes` while it is read, so an
 //! oversized answer is dropped at the node's side and never held whole.
 //!
+//! All answers being read at once share one memory budget, `upstream.max_inflight_bytes`
+//! (see `budget`).
+//!
 //! Answers are checked before anyone sees them: valid JSON-RPC, our own id, a `result`
-//! or an `error`. The `result` is kept as a zero-copy slice of the body: the cache stores
-//! it and replies wrap it in the caller's id without re-serialising.
+//! or an `error`. Every answer owns its bytes: a single call's `result` is a zero-copy
+//! slice of a body that holds little else, a batch's are copied out of the shared body
+//! (see `read::owned`). The cache stores them as they are and replies wrap them in the
+//! caller's id without re-serialising.
+
+mod budget;
+mod read;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -44,16 +54,6 @@ impl Answer {
         head.extend_from_slice(id.as_bytes());
         head.extend_from_slice(member);
         [Bytes::from(head), body.clone(), Bytes::from_static(b"}")]
-    }
-
-    /// A copy owning exactly its bytes. A slice keeps its whole response buffer alive
-    /// (a batch's other answers, the read buffer's spare capacity), which a cache entry
-    /// weighed by its own length must not do.
-    pub(crate) fn detached(&self) -> Answer {
-        match self {
-            Answer::Result(b) => Answer::Result(Bytes::copy_from_slice(b)),
-            Answer::Error(b) => Answer::Error(Bytes::copy_from_slice(b)),
-        }
     }
 
     pub(crate) fn is_error(&self) -> bool {
@@ -88,11 +88,13 @@ pub(crate) struct Upstream {
     url: Uri,
     timeout: Duration,
     max_response: ByteSize,
-    next_id: std::sync::Arc<AtomicU64>,
+    budget: Arc<budget::Budget>,
+    next_id: Arc<AtomicU64>,
 }
 
 impl Upstream {
-    pub(crate) fn new(cfg: &UpstreamConfig) -> Upstream {
+    /// `inflight` is the gauge the budget keeps at the bytes it has reserved.
+    pub(crate) fn new(cfg: &UpstreamConfig, inflight: Gauge) -> Upstream {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
@@ -105,8 +107,15 @@ impl Upstream {
             url: cfg.url.clone(),
             timeout: cfg.timeout,
             max_response: cfg.max_response_bytes,
-            next_id: std::sync::Arc::new(AtomicU64::new(1)),
+            budget: budget::Budget::new(cfg.max_inflight_bytes.as_u64(), inflight),
+            next_id: Arc::new(AtomicU64::new(1)),
         }
+    }
+
+    /// Bytes of answers being read now, reserved in the budget.
+    #[cfg(test)]
+    pub(crate) fn inflight_bytes(&self) -> u64 {
+        self.budget.reserved()
     }
 
     pub(crate) fn url(&self) -> &Uri {
@@ -177,7 +186,7 @@ impl Upstream {
             // The node refused what we sent (a body over its max_body_bytes, a batch over
             // its max_request_batch_size): the request's fault, not the node's health.
             status @ (StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE) => {
-                let why = refusal(response.into_body()).await;
+                let why = read::refusal(response.into_body()).await;
                 return Err(Rejection::InvalidRequest(format!(
                     "the node refused the request (HTTP {}): {why}",
                     status.as_u16()
@@ -185,61 +194,7 @@ impl Upstream {
             }
             status => return Err(invalid(format!("HTTP {}", status.as_u16()))),
         }
-        let cap = self.max_response.as_u64();
-        let declared = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > cap) {
-            return Err(Rejection::ResponseTooLarge {
-                max: self.max_response,
-            });
-        }
-        let mut body = response.into_body();
-        let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(cap) as usize);
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                tracing::debug!(error = ?e, "upstream body failed");
-                invalid("the connection broke mid-answer".into())
-            })?;
-            if let Ok(data) = frame.into_data() {
-                if (buf.len() + data.len()) as u64 > cap {
-                    // Dropping the body closes the node connection instead of reading on.
-                    return Err(Rejection::ResponseTooLarge {
-                        max: self.max_response,
-                    });
-                }
-                buf.extend_from_slice(&data);
-            }
-        }
-        Ok(buf.freeze())
-    }
-}
-
-/// What a node's refusal says: its JSON-RPC error's data or message, read from at most
-/// 4 KiB of the body. Never the body itself, which an operator's proxy may have written.
-async fn refusal(body: hyper::body::Incoming) -> String {
-    #[derive(Deserialize)]
-    struct Refusal {
-        error: RefusalError,
-    }
-    #[derive(Deserialize)]
-    struct RefusalError {
-        #[serde(default)]
-        message: String,
-        #[serde(default)]
-        data: Option<String>,
-    }
-    let Ok(body) = http_body_util::Limited::new(body, 4096).collect().await else {
-        return "no readable reason".into();
-    };
-    match serde_json::from_slice::<Refusal>(&body.to_bytes()) {
-        Ok(Refusal { error }) => error
-            .data
-            .filter(|d| !d.is_empty())
-            .unwrap_or(error.message),
-        Err(_) => "no JSON-RPC reason".into(),
+        read::body(response, self.max_response, &self.budget).await
     }
 }
 
@@ -271,7 +226,7 @@ fn batch_answers(body: &Bytes, first: u64, n: usize) -> Result<Vec<Answer>, Reje
         .collect()
 }
 
-fn invalid(why: String) -> Rejection {
+pub(super) fn invalid(why: String) -> Rejection {
     Rejection::UpstreamInvalid(why)
 }
 
@@ -283,82 +238,16 @@ fn answer_for(body: &Bytes, raw: RawAnswer<'_>, expected_id: u64) -> Result<Answ
         return Err(invalid("the answer carries an id we did not send".into()));
     }
     match (raw.result, raw.error) {
-        (_, Some(e)) => Ok(Answer::Error(body.slice_ref(e.get().as_bytes()))),
-        (Some(r), None) => Ok(Answer::Result(body.slice_ref(r.get().as_bytes()))),
+        (_, Some(e)) => Ok(Answer::Error(read::owned(body, e.get().as_bytes()))),
+        (Some(r), None) => Ok(Answer::Result(read::owned(body, r.get().as_bytes()))),
         (None, None) => Err(invalid("neither result nor error".into())),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+#[path = "tests.rs"]
+mod tests;
 
-    #[test]
-    fn results_are_zero_copy_slices_of_the_body() {
-        let body = Bytes::from_static(br#"{"jsonrpc":"2.0","id":3,"result":{"a":[1,2]}}"#);
-        let raw: RawAnswer = serde_json::from_slice(&body).unwrap();
-        let Answer::Result(r) = answer_for(&body, raw, 3).unwrap() else {
-            panic!()
-        };
-        assert_eq!(&r[..], br#"{"a":[1,2]}"#);
-        assert_eq!(r.as_ptr(), body[33..].as_ptr());
-    }
-
-    #[test]
-    fn a_batch_answer_is_taken_as_an_array_of_any_length() {
-        let two = Bytes::from_static(
-            br#"[{"jsonrpc":"2.0","id":8,"result":"b"},{"jsonrpc":"2.0","id":7,"result":"a"}]"#,
-        );
-        let answers = batch_answers(&two, 7, 2).unwrap();
-        assert_eq!(answers[0], Answer::Result(Bytes::from_static(b"\"a\"")));
-        assert_eq!(answers[1], Answer::Result(Bytes::from_static(b"\"b\"")));
-        // A spec-compliant node (or another proxy) answers a batch of one with an array.
-        let one = Bytes::from_static(br#" [{"jsonrpc":"2.0","id":7,"result":"a"}]"#);
-        assert_eq!(
-            batch_answers(&one, 7, 1).unwrap(),
-            vec![Answer::Result(Bytes::from_static(b"\"a\""))]
-        );
-    }
-
-    #[test]
-    fn a_batch_of_one_is_also_taken_as_a_bare_object() {
-        // CometBFT's own shape.
-        let bare = Bytes::from_static(br#"{"jsonrpc":"2.0","id":7,"result":"a"}"#);
-        assert_eq!(
-            batch_answers(&bare, 7, 1).unwrap(),
-            vec![Answer::Result(Bytes::from_static(b"\"a\""))]
-        );
-        // Only for a batch of one: a bare object cannot answer two calls.
-        assert!(batch_answers(&bare, 7, 2).is_err());
-    }
-
-    #[test]
-    fn a_batch_answer_with_a_foreign_or_missing_id_is_refused() {
-        let foreign = Bytes::from_static(br#"[{"jsonrpc":"2.0","id":9,"result":"a"}]"#);
-        assert!(batch_answers(&foreign, 7, 2).is_err());
-        let short = Bytes::from_static(br#"[{"jsonrpc":"2.0","id":7,"result":"a"}]"#);
-        assert!(batch_answers(&short, 7, 2).is_err());
-    }
-
-    #[test]
-    fn a_wrong_id_is_refused() {
-        let body = Bytes::from_static(br#"{"jsonrpc":"2.0","id":4,"result":{}}"#);
-        let raw: RawAnswer = serde_json::from_slice(&body).unwrap();
-        assert!(matches!(
-            answer_for(&body, raw, 3),
-            Err(Rejection::UpstreamInvalid(_))
-        ));
-    }
-
-    #[test]
-    fn errors_keep_the_nodes_object_and_take_the_callers_id() {
-        let body = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"Internal error","data":"x"}}"#);
-        let raw: RawAnswer = serde_json::from_slice(&body).unwrap();
-        let a = answer_for(&body, raw, 1).unwrap();
-        let out = a.parts(&Id::uri()).concat();
-        assert_eq!(
-            out,
-            br#"{"jsonrpc":"2.0","id":-1,"error":{"code":-32603,"message":"Internal error","data":"x"}}"#.to_vec()
-        );
-    }
-}
+#[cfg(test)]
+#[path = "read_tests.rs"]
+mod read_tests;

@@ -1,0 +1,115 @@
+//! `cometgate-load lean`: the memory budget and refresh-ahead benches (issue #12's items
+//! 3 and 4), each on fresh processes, beside the main bench rather than inside it: their
+//! questions are about cometgate alone (which allocator, which `while_refreshing`), not
+//! about cometgate against nginx.
+//!
+//! - `memory`: distinct 2 MB `block_results` answers through a 32 MiB cache, 4 and 8 at a
+//!   time, under glibc's malloc, jemalloc and mimalloc (each preloaded from Debian's
+//!   packages into the same binary); the peak RSS (VmHWM) against `cache.max_bytes +
+//!   64 MiB`, and cache-hit throughput under each allocator.
+//! - `refresh`: 200 clients polling `status` and `abci_query` at the head of a chain with
+//!   1 s blocks, the node taking 50 ms for both; p99 in the 200 ms after each block against
+//!   the p99 between blocks, and node calls per question per block, with refresh-ahead
+//!   off, under "wait" and under "previous".
+
+mod memory;
+mod refresh;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cometgate_sim::SimNodeConfig;
+
+use crate::procs::{free_addr, wait_listening, Proc};
+use crate::stack::{start_node, Bins, Node};
+
+pub struct Options {
+    pub quick: bool,
+    pub out: PathBuf,
+    /// `memory`, `refresh`, or both when empty.
+    pub only: Vec<String>,
+}
+
+/// Runs the benches asked for; writes `lean.json` and `LEAN.md` into `out`.
+pub async fn lean(opts: Options) -> Result<(), String> {
+    let bins = crate::bench::bins()?;
+    let work = std::env::temp_dir().join(format!("cometgate-lean-{}", std::process::id()));
+    let wants = |name: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == name);
+    let mut md = String::from(
+        "# cometgate: memory budget and refresh-ahead\n\n\
+         Written by `cometgate-load lean`. One machine shared by the load, the simulated \
+         node and cometgate (2 cores, shared with other work): figures are indicative.\n",
+    );
+    let mut json = serde_json::Map::new();
+    if wants("memory") {
+        let (text, value) = memory::run(&bins, opts.quick, &work.join("memory")).await?;
+        md.push_str(&text);
+        json.insert("memory".into(), value);
+    }
+    if wants("refresh") {
+        let (text, value) = refresh::run(&bins, opts.quick, &work.join("refresh")).await?;
+        md.push_str(&text);
+        json.insert("refresh".into(), value);
+    }
+    std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
+    let json = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+    std::fs::write(opts.out.join("lean.json"), json + "\n").map_err(|e| e.to_string())?;
+    std::fs::write(opts.out.join("LEAN.md"), &md).map_err(|e| e.to_string())?;
+    print!("{md}");
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// A simulated node and cometgate in front of it, configured by `sections` (TOML after
+/// the listen addresses) and run with `env` (an allocator preloaded).
+pub(super) struct Pair {
+    pub node: Node,
+    pub gateway: Proc,
+    pub url: String,
+}
+
+pub(super) async fn start(
+    bins: &Bins,
+    node: &SimNodeConfig,
+    sections: &str,
+    env: &[(&str, &str)],
+    dir: &Path,
+) -> Result<Pair, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let node = start_node(bins, node, false, dir).await?;
+    let (listen, metrics) = (free_addr(), free_addr());
+    let mut text = String::new();
+    let _ = write!(
+        text,
+        "[server]\nlisten = \"{listen}\"\n\n[metrics]\nlisten = \"{metrics}\"\n\n\
+         [upstream]\nurl = \"http://{}/\"\n\n{sections}",
+        node.rpc
+    );
+    let path = dir.join("cometgate.toml");
+    std::fs::write(&path, &text).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(&bins.cometgate);
+    cmd.arg("--config")
+        .arg(&path)
+        .env("TOKIO_WORKER_THREADS", "2")
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut gateway = Proc::spawn(cmd, "cometgate", dir, true)?;
+    wait_listening(listen, &mut gateway).await?;
+    Ok(Pair {
+        node,
+        gateway,
+        url: format!("http://{listen}"),
+    })
+}
+
+/// Milliseconds with two decimals, for the tables.
+pub(super) fn ms(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+pub(super) fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1u64 << 20) as f64)
+}
