@@ -76,6 +76,7 @@ fn node(gw: &Gateway, window: &Window) -> Value {
             "node_memory_bytes": (guard.node_memory_bytes > 0).then_some(guard.node_memory_bytes),
             "memory_limit_bytes": (guard.memory_limit_bytes > 0).then_some(guard.memory_limit_bytes),
             "shedding_seconds": guard.shedding_seconds,
+            "heavy_call_bytes": (guard.heavy_call_bytes > 0).then_some(guard.heavy_call_bytes),
         },
     })
 }
@@ -106,6 +107,7 @@ fn lane(name: &str, snap: &LaneSnapshot, cfg: &LaneConfig, totals: &Totals, scop
         "queued": snap.queued + snap.waiting_for_share,
         "max_queue": snap.max_queue,
         "paused": snap.paused,
+        "guard_hold": snap.hold,
         "latency_seconds": snap.latency,
         "waits": wait.total(),
         "wait_p50_seconds": wait.quantile(0.5),
