@@ -76,7 +76,6 @@ pub(super) struct Asked {
     method: &'static str,
     estimate: f64,
     start: f64,
-    fresh: bool,
 }
 
 /// What `FairQueue::enter` gives: a slot now, or a place in the queue.
@@ -148,7 +147,7 @@ impl FairQueue {
             return None;
         }
         let estimate = state.estimates.of(method);
-        let (start, _) = state.tag(client, estimate);
+        let start = state.tag(client, estimate);
         state.start(client, start);
         let running = state.running;
         drop(state);
@@ -172,12 +171,11 @@ impl FairQueue {
     pub(super) fn ask(&self, client: &ClientKey, method: &'static str) -> Asked {
         let mut state = self.lock();
         let estimate = state.estimates.of(method);
-        let (start, fresh) = state.tag(client, estimate);
+        let start = state.tag(client, estimate);
         Asked {
             method,
             estimate,
             start,
-            fresh,
         }
     }
 
@@ -203,7 +201,6 @@ impl FairQueue {
             method: asked.method,
             estimate: asked.estimate,
             start: asked.start,
-            fresh: asked.fresh,
             grant: tx,
         });
         if first {

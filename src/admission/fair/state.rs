@@ -5,11 +5,11 @@
 //! start tag of the last call started. Calls are tagged when they are asked for, so a
 //! client pays for the node time it asks for, also while it waits for its place.
 //!
-//! So a client that has no call waiting or running starts its next one at the virtual
-//! time, ahead of every backlogged client's queue, which is what keeps an ordinary
-//! client's latency beside a crowd: it waits for a slot, not for the crowd. A client with many calls
-//! queued has tags far ahead and waits its turn; an idle client banks no credit, since
-//! its next tag is never behind the virtual time.
+//! So a client that has no call waiting starts its next one at the virtual time, ahead
+//! of every backlogged client's queue, which is what keeps an ordinary client's latency
+//! beside a crowd: it waits for a slot, not for the crowd. A client with many calls
+//! asked for has tags far ahead and waits its turn; an idle client banks no credit,
+//! since its next tag is never behind the virtual time.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -31,8 +31,6 @@ pub(super) struct Waiter {
     pub estimate: f64,
     /// Start tag, in node seconds of virtual time.
     pub start: f64,
-    /// Its client had nothing running or waiting: it goes first among equal tags.
-    pub fresh: bool,
     pub grant: oneshot::Sender<Slot>,
 }
 
@@ -81,22 +79,27 @@ impl State {
 
     /// Tags a new call of `client`: its start tag, its client's finish moved past it.
     ///
-    /// A client with nothing running or waiting is given one call's worth of credit:
-    /// its last call's finish would otherwise put it a whole call's cost ahead of the
-    /// virtual time, behind every backlogged client's next call, and an ordinary client
-    /// asking about its fair share would wait a round of the crowd for each call. A
-    /// client can use the credit one call at a time only, so no more than one slot.
-    pub(super) fn tag(&mut self, client: &ClientKey, estimate: f64) -> (f64, bool) {
+    /// A client with no call waiting is given one call's worth of credit: its last
+    /// call's finish would otherwise put it a whole call's cost ahead of the virtual
+    /// time, behind every backlogged client's next call, and an ordinary client asking
+    /// about its fair share would wait a round of the crowd for each call, or two when
+    /// its calls overlap. Only one of a client's waiting calls can have had it, and a
+    /// client that asked for more than its share has its finish far ahead, where the
+    /// credit changes nothing.
+    pub(super) fn tag(&mut self, client: &ClientKey, estimate: f64) -> f64 {
         self.make_room(client);
         let virtual_time = self.virtual_time;
         let c = self.clients.entry(client.clone()).or_default();
-        let fresh = c.idle();
-        let earliest = if fresh { c.finish - estimate } else { c.finish };
+        let earliest = if c.waiting.is_empty() {
+            c.finish - estimate
+        } else {
+            c.finish
+        };
         // What a client asked for beyond its share is remembered only so far: a flood
         // that stopped is soon an ordinary client again.
         let start = earliest.clamp(virtual_time, virtual_time + MAX_LEAD);
         c.finish = start + estimate;
-        (start, fresh)
+        start
     }
 
     /// A call takes a slot.
@@ -108,8 +111,9 @@ impl State {
         }
     }
 
-    /// The waiting call with the least start tag (among equals a fresh client's, then the
-    /// earliest arrival; the earliest of all when the lane is not fair).
+    /// The waiting call with the least start tag (among equals, the one whose client has
+    /// asked for less beyond it, then the earliest arrival; the earliest of all when the
+    /// lane is not fair).
     pub(super) fn next_waiter(&mut self) -> Option<(ClientKey, Waiter)> {
         let fair = self.settings.fair;
         let (at, _) = self
@@ -119,14 +123,18 @@ impl State {
             .filter_map(|(i, key)| {
                 let front = self.clients.get(key)?.waiting.front()?;
                 // Unfair, every tag is the same: arrival order alone decides.
-                let (start, fresh) = if fair {
-                    (front.start, front.fresh)
+                let (start, asked) = if fair {
+                    (front.start, self.clients.get(key)?.finish)
                 } else {
-                    (0.0, false)
+                    (0.0, 0.0)
                 };
-                Some((i, (start, !fresh, front.seq)))
+                Some((i, (start, asked, front.seq)))
             })
-            .min_by(|(_, a), (_, b)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)))?;
+            .min_by(|(_, a), (_, b)| {
+                a.0.total_cmp(&b.0)
+                    .then(a.1.total_cmp(&b.1))
+                    .then(a.2.cmp(&b.2))
+            })?;
         let key = self.backlogged[at].clone();
         let c = self.clients.get_mut(&key)?;
         let waiter = c.waiting.pop_front()?;

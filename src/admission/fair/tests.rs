@@ -249,7 +249,10 @@ async fn an_idle_client_banks_no_credit() {
             _ => panic!("one call at a time"),
         };
     }
-    assert_eq!(order, [2, 1, 2, 1, 2, 1]);
+    assert!(
+        order.windows(2).all(|w| w[0] != w[1]),
+        "they take turns: {order:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
