@@ -155,13 +155,7 @@ async fn the_page_is_served_from_the_binary_and_locked_like_admin() {
         assert_eq!(h.ops(Method::GET, asset, "").await.status, StatusCode::OK);
     }
     // Off loopback with no token set, the page is shut as the admin routes are.
-    let wide = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let port = wide.local_addr().unwrap().port();
-    tokio::spawn(cometgate::ops::run(
-        wide,
-        h.gateway.clone(),
-        std::future::pending(),
-    ));
+    let port = spawn_wide_ops(&h).await;
     let http = Client::builder(TokioExecutor::new()).build_http();
     for path in ["/", "/assets/live.js", "/admin/state"] {
         let url = format!("http://127.0.0.1:{port}{path}");

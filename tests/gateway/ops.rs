@@ -355,14 +355,7 @@ async fn readiness_returns_after_the_node_recovers_even_with_no_client_traffic()
 #[tokio::test]
 async fn admin_routes_need_a_token_off_loopback() {
     let h = spawn_gateway().await;
-    // An ops listener on every interface, as in Docker.
-    let wide = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let port = wide.local_addr().unwrap().port();
-    tokio::spawn(cometgate::ops::run(
-        wide,
-        h.gateway.clone(),
-        std::future::pending(),
-    ));
+    let port = spawn_wide_ops(&h).await;
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http();
     let purge = |auth: Option<&'static str>| {

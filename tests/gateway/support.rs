@@ -261,6 +261,19 @@ pub async fn send(
     }
 }
 
+/// A second operator listener on every interface (as in Docker), for the access rules
+/// that apply off loopback: its port.
+pub async fn spawn_wide_ops(h: &Harness) -> u16 {
+    let wide = TcpListener::bind("0.0.0.0:0").await.expect("bind");
+    let port = wide.local_addr().expect("addr").port();
+    tokio::spawn(cometgate::ops::run(
+        wide,
+        h.gateway.clone(),
+        std::future::pending(),
+    ));
+    port
+}
+
 /// Polls `check` until it holds, failing the test after `DEADLINE`.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
