@@ -78,13 +78,6 @@ pub(super) struct Asked {
     start: f64,
 }
 
-/// What `FairQueue::enter` gives: a slot now, or a place in the queue.
-#[cfg(test)]
-pub(super) enum Entry {
-    Now(Slot),
-    Queued(Ticket),
-}
-
 /// A lane's state for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(super) struct Snapshot {
@@ -122,19 +115,6 @@ impl FairQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A slot at once if one is free and nobody waits; otherwise a place in the queue.
-    #[cfg(test)]
-    pub(super) fn enter(
-        self: &Arc<Self>,
-        client: &ClientKey,
-        method: &'static str,
-    ) -> Result<Entry, Full> {
-        match self.try_now(client, method) {
-            Some(slot) => Ok(Entry::Now(slot)),
-            None => self.queue(client, method).map(Entry::Queued),
-        }
-    }
-
     /// A slot, if one is free and nobody waits for one.
     pub(super) fn try_now(
         self: &Arc<Self>,
@@ -152,17 +132,6 @@ impl FairQueue {
         let running = state.running;
         drop(state);
         Some(self.slot(client.clone(), method, (estimate, running), now))
-    }
-
-    /// A place in the queue, whatever the slots.
-    #[cfg(test)]
-    pub(super) fn queue(
-        self: &Arc<Self>,
-        client: &ClientKey,
-        method: &'static str,
-    ) -> Result<Ticket, Full> {
-        let asked = self.ask(client, method);
-        self.queue_asked(client, asked)
     }
 
     /// Tags a call as it is asked for, before it may wait for its client's place in the
@@ -194,13 +163,17 @@ impl FairQueue {
         state.next_seq += 1;
         state.queued += 1;
         state.make_room(client);
+        // A call asked for long ago keeps its client's order but never goes ahead of
+        // the virtual time: a crowd's calls waiting for their places would otherwise
+        // enter, one after another, ahead of an ordinary client's call asked just now.
+        let start = asked.start.max(state.virtual_time);
         let c = state.clients.entry(client.clone()).or_default();
         let first = c.waiting.is_empty();
         c.waiting.push_back(Waiter {
             seq,
             method: asked.method,
             estimate: asked.estimate,
-            start: asked.start,
+            start,
             grant: tx,
         });
         if first {

@@ -7,6 +7,29 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// What `FairQueue::enter` gives: a slot now, or a place in the queue.
+pub(super) enum Entry {
+    Now(Slot),
+    Queued(Ticket),
+}
+
+impl FairQueue {
+    /// A slot at once if one is free and nobody waits; otherwise a place in the queue.
+    pub(super) fn enter(
+        self: &Arc<Self>,
+        client: &ClientKey,
+        method: &'static str,
+    ) -> Result<Entry, Full> {
+        match self.try_now(client, method) {
+            Some(slot) => Ok(Entry::Now(slot)),
+            None => {
+                let asked = self.ask(client, method);
+                self.queue_asked(client, asked).map(Entry::Queued)
+            }
+        }
+    }
+}
+
 fn ip(last: u8) -> ClientKey {
     ClientKey::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)))
 }
