@@ -2,9 +2,10 @@
 //!
 //! A free slot is taken at once by whoever asks, so the node is never left idle. When
 //! all slots are busy, calls wait, and each freed slot goes by start-time fair queueing
-//! weighted by node time (see `state`): a client with nothing waiting goes ahead of
-//! every client with a queue, and clients with queues take turns by the node time they
-//! have been given; a client's own calls keep their order. Node time is what a call
+//! weighted by node time (see `state`): a client that asked for less than its share
+//! goes ahead of every client with a queue, for a bounded credit of node time, and
+//! clients with queues take turns by the node time they have been given; a client's own
+//! calls keep their order. Node time is what a call
 //! really cost the node (the time its slot was held), counted as an estimate (its
 //! method's recent average) when the call is queued and corrected when it ends.
 //!

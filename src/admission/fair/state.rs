@@ -5,11 +5,12 @@
 //! start tag of the last call started. Calls are tagged when they are asked for, so a
 //! client pays for the node time it asks for, also while it waits for its place.
 //!
-//! So a client that has no call waiting starts its next one at the virtual time, ahead
-//! of every backlogged client's queue, which is what keeps an ordinary client's latency
-//! beside a crowd: it waits for a slot, not for the crowd. A client with many calls
-//! asked for has tags far ahead and waits its turn; an idle client banks no credit,
-//! since its next tag is never behind the virtual time.
+//! So a client that asked for less than its share starts its next calls behind the
+//! virtual time, ahead of every backlogged client's queue, which is what keeps an
+//! ordinary client's latency beside a crowd: it waits for a slot, not for the crowd.
+//! What it banks that way is capped at `MAX_CREDIT`, so a client back from idle goes
+//! ahead for a short burst and then takes turns. A client with many calls asked for has
+//! tags far ahead and waits its turn.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -24,6 +25,14 @@ use crate::admission::estimate::Estimates;
 /// seconds: a flooder whose asks ran further ahead is still last in line, and forgiven
 /// once the lane has served that much more of everyone.
 pub(super) const MAX_LEAD: f64 = 5.0;
+
+/// How far behind the virtual time a client's next call may be tagged, in node seconds:
+/// what a client that asked for less than its share may use ahead of the backlogged.
+/// An ordinary client's calls come in bursts (a page asks two or three heavy things at
+/// once); with less than a few calls' worth, the second call of a burst waits a whole
+/// round of the crowd. Bounded in node time, so a returning client delays each of the
+/// others by at most this much, whatever its calls cost.
+pub(super) const MAX_CREDIT: f64 = 1.0;
 
 pub(super) struct Waiter {
     pub seq: u64,
@@ -78,26 +87,22 @@ impl State {
     }
 
     /// Tags a new call of `client`: its start tag, its client's finish moved past it.
-    ///
-    /// A client with no call waiting is given one call's worth of credit: its last
-    /// call's finish would otherwise put it a whole call's cost ahead of the virtual
-    /// time, behind every backlogged client's next call, and an ordinary client asking
-    /// about its fair share would wait a round of the crowd for each call, or two when
-    /// its calls overlap. Only one of a client's waiting calls can have had it, and a
-    /// client that asked for more than its share has its finish far ahead, where the
-    /// credit changes nothing.
     pub(super) fn tag(&mut self, client: &ClientKey, estimate: f64) -> f64 {
         self.make_room(client);
         let virtual_time = self.virtual_time;
-        let c = self.clients.entry(client.clone()).or_default();
-        let earliest = if c.waiting.is_empty() {
-            c.finish - estimate
-        } else {
-            c.finish
-        };
+        // A client new to the lane, or forgotten, is owed the whole credit.
+        let c = self
+            .clients
+            .entry(client.clone())
+            .or_insert_with(|| Client {
+                finish: virtual_time - MAX_CREDIT,
+                ..Client::default()
+            });
         // What a client asked for beyond its share is remembered only so far: a flood
         // that stopped is soon an ordinary client again.
-        let start = earliest.clamp(virtual_time, virtual_time + MAX_LEAD);
+        let start = c
+            .finish
+            .clamp(virtual_time - MAX_CREDIT, virtual_time + MAX_LEAD);
         c.finish = start + estimate;
         start
     }
@@ -145,10 +150,10 @@ impl State {
         Some((key, waiter))
     }
 
-    /// Keeps the client table within `max_clients` before `client` may be added. An
-    /// idle client whose finish tag the virtual time has passed is no different from a
-    /// new one, so those go first; then the idle ones least ahead. Clients that are
-    /// running or waiting are bounded by the lane's limit and queue, so room is found.
+    /// Keeps the client table within `max_clients` before `client` may be added. Idle
+    /// clients owed the whole credit are no different from new ones, so those go first;
+    /// then the idle ones least ahead. Clients that are running or waiting are bounded by
+    /// the lane's limit and queue, so room is found.
     pub(super) fn make_room(&mut self, client: &ClientKey) {
         let max = self.settings.max_clients.max(1);
         if self.clients.len() < max || self.clients.contains_key(client) {
@@ -156,7 +161,7 @@ impl State {
         }
         let virtual_time = self.virtual_time;
         self.clients
-            .retain(|_, c| !c.idle() || c.finish > virtual_time);
+            .retain(|_, c| !c.idle() || c.finish > virtual_time - MAX_CREDIT);
         if self.clients.len() < max {
             return;
         }
