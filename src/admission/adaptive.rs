@@ -5,11 +5,16 @@
 //! about queueing; and an average of recent latency (Gradient2, tried first) drifts up
 //! under sustained overload until calls are stretched fourfold at the ceiling.
 //!
-//! A method's unloaded time is what it takes when it runs alone on its lane (or with no
-//! more than the floor's calls): a smoothed average of those calls, pulled down by any
-//! call that was faster. Calls that ran on a busy lane never raise it, so a long overload cannot teach the limiter that slow is
-//! normal. A node that really became slower stretches every call, the limit falls to
-//! its floor, calls run alone again, and the slower times are learned from them.
+//! A method's unloaded time is what it usually takes when it runs alone on its lane (or
+//! with no more than the floor's calls): a smoothed average of those calls. It is the
+//! usual time, not the fastest: calls of one method differ (a page of 5 txs and one of
+//! 100 are both `tx_search`), and against the fastest every ordinary call would look
+//! queued and hold the limit below the node's slots. Calls that ran on a busy lane never
+//! raise it, so a long overload cannot teach the limiter that slow is normal; one that
+//! took less than half of it shows the reference was an outlier (a first call that paid
+//! for a new connection) and pulls it down. A node that really became slower stretches
+//! every call, the limit falls to its floor, calls run alone again, and the slower times
+//! are learned from them.
 //! `[lanes.<lane>] max_concurrency` is the ceiling and `min_concurrency` the floor.
 
 use std::collections::HashMap;
@@ -25,6 +30,10 @@ const UNIT_NANOS: f64 = 1e6;
 
 /// The weight of a new unloaded time: about the last few quiet calls count.
 const WEIGHT: f64 = 0.25;
+
+/// A loaded call faster than this share of its method's unloaded time shows that the
+/// reference itself is off; ordinary calls of one method vary less than twofold.
+const OUTLIER: f64 = 0.5;
 
 /// How far one call moves the limit (Vegas' smoothing): calls on a busy machine vary,
 /// and a limit that followed each one would swing by several calls a second.
@@ -88,9 +97,7 @@ impl Adaptive {
             let unloaded = self.unloaded.entry(sample.method).or_insert(took);
             *unloaded += WEIGHT * (took - *unloaded);
         } else if let Some(unloaded) = self.unloaded.get_mut(sample.method) {
-            // Any call faster than the reference shows it too high (the first call of a
-            // method may have paid for a new connection); a loaded call never raises it.
-            if took < *unloaded {
+            if took < OUTLIER * *unloaded {
                 *unloaded += WEIGHT * (took - *unloaded);
             }
         }

@@ -9,7 +9,21 @@ struct Node {
     slots: usize,
     /// Unloaded seconds per method, at the node's current speed.
     methods: Vec<(&'static str, f64)>,
+    /// How far one call's cost may be from its method's: 0.4 is ±40% (a page of 5 txs
+    /// and one of 100 are both `tx_search`).
+    spread: f64,
 }
+
+impl Node {
+    /// The unloaded cost of the `n`th call of a method, spread evenly over its range.
+    fn cost(&self, base: f64, n: usize) -> f64 {
+        let u = ((n * 7919) % 101) as f64 / 50.0 - 1.0;
+        base * (1.0 + self.spread * u)
+    }
+}
+
+/// Calls of each method a lane that has just opened sees alone.
+const QUIET_CALLS: usize = 8;
 
 struct Run {
     a: Adaptive,
@@ -25,15 +39,17 @@ impl Run {
             now: Instant::now(),
             next: 0,
         };
-        for &(method, base) in &node.methods {
-            let sample = Sample {
-                method,
-                took: Duration::from_secs_f64(base),
-                running_at_start: 1,
-                running: 1,
-            };
-            run.now += sample.took;
-            run.a.record(sample);
+        for n in 0..QUIET_CALLS {
+            for &(method, base) in &node.methods {
+                let sample = Sample {
+                    method,
+                    took: Duration::from_secs_f64(node.cost(base, n)),
+                    running_at_start: 1,
+                    running: 1,
+                };
+                run.now += sample.took;
+                run.a.record(sample);
+            }
         }
         run
     }
@@ -47,7 +63,7 @@ impl Run {
             let (method, base) = node.methods[self.next % node.methods.len()];
             self.next += 1;
             let stretch = (running as f64 / node.slots as f64).max(1.0);
-            let took = base * stretch;
+            let took = node.cost(base, self.next) * stretch;
             // `running` calls finish per `took`, spread evenly.
             self.now += Duration::from_secs_f64(took / running as f64);
             let sample = Sample {
@@ -81,6 +97,7 @@ fn mixed(slots: usize, speed: f64) -> Node {
             ("block_results", 0.01 / speed),
             ("abci_query", 0.05 / speed),
         ],
+        spread: 0.0,
     }
 }
 
@@ -94,6 +111,25 @@ fn a_full_lane_settles_at_the_nodes_slots_whatever_the_mix() {
         assert!(
             lo >= slots && hi <= slots + 2,
             "{slots} slots: the limit ranged {lo}..={hi}"
+        );
+    }
+}
+
+#[test]
+fn calls_that_vary_in_cost_do_not_hold_the_limit_below_the_slots() {
+    // The reference is what a method usually takes alone, not the fastest it ever took:
+    // every ordinary call would otherwise look queued.
+    for spread in [0.2, 0.4] {
+        let node = Node {
+            spread,
+            ..mixed(4, 1.0)
+        };
+        let mut run = Run::new(1, 32, &node);
+        run.overload(&node, 600.0);
+        let (lo, hi) = run.range(&node, 60.0);
+        assert!(
+            lo >= 4 && hi <= 7,
+            "±{spread}: the limit ranged {lo}..={hi}"
         );
     }
 }
@@ -168,7 +204,33 @@ fn a_method_first_seen_on_a_full_lane_does_not_move_the_limit() {
     let newcomer = Node {
         slots: 4,
         methods: vec![("genesis_chunked", 0.3)],
+        spread: 0.0,
     };
     run.overload(&newcomer, 30.0);
     assert_eq!(run.a.limit(), settled);
+}
+
+#[test]
+fn a_first_call_that_paid_for_a_connection_is_not_kept_as_the_reference() {
+    // Ten times its usual time, alone; then only loaded calls. Kept as the reference,
+    // it would read every call as unqueued and grow the lane to its ceiling.
+    let node = Node {
+        slots: 4,
+        methods: vec![("tx_search", 0.2)],
+        spread: 0.0,
+    };
+    let mut run = Run {
+        a: Adaptive::new(1, 32),
+        now: Instant::now(),
+        next: 0,
+    };
+    run.a.record(Sample {
+        method: "tx_search",
+        took: Duration::from_secs(2),
+        running_at_start: 1,
+        running: 1,
+    });
+    run.overload(&node, 120.0);
+    let (lo, hi) = run.range(&node, 60.0);
+    assert!(hi <= 10, "the limit ranged {lo}..={hi}");
 }
