@@ -1,8 +1,8 @@
 //! The adaptive heavy lane against a node whose speed changes while it runs: the limit
 //! (`cometgate_lane_limit{lane="heavy"}`) grows to the node's CPU slots and stays near
-//! them, falls when the node slows down and rises again when it speeds up. The node is the simulated one with its processor-sharing CPU, so
-//! calls past its CPU slots really take longer; no timing is asserted, only where the
-//! limit goes.
+//! them, falls when the node slows down and rises again when it speeds up. The node is
+//! the simulated one with its processor-sharing CPU, so calls past its CPU slots really
+//! take longer; no timing is asserted, only where the limit goes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -104,17 +104,23 @@ async fn the_heavy_limit_falls_when_the_node_slows_and_rises_when_it_speeds_up()
     let clients = load(&h, stop.clone(), answered.clone());
 
     // At full speed the limit grows past its start to the node's slots, and no further
-    // than one or two calls queued inside the node (the old limiter drifted to 16).
+    // than a few calls queued inside the node (the old limiter drifted to 16).
     limit_until(&h, "the limit grows at full speed", |l| l >= SLOTS as f64).await;
-    let mut seen = Vec::new();
-    while seen.len() < 40 {
-        seen.push(heavy_limit(&h).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let most = seen.iter().copied().fold(0.0, f64::max);
+    // Watched at the node: over the next few hundred calls, never more in flight.
+    h.node.reset_counters();
+    let settled = answered.load(Ordering::Relaxed);
+    eventually("a few hundred calls at full speed", || {
+        let n = answered.load(Ordering::Relaxed);
+        async move { n >= settled + 300 }
+    })
+    .await;
+    let most = h.node.stats().peak_inflight_per_method["tx_search"];
+    // A few calls queued inside the node at most: these calls differ up to twentyfold
+    // in what they return (`per_page` 1 to 100), so the stretch the limit follows is
+    // noisy, and the limiter settles a little above the slots.
     assert!(
-        most <= (SLOTS + 3) as f64,
-        "a full lane kept near the slots: {seen:?}"
+        most <= (SLOTS + 4) as u64,
+        "a full lane kept near the slots: {most} in flight at the node"
     );
 
     // A node four times slower: calls take longer than the lane has learned to expect.
