@@ -1,12 +1,16 @@
 //! `[rate_limit]`: how a client is told apart (its address, or a trusted proxy's
 //! header) and how much each one may ask of the node.
 
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Serialize;
+use toml::Value;
 
 use super::render::{ser_duration, ser_header_name, ser_ipnets};
 use super::secs;
+use super::walk::{boolean, duration, string, string_list, unsigned, Problems, Section};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RateLimitConfig {
@@ -105,4 +109,206 @@ pub enum LocalClients {
     Unlimited,
     /// Limited like every other client.
     Limited,
+}
+
+pub(super) fn read(s: &mut Section, p: &mut Problems, c: &mut RateLimitConfig) {
+    s.read(p, "enabled", &mut c.enabled, boolean);
+    s.read(
+        p,
+        "requests_per_second",
+        &mut c.requests_per_second,
+        unsigned,
+    );
+    s.read(p, "burst", &mut c.burst, unsigned);
+    s.read(
+        p,
+        "trusted_proxies",
+        &mut c.trusted_proxies,
+        trusted_proxies,
+    );
+    s.read(
+        p,
+        "client_ip_header",
+        &mut c.client_ip_header,
+        |v| match string(v)?.to_ascii_lowercase().as_str() {
+            "x-forwarded-for" => Ok(ClientIpHeader::XForwardedFor),
+            "x-real-ip" => Ok(ClientIpHeader::XRealIp),
+            other => Err(format!(
+                "unknown header {other:?}: expected \"x-forwarded-for\" or \"x-real-ip\""
+            )),
+        },
+    );
+    s.read(
+        p,
+        "local_clients",
+        &mut c.local_clients,
+        |v| match string(v)?.as_str() {
+            "unlimited" => Ok(LocalClients::Unlimited),
+            "limited" => Ok(LocalClients::Limited),
+            other => Err(format!(
+                "unknown value {other:?}: expected \"unlimited\" or \"limited\""
+            )),
+        },
+    );
+    s.read(
+        p,
+        "max_concurrent_per_client",
+        &mut c.max_concurrent_per_client,
+        unsigned,
+    );
+    s.read(p, "api_key_header", &mut c.api_key_header, header_name);
+    let keys = s.value("api_keys");
+    api_keys(p, &s.path_of("api_keys"), keys, &mut c.api_keys);
+    s.read(p, "gc_interval", &mut c.gc_interval, duration);
+}
+
+fn trusted_proxies(v: &Value) -> Result<Vec<ipnet::IpNet>, String> {
+    string_list(v)?
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let entry = entry.trim();
+            entry
+                .parse::<ipnet::IpNet>()
+                .map(|net| net.trunc())
+                .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "item {i}: \"{entry}\" is neither an IP nor a CIDR such as \"10.0.0.0/8\""
+                    )
+                })
+        })
+        .collect()
+}
+
+/// "" means none, since TOML has no null.
+fn header_name(v: &Value) -> Result<Option<http::HeaderName>, String> {
+    let text = string(v)?;
+    if text.is_empty() {
+        return Ok(None);
+    }
+    http::HeaderName::from_bytes(text.as_bytes())
+        .map(Some)
+        .map_err(|_| format!("invalid header name \"{text}\""))
+}
+
+fn api_keys(p: &mut Problems, path: &str, value: Option<&Value>, out: &mut Vec<ApiKeyQuota>) {
+    let Some(value) = value else { return };
+    let Value::Array(entries) = value else {
+        p.report(
+            path,
+            format!(
+                "expected [[rate_limit.api_keys]] tables, got {}",
+                value.type_str()
+            ),
+        );
+        return;
+    };
+    let mut seen = BTreeSet::new();
+    let mut quotas = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let entry_path = format!("{path}[{i}]");
+        if !entry.is_table() {
+            p.report(
+                &entry_path,
+                format!("expected a table, got {}", entry.type_str()),
+            );
+            continue;
+        }
+        if let Some(quota) = api_key(p, entry_path, entry, &mut seen) {
+            quotas.push(quota);
+        }
+    }
+    *out = quotas;
+}
+
+/// One `[[rate_limit.api_keys]]` table; `None` if a required key is missing.
+fn api_key(
+    p: &mut Problems,
+    entry_path: String,
+    entry: &Value,
+    seen: &mut BTreeSet<String>,
+) -> Option<ApiKeyQuota> {
+    let mut s = Section::of(p, entry_path, Some(entry));
+    let key = s.require(p, "key", string);
+    let requests_per_second = s.require(p, "requests_per_second", unsigned);
+    let burst = s.require(p, "burst", unsigned);
+    let mut max_concurrent_per_client = None;
+    s.read(
+        p,
+        "max_concurrent_per_client",
+        &mut max_concurrent_per_client,
+        |v| unsigned(v).map(Some),
+    );
+    let mut max_websocket_connections = None;
+    s.read(
+        p,
+        "max_websocket_connections",
+        &mut max_websocket_connections,
+        |v| unsigned(v).map(Some),
+    );
+    for (field, value) in [
+        ("max_concurrent_per_client", max_concurrent_per_client),
+        ("max_websocket_connections", max_websocket_connections),
+    ] {
+        if value == Some(0) {
+            p.report(&s.path_of(field), "must be at least 1");
+        }
+    }
+    if let Some(k) = &key {
+        if k.is_empty() {
+            p.report(&s.path_of("key"), "must not be empty");
+        } else if !seen.insert(k.clone()) {
+            p.report(
+                &s.path_of("key"),
+                "duplicate key (each API key may appear once)",
+            );
+        }
+    }
+    for (field, value) in [
+        ("requests_per_second", requests_per_second),
+        ("burst", burst),
+    ] {
+        if value == Some(0) {
+            p.report(&s.path_of(field), "must be at least 1");
+        }
+    }
+    s.finish(p);
+    let (Some(key), Some(requests_per_second), Some(burst)) = (key, requests_per_second, burst)
+    else {
+        return None;
+    };
+    Some(ApiKeyQuota {
+        key,
+        requests_per_second,
+        burst,
+        max_concurrent_per_client,
+        max_websocket_connections,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_proxies_accept_bare_ips_and_cidrs() {
+        let v: Value = toml::Value::Array(vec![
+            "10.0.0.1".into(),
+            "192.168.0.0/16".into(),
+            "::1".into(),
+            "10.1.2.3/8".into(),
+        ]);
+        let nets: Vec<String> = trusted_proxies(&v)
+            .unwrap()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            nets,
+            ["10.0.0.1/32", "192.168.0.0/16", "::1/128", "10.0.0.0/8"]
+        );
+        let bad = toml::Value::Array(vec!["10.0.0.1".into(), "proxy.local".into()]);
+        assert!(trusted_proxies(&bad).unwrap_err().starts_with("item 1:"));
+    }
 }

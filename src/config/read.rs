@@ -1,19 +1,13 @@
 //! Reads each section of the TOML table into the typed config, starting
 //! from the defaults so absent keys keep them.
 
-use std::collections::BTreeSet;
-use std::net::IpAddr;
-
 use toml::{Table, Value};
 
 use super::methods::read_methods;
-use super::walk::{
-    boolean, duration, size, socket_addr, string, string_list, unsigned, Problems, Section,
-};
+use super::walk::{boolean, duration, size, socket_addr, string, unsigned, Problems, Section};
 use super::{
-    ApiKeyQuota, CacheConfig, ClientIpHeader, Config, HeadConfig, LocalClients, LogConfig,
-    LogFormat, MetricsConfig, RateLimitConfig, ServerConfig, UpstreamConfig, WebSocketConfig,
-    WhileRefreshing,
+    CacheConfig, Config, HeadConfig, LogConfig, LogFormat, MetricsConfig, ServerConfig,
+    UpstreamConfig, WebSocketConfig, WhileRefreshing,
 };
 
 pub(crate) fn read_config(root: &Table, p: &mut Problems) -> Config {
@@ -29,7 +23,9 @@ pub(crate) fn read_config(root: &Table, p: &mut Problems) -> Config {
             super::lanes::read(s, p, &mut c.lanes.heavy)
         });
     });
-    top.section(p, "rate_limit", |s, p| rate_limit(s, p, &mut c.rate_limit));
+    top.section(p, "rate_limit", |s, p| {
+        super::rate_limit::read(s, p, &mut c.rate_limit)
+    });
     top.section(p, "cache", |s, p| cache(s, p, &mut c.cache));
     top.section(p, "head", |s, p| head(s, p, &mut c.head));
     top.section(p, "websocket", |s, p| websocket(s, p, &mut c.websocket));
@@ -125,182 +121,6 @@ pub(crate) fn upstream_url(v: &Value) -> Result<http::Uri, String> {
         .path_and_query("/")
         .build()
         .map_err(|e| bad(&e.to_string()))
-}
-
-fn rate_limit(s: &mut Section, p: &mut Problems, c: &mut RateLimitConfig) {
-    s.read(p, "enabled", &mut c.enabled, boolean);
-    s.read(
-        p,
-        "requests_per_second",
-        &mut c.requests_per_second,
-        unsigned,
-    );
-    s.read(p, "burst", &mut c.burst, unsigned);
-    s.read(
-        p,
-        "trusted_proxies",
-        &mut c.trusted_proxies,
-        trusted_proxies,
-    );
-    s.read(
-        p,
-        "client_ip_header",
-        &mut c.client_ip_header,
-        |v| match string(v)?.to_ascii_lowercase().as_str() {
-            "x-forwarded-for" => Ok(ClientIpHeader::XForwardedFor),
-            "x-real-ip" => Ok(ClientIpHeader::XRealIp),
-            other => Err(format!(
-                "unknown header {other:?}: expected \"x-forwarded-for\" or \"x-real-ip\""
-            )),
-        },
-    );
-    s.read(
-        p,
-        "local_clients",
-        &mut c.local_clients,
-        |v| match string(v)?.as_str() {
-            "unlimited" => Ok(LocalClients::Unlimited),
-            "limited" => Ok(LocalClients::Limited),
-            other => Err(format!(
-                "unknown value {other:?}: expected \"unlimited\" or \"limited\""
-            )),
-        },
-    );
-    s.read(
-        p,
-        "max_concurrent_per_client",
-        &mut c.max_concurrent_per_client,
-        unsigned,
-    );
-    s.read(p, "api_key_header", &mut c.api_key_header, header_name);
-    let keys = s.value("api_keys");
-    api_keys(p, &s.path_of("api_keys"), keys, &mut c.api_keys);
-    s.read(p, "gc_interval", &mut c.gc_interval, duration);
-}
-
-fn trusted_proxies(v: &Value) -> Result<Vec<ipnet::IpNet>, String> {
-    string_list(v)?
-        .iter()
-        .enumerate()
-        .map(|(i, entry)| {
-            let entry = entry.trim();
-            entry
-                .parse::<ipnet::IpNet>()
-                .map(|net| net.trunc())
-                .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    format!(
-                        "item {i}: \"{entry}\" is neither an IP nor a CIDR such as \"10.0.0.0/8\""
-                    )
-                })
-        })
-        .collect()
-}
-
-/// "" means none, since TOML has no null.
-fn header_name(v: &Value) -> Result<Option<http::HeaderName>, String> {
-    let text = string(v)?;
-    if text.is_empty() {
-        return Ok(None);
-    }
-    http::HeaderName::from_bytes(text.as_bytes())
-        .map(Some)
-        .map_err(|_| format!("invalid header name \"{text}\""))
-}
-
-fn api_keys(p: &mut Problems, path: &str, value: Option<&Value>, out: &mut Vec<ApiKeyQuota>) {
-    let Some(value) = value else { return };
-    let Value::Array(entries) = value else {
-        p.report(
-            path,
-            format!(
-                "expected [[rate_limit.api_keys]] tables, got {}",
-                value.type_str()
-            ),
-        );
-        return;
-    };
-    let mut seen = BTreeSet::new();
-    let mut quotas = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let entry_path = format!("{path}[{i}]");
-        if !entry.is_table() {
-            p.report(
-                &entry_path,
-                format!("expected a table, got {}", entry.type_str()),
-            );
-            continue;
-        }
-        if let Some(quota) = api_key(p, entry_path, entry, &mut seen) {
-            quotas.push(quota);
-        }
-    }
-    *out = quotas;
-}
-
-/// One `[[rate_limit.api_keys]]` table; `None` if a required key is missing.
-fn api_key(
-    p: &mut Problems,
-    entry_path: String,
-    entry: &Value,
-    seen: &mut BTreeSet<String>,
-) -> Option<ApiKeyQuota> {
-    let mut s = Section::of(p, entry_path, Some(entry));
-    let key = s.require(p, "key", string);
-    let requests_per_second = s.require(p, "requests_per_second", unsigned);
-    let burst = s.require(p, "burst", unsigned);
-    let mut max_concurrent_per_client = None;
-    s.read(
-        p,
-        "max_concurrent_per_client",
-        &mut max_concurrent_per_client,
-        |v| unsigned(v).map(Some),
-    );
-    let mut max_websocket_connections = None;
-    s.read(
-        p,
-        "max_websocket_connections",
-        &mut max_websocket_connections,
-        |v| unsigned(v).map(Some),
-    );
-    for (field, value) in [
-        ("max_concurrent_per_client", max_concurrent_per_client),
-        ("max_websocket_connections", max_websocket_connections),
-    ] {
-        if value == Some(0) {
-            p.report(&s.path_of(field), "must be at least 1");
-        }
-    }
-    if let Some(k) = &key {
-        if k.is_empty() {
-            p.report(&s.path_of("key"), "must not be empty");
-        } else if !seen.insert(k.clone()) {
-            p.report(
-                &s.path_of("key"),
-                "duplicate key (each API key may appear once)",
-            );
-        }
-    }
-    for (field, value) in [
-        ("requests_per_second", requests_per_second),
-        ("burst", burst),
-    ] {
-        if value == Some(0) {
-            p.report(&s.path_of(field), "must be at least 1");
-        }
-    }
-    s.finish(p);
-    let (Some(key), Some(requests_per_second), Some(burst)) = (key, requests_per_second, burst)
-    else {
-        return None;
-    };
-    Some(ApiKeyQuota {
-        key,
-        requests_per_second,
-        burst,
-        max_concurrent_per_client,
-        max_websocket_connections,
-    })
 }
 
 fn cache(s: &mut Section, p: &mut Problems, c: &mut CacheConfig) {
@@ -428,26 +248,5 @@ mod tests {
         ] {
             assert!(url(bad).is_err(), "{bad:?} should be rejected");
         }
-    }
-
-    #[test]
-    fn trusted_proxies_accept_bare_ips_and_cidrs() {
-        let v: Value = toml::Value::Array(vec![
-            "10.0.0.1".into(),
-            "192.168.0.0/16".into(),
-            "::1".into(),
-            "10.1.2.3/8".into(),
-        ]);
-        let nets: Vec<String> = trusted_proxies(&v)
-            .unwrap()
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
-        assert_eq!(
-            nets,
-            ["10.0.0.1/32", "192.168.0.0/16", "::1/128", "10.0.0.0/8"]
-        );
-        let bad = toml::Value::Array(vec!["10.0.0.1".into(), "proxy.local".into()]);
-        assert!(trusted_proxies(&bad).unwrap_err().starts_with("item 1:"));
     }
 }
