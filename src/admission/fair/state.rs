@@ -10,7 +10,9 @@
 //! ordinary client's latency beside a crowd: it waits for a slot, not for the crowd.
 //! What it banks that way is capped at `MAX_CREDIT`, so a client back from idle goes
 //! ahead for a short burst and then takes turns. A client with many calls asked for has
-//! tags far ahead and waits its turn.
+//! tags far ahead and waits its turn, and one that keeps more than `MAX_BACKLOG` asked
+//! for and waiting has its next call taken as starting that far behind its last, so a
+//! crowd's calls asked long ago do not go ahead of an ordinary client's asked now.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -33,6 +35,14 @@ pub(super) const MAX_LEAD: f64 = 5.0;
 /// round of the crowd. Bounded in node time, so a returning client delays each of the
 /// others by at most this much, whatever its calls cost.
 pub(super) const MAX_CREDIT: f64 = 1.0;
+
+/// How much node time a client may have asked for beyond its next call before the
+/// rest counts against that call, in node seconds. Start tags alone compare clients
+/// by what they were given: a crowd held to its share and an ordinary client asking
+/// about as much look alike, and the crowd's calls asked first come first. What tells
+/// them apart is what each has asked for and not yet had: a page's burst is well under
+/// a second, a crowd keeps seconds waiting.
+pub(super) const MAX_BACKLOG: f64 = 1.0;
 
 pub(super) struct Waiter {
     pub seq: u64,
@@ -116,9 +126,10 @@ impl State {
         }
     }
 
-    /// The waiting call with the least start tag (among equals, the one whose client has
-    /// asked for less beyond it, then the earliest arrival; the earliest of all when the
-    /// lane is not fair).
+    /// The waiting call with the least start tag, taken no earlier than its client's
+    /// finish less `MAX_BACKLOG` (among equals, the one whose client has asked for less
+    /// beyond it, then the earliest arrival; the earliest of all when the lane is not
+    /// fair).
     pub(super) fn next_waiter(&mut self) -> Option<(ClientKey, Waiter)> {
         let fair = self.settings.fair;
         let (at, _) = self
@@ -126,10 +137,11 @@ impl State {
             .iter()
             .enumerate()
             .filter_map(|(i, key)| {
-                let front = self.clients.get(key)?.waiting.front()?;
+                let c = self.clients.get(key)?;
+                let front = c.waiting.front()?;
                 // Unfair, every tag is the same: arrival order alone decides.
                 let (start, asked) = if fair {
-                    (front.start, self.clients.get(key)?.finish)
+                    (front.start.max(c.finish - MAX_BACKLOG), c.finish)
                 } else {
                     (0.0, 0.0)
                 };

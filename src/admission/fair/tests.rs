@@ -274,6 +274,36 @@ async fn an_ordinary_clients_burst_goes_ahead_of_a_crowd_within_its_credit() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_client_with_seconds_asked_for_waits_behind_one_asking_for_a_call() {
+    // One slot, running the ordinary client's call; it has used its credit before, so
+    // its next tag is a call ahead of the virtual time. The crowd client then asks
+    // twenty 200 ms calls at once, four seconds, and the ordinary client one more: that
+    // call goes next all the same.
+    let q = FairQueue::new(1, settings());
+    for client in [9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 5, 5, 5, 5, 5, 5] {
+        run_for(
+            now(q.enter(&ip(client), "tx_search")),
+            Duration::from_millis(200),
+        )
+        .await;
+    }
+    let running = now(q.enter(&ip(5), "tx_search"));
+    let mut crowd: Vec<Ticket> = (0..20)
+        .map(|_| queued(q.enter(&ip(1), "tx_search")))
+        .collect();
+    let mut ordinary = queued(q.enter(&ip(5), "tx_search"));
+    run_for(running, Duration::from_millis(200)).await;
+    assert!(
+        crowd.iter_mut().all(|t| t.ready().is_none()),
+        "the crowd went first"
+    );
+    assert!(
+        ordinary.ready().is_some(),
+        "the ordinary client's call waits"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_idle_client_banks_at_most_the_credit() {
     let q = FairQueue::new(1, settings());
     // Client 1 uses the node for a long while; client 2 was away all that time.
@@ -288,12 +318,13 @@ async fn an_idle_client_banks_at_most_the_credit() {
         "alone, it owes nobody: {}",
         q.lead(&ip(1))
     );
-    // Both now queue ten calls: client 2 goes ahead for its credit, not for the twenty
-    // calls it missed, and then they take turns.
-    let mut one: Vec<Ticket> = (0..10)
+    // Both now keep two calls waiting, each asking again as one of its calls starts:
+    // client 2 goes ahead for its credit, not for the twenty calls it missed, and then
+    // they take turns.
+    let mut one: Vec<Ticket> = (0..2)
         .map(|_| queued(q.enter(&ip(1), "tx_search")))
         .collect();
-    let mut two: Vec<Ticket> = (0..10)
+    let mut two: Vec<Ticket> = (0..2)
         .map(|_| queued(q.enter(&ip(2), "tx_search")))
         .collect();
     let mut order = Vec::new();
@@ -306,10 +337,12 @@ async fn an_idle_client_banks_at_most_the_credit() {
         ) {
             (Some(s), None) => {
                 order.push(1);
+                one.push(queued(q.enter(&ip(1), "tx_search")));
                 s
             }
             (None, Some(s)) => {
                 order.push(2);
+                two.push(queued(q.enter(&ip(2), "tx_search")));
                 s
             }
             _ => panic!("one call at a time"),
