@@ -25,6 +25,13 @@ use tower_acc::{Algorithm, Vegas};
 /// Stretch below this is the node's own jitter, not a queue: the lane may grow.
 const JITTER: f64 = 1.1;
 
+/// How much more than its stretch a call's latency reads to Vegas. Vegas estimates the
+/// node's queue as `limit × (1 − 1/stretch)` and holds at one call queued; read plainly
+/// that settles a call or two above the node's slots, where every call, an ordinary
+/// client's too, takes a quarter or a half longer than alone. Doubled, one call queued
+/// already reads as two, and the limit keeps to the slots and one more.
+const GAIN: f64 = 2.0;
+
 /// Stretch is handed to Vegas as a latency on this scale (1 ms = unloaded).
 const UNIT_NANOS: f64 = 1e6;
 
@@ -107,7 +114,11 @@ impl Adaptive {
             return;
         };
         let stretch = took / unloaded;
-        let signal = if stretch < JITTER { 1.0 } else { stretch };
+        let signal = if stretch < JITTER {
+            1.0
+        } else {
+            1.0 + GAIN * (stretch - 1.0)
+        };
         let rtt = Duration::from_nanos((signal * UNIT_NANOS) as u64);
         self.algorithm.update(rtt, sample.running, false, false);
     }
