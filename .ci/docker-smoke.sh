@@ -121,7 +121,10 @@ image=$(podman inspect "$gw" --format '{{.Image}}')
 user=$(podman image inspect "$image" --format '{{.Config.User}}')
 log "cometgate image size $(podman image inspect "$image" --format '{{.Size}}') bytes, user=$user"
 [[ "$user" =~ ^(|0|root)(:.*)?$ ]] && fail "the image runs as root"
-podman image inspect "$image" --format '{{.Config.Healthcheck}}' | grep -q healthz || fail "no HEALTHCHECK"
+# Read into a variable before matching: with pipefail, `grep -q` closing the pipe at its
+# first match can fail the producer with SIGPIPE, and the check with it.
+healthcheck=$(podman image inspect "$image" --format '{{.Config.Healthcheck}}')
+grep -q healthz <<<"$healthcheck" || fail "no HEALTHCHECK"
 
 # 8. status through cometgate on the published port; the node's port is not published.
 for _ in $(seq 150); do
@@ -141,7 +144,9 @@ grep -q '"latest_block_height"' <<<"$answer" || { logs; fail "no status through 
 log "status answered through cometgate on the published port"
 published=$(podman port "$node")
 [[ -z "$published" ]] || fail "the node's port is published: $published"
-podman port "$gw" | grep -q "26657/tcp -> .*:$COMETGATE_PORT" || fail "cometgate's 26657 is not published"
+gw_ports=$(podman port "$gw")
+grep -q "26657/tcp -> .*:$COMETGATE_PORT" <<<"$gw_ports" ||
+  fail "cometgate's 26657 is not published: $gw_ports"
 log "the node's port is not published"
 
 # 9. down: both services stop on SIGTERM with exit code 0 (137 would be a SIGKILL after
