@@ -26,6 +26,7 @@ pub fn bins() -> Result<Bins, String> {
         simnode: find_binary("simnode", "cometgate-sim")?,
         cometgate: find_binary("cometgate", "cometgate")?,
         nginx: None,
+        wrk: None,
         me: std::env::current_exe().map_err(|e| e.to_string())?,
     })
 }
@@ -43,6 +44,9 @@ pub async fn bench(opts: Options) -> Result<Report, String> {
             false => opts.only.iter().any(|o| s.name.starts_with(o.as_str())),
         })
         .collect();
+    if plan.iter().any(|s| s.cross_check) {
+        bins.wrk = crate::wrk::ensure_wrk();
+    }
     let mut runs: Vec<Measured> = Vec::new();
     let mut skipped = Vec::new();
     for sc in &plan {
@@ -66,6 +70,11 @@ pub async fn bench(opts: Options) -> Result<Report, String> {
                         skipped.push(format!("{}/{} round {round}: {e}", sc.name, target.name()));
                     }
                 }
+                // A logged hit run writes about 100 MB of access lines on each side; kept
+                // until the end, a full bench would fill a small disk.
+                if std::env::var_os("COMETGATE_LOAD_KEEP").is_none() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
             }
         }
     }
@@ -84,6 +93,8 @@ pub async fn bench(opts: Options) -> Result<Report, String> {
     let charts = draw_charts(&opts.out, &plan, &runs);
     let md = markdown::render(&report, &charts, &shown(&runs), &setup(&plan));
     std::fs::write(opts.out.join("REPORT.md"), md).map_err(|e| e.to_string())?;
-    let _ = std::fs::remove_dir_all(&work);
+    if std::env::var_os("COMETGATE_LOAD_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
     Ok(report)
 }

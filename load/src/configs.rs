@@ -42,6 +42,9 @@ pub struct Front {
     /// guard reads the node's `/metrics`. `None`: no guard.
     pub guard: Option<u64>,
     pub api_key: Option<ApiKey>,
+    /// A line per request on both sides: cometgate's default access log, and nginx's
+    /// `access_log` with a 64 KiB buffer. Off: neither logs a request.
+    pub access_log: bool,
 }
 
 impl Front {
@@ -50,6 +53,7 @@ impl Front {
             limits,
             guard: None,
             api_key: None,
+            access_log: false,
         }
     }
 }
@@ -78,6 +82,9 @@ pub struct GatewayConf {
     /// The node's metrics page and the memory limit the guard is told.
     pub guard: Option<(String, u64)>,
     pub api_key: Option<ApiKey>,
+    /// The default access log (a line per request to stderr, which the bench keeps in
+    /// the run's `cometgate.log`); off as nginx is, where nginx logs nothing either.
+    pub access_log: bool,
 }
 
 /// The sections a variant adds to the shared file: its lanes, its guard, its API key.
@@ -137,10 +144,11 @@ max_entry_bytes = "16 MiB"
 [metrics]
 listen = "{metrics}"
 
-[log]
-# nginx runs with access_log off; per-request logging would cost cometgate alone.
-access_log = false
-{lanes}"#,
+{log}{lanes}"#,
+        log = match c.access_log {
+            true => "",
+            false => "[log]\n# nginx runs with access_log off; per-request logging would cost cometgate alone.\naccess_log = false\n",
+        },
         listen = c.listen,
         upstream = c.upstream,
         rps = c.limits.per_second,
@@ -156,6 +164,8 @@ pub struct NginxConf<'a> {
     pub upstream: SocketAddr,
     /// Per address: nginx has no API keys, so a keyed client's limits go here.
     pub limits: Limits,
+    /// The access log to a file, buffered by 64 KiB as an operator who keeps one sets it.
+    pub access_log: bool,
 }
 
 /// The way operators front a node with nginx: a proxy cache keyed on the URI and the POST
@@ -176,7 +186,7 @@ events {{
 }}
 
 http {{
-    access_log off;
+    {access_log}
     client_body_temp_path {d}/client_body;
     proxy_temp_path {d}/proxy_temp;
     fastcgi_temp_path {d}/fastcgi_temp;
@@ -220,6 +230,10 @@ http {{
     }}
 }}
 "#,
+        access_log = match c.access_log {
+            true => format!("access_log {d}/access.log combined buffer=64k;"),
+            false => "access_log off;".into(),
+        },
         listen = c.listen,
         upstream = c.upstream,
         rate = c.limits.per_second,
@@ -238,7 +252,7 @@ mod tests {
 
     #[test]
     fn nginx_conf_has_the_operator_setup() {
-        let text = nginx_conf(&NginxConf {
+        let conf = NginxConf {
             dir: Path::new("/tmp/x"),
             listen: addr(8080),
             upstream: addr(26657),
@@ -247,7 +261,9 @@ mod tests {
                 burst: 800,
                 concurrent: 16,
             },
-        });
+            access_log: false,
+        };
+        let text = nginx_conf(&conf);
         for needle in [
             "worker_processes 2;",
             "daemon off;",
@@ -269,6 +285,12 @@ mod tests {
         }
         // Balanced braces: nginx refuses the file otherwise.
         assert_eq!(text.matches('{').count(), text.matches('}').count());
+        assert!(text.contains("access_log off;"));
+        let logged = nginx_conf(&NginxConf {
+            access_log: true,
+            ..conf
+        });
+        assert!(logged.contains("access_log /tmp/x/access.log combined buffer=64k;"));
     }
 
     #[test]
@@ -288,6 +310,7 @@ mod tests {
             },
             guard: None,
             api_key: None,
+            access_log: false,
         });
         let doc: toml::Table = text.parse().unwrap();
         assert!(doc.get("lanes").is_none(), "the shipped lanes");
@@ -305,6 +328,11 @@ mod tests {
         );
         assert_eq!(doc["cache"]["max_bytes"].as_str(), Some("64 MiB"));
         assert_eq!(doc["metrics"]["listen"].as_str(), Some("127.0.0.1:2"));
+        assert_eq!(
+            doc["log"]["access_log"].as_bool(),
+            Some(false),
+            "off as nginx"
+        );
     }
 
     #[test]
@@ -329,8 +357,10 @@ mod tests {
             },
             guard: Some(("http://127.0.0.1:9/metrics".into(), 1 << 30)),
             api_key: Some(key),
+            access_log: true,
         });
         let doc: toml::Table = text.parse().unwrap();
+        assert!(doc.get("log").is_none(), "the default access log");
         assert_eq!(doc["lanes"]["light"]["fair"].as_bool(), Some(false));
         assert_eq!(doc["lanes"]["heavy"]["fair"].as_bool(), Some(false));
         assert_eq!(doc["lanes"]["heavy"]["adaptive"].as_bool(), Some(false));

@@ -25,6 +25,7 @@ pub async fn demo(total: Duration) -> Result<(), String> {
         warmup: Duration::ZERO,
         poll_node: true,
         quick: true,
+        cross_check: false,
     };
     let dir = std::env::temp_dir().join(format!("cometgate-load-demo-{}", std::process::id()));
     eprintln!(

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use crate::client::Client;
+use crate::lean_client::closed_lean;
 use crate::mix::{is_heavy, Form, Mix, Picker};
 use crate::record::{Outcome, Recorder};
 use crate::schedule::{latency_from_intended, poisson, Schedule};
@@ -25,6 +26,11 @@ pub enum Mode {
     /// Open loop with Poisson arrivals (seeded by the load's seed).
     Poisson {
         rate: f64,
+    },
+    /// Closed loop on one thread over raw keep-alive connections (`lean_client`): for
+    /// throughput, where the pooled client would be the bottleneck.
+    Lean {
+        connections: usize,
     },
 }
 
@@ -87,7 +93,7 @@ pub struct Live {
 }
 
 impl Live {
-    fn note(&self, outcome: &Outcome) {
+    pub(crate) fn note(&self, outcome: &Outcome) {
         self.sent.fetch_add(1, Ordering::Relaxed);
         if !outcome.is_ok() {
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -112,6 +118,7 @@ pub async fn drive(load: &Load, base: &str, live: Arc<Live>) -> Result<Recorder,
             let at = poisson(rate, load.duration, load.seed);
             open(load, &pool, at, live).await
         }
+        Mode::Lean { connections } => closed_lean(load, base, connections, live).await?,
     })
 }
 

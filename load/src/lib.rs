@@ -10,6 +10,7 @@ pub mod configs;
 pub mod demo;
 pub mod drive;
 pub mod lean;
+mod lean_client;
 mod markdown;
 mod measure;
 pub mod mix;
@@ -24,5 +25,6 @@ pub mod schedule;
 mod setup;
 mod stack;
 mod verdict;
+pub mod wrk;
 
 pub use stack::Target;

@@ -10,11 +10,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::drive::{drive, end_progress, progress, Live, Load};
+use crate::mix::Picker;
 use crate::plan::Scenario;
 use crate::procs::hwm_bytes;
 use crate::record::Recorder;
 use crate::sampler::{node_post, node_stats, watch as sample, Watch, Watched};
 use crate::stack::{self, Bins, Stack, Target};
+use crate::wrk::{cross_check, WrkFigures};
 use cometgate_sim::Stats;
 
 pub struct Measured {
@@ -31,6 +33,8 @@ pub struct Measured {
     /// The front's peak resident memory: sampled, and for one process also its VmHWM.
     pub front_peak_rss: Option<u64>,
     pub config_text: Option<String>,
+    /// The plain client's figures against the same target, right after the harness.
+    pub wrk: Option<WrkFigures>,
 }
 
 pub async fn measure(
@@ -64,6 +68,14 @@ pub async fn measure(
     let watched = watcher.await.map_err(|e| e.to_string())?;
     let node = node_stats(control).await?;
     let front_peak_rss = front_peak_rss(target, &stack, &watched);
+    let wrk = match (&bins.wrk, sc.cross_check && target != Target::Direct) {
+        (Some(wrk), true) => {
+            let call = Picker::new(sc.load.mix, sc.load.form, 0).next(start.height);
+            let figures = cross_check(wrk, &stack.url, &call, sc.load.duration, dir).await;
+            Some(figures.map_err(|e| format!("{}/{} wrk: {e}", sc.name, target.name()))?)
+        }
+        _ => None,
+    };
     let config_text = stack.config_text.clone();
     drop(stack);
     Ok(Measured {
@@ -78,6 +90,7 @@ pub async fn measure(
         watched,
         front_peak_rss,
         config_text,
+        wrk,
     })
 }
 

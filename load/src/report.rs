@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::measure::Measured;
 use crate::record::Recorder;
+use crate::wrk::WrkFigures;
 
 /// Methods the storm asks; the per-block count is over these.
 pub const STORM_METHODS: [&str; 3] = ["block_results", "tx_search", "abci_query"];
@@ -24,6 +25,9 @@ pub struct RoundFigures {
     #[serde(default)]
     pub p95_ms: f64,
     pub p99_ms: f64,
+    /// The wrk cross-check of this round, where the scenario runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrk: Option<WrkFigures>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -60,6 +64,9 @@ pub struct Entry {
     /// heavy clients), where one ran.
     #[serde(default, alias = "abuser", skip_serializing_if = "Option::is_none")]
     pub background: Option<Side>,
+    /// The wrk cross-check: medians of the rounds' figures, errors summed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrk: Option<WrkFigures>,
     pub rounds: Vec<RoundFigures>,
 }
 
@@ -164,6 +171,7 @@ fn figures(m: &Measured) -> RoundFigures {
         p50_ms: m.rec.quantile_ms(0.5),
         p95_ms: m.rec.quantile_ms(0.95),
         p99_ms: m.rec.quantile_ms(0.99),
+        wrk: m.wrk,
     }
 }
 
@@ -238,6 +246,7 @@ pub fn entry(runs: &[&Measured]) -> Entry {
             .sum(),
         node_requests_per_method: per_method,
         node_requests_per_question: per_question,
+        wrk: crate::wrk::fold(rounds.iter().map(|r| r.wrk)),
         background,
         rounds,
     }
@@ -299,6 +308,7 @@ mod tests {
             watched: Watched::default(),
             front_peak_rss: (target != Target::Direct).then_some(10 << 20),
             config_text: None,
+            wrk: None,
         }
     }
 

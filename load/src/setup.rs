@@ -56,6 +56,9 @@ fn mode(load: &Load) -> String {
             format!("open loop, {rate:.0} req/s (latency from intended send time)")
         }
         Mode::Poisson { rate } => format!("Poisson arrivals, {rate:.0} req/s"),
+        Mode::Lean { connections } => {
+            format!("closed loop on one thread, {connections} raw keep-alive connections")
+        }
     }
 }
 
@@ -83,8 +86,22 @@ pub fn setup(plan: &[Scenario]) -> String {
             ""
         };
         let targets: Vec<String> = sc.targets.iter().map(|t| t.name()).collect();
+        let log = if sc.front.access_log {
+            ", access logs on"
+        } else {
+            ""
+        };
+        let wrk = if sc.cross_check {
+            format!(
+                "; then `wrk -t{} -c{} --latency` for as long",
+                crate::wrk::THREADS,
+                crate::wrk::CONNECTIONS
+            )
+        } else {
+            String::new()
+        };
         s.push_str(&format!(
-            "| {} | {} | {:?} {:?}, {}{}{key}{bg} | {:.0} s | {} |\n",
+            "| {} | {} | {:?} {:?}, {}{}{key}{bg}{log}{wrk} | {:.0} s | {} |\n",
             sc.name,
             targets.join(", "),
             sc.load.mix,

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::client::{Call, Client};
-use crate::configs::{
-    cometgate_toml, nginx_conf, Front, GatewayConf, Lanes, Limits, NginxConf, WORKERS,
-};
+use crate::configs::{cometgate_toml, nginx_conf, Front, GatewayConf, Lanes, NginxConf, WORKERS};
 use crate::mix::{Form, Mix, Picker};
 use crate::procs::{free_addr, wait_listening, Proc};
 use cometgate_sim::SimNodeConfig;
@@ -29,6 +27,9 @@ pub enum Target {
     Fcfs,
     /// cometgate with a static heavy lane of this size and no guard.
     Static(usize),
+    /// cometgate as shipped but with its access log off, beside a logged `Cometgate`:
+    /// what the log costs, measured side by side.
+    Unlogged,
     Nginx,
     Ceiling,
 }
@@ -40,6 +41,7 @@ impl Target {
             Target::Cometgate => "cometgate".into(),
             Target::Fcfs => "cometgate-fcfs".into(),
             Target::Static(n) => format!("cometgate-static-{n}"),
+            Target::Unlogged => "cometgate-unlogged".into(),
             Target::Nginx => "nginx".into(),
             Target::Ceiling => "ceiling".into(),
         }
@@ -47,7 +49,10 @@ impl Target {
 
     /// One of cometgate's variants.
     pub fn is_cometgate(self) -> bool {
-        matches!(self, Target::Cometgate | Target::Fcfs | Target::Static(_))
+        matches!(
+            self,
+            Target::Cometgate | Target::Fcfs | Target::Static(_) | Target::Unlogged
+        )
     }
 
     fn lanes(self) -> Lanes {
@@ -68,6 +73,8 @@ pub struct Bins {
     pub cometgate: PathBuf,
     /// None when nginx could not be installed: its runs are skipped and the report says so.
     pub nginx: Option<PathBuf>,
+    /// None when wrk could not be installed: the cross-checks are skipped, and say so.
+    pub wrk: Option<PathBuf>,
     /// This executable, which serves the ceiling as a subcommand.
     pub me: PathBuf,
 }
@@ -146,13 +153,10 @@ pub async fn start(
     let listen = free_addr();
     let (front, config_text) = match target {
         Target::Direct => (None, None),
-        Target::Cometgate | Target::Fcfs | Target::Static(_) => {
+        Target::Cometgate | Target::Fcfs | Target::Static(_) | Target::Unlogged => {
             start_cometgate(bins, listen, &node, target, front, dir)?
         }
-        Target::Nginx => {
-            let limits = front.api_key.map_or(front.limits, |k| k.limits);
-            start_nginx(bins, listen, node.rpc, limits, dir)?
-        }
+        Target::Nginx => start_nginx(bins, listen, node.rpc, front, dir)?,
         Target::Ceiling => start_ceiling(bins, listen, node.rpc, dir).await?,
     };
     let url = match target {
@@ -200,6 +204,7 @@ fn start_cometgate(
         lanes: target.lanes(),
         guard,
         api_key: front.api_key,
+        access_log: front.access_log && target != Target::Unlogged,
     });
     let path = dir.join("cometgate.toml");
     std::fs::write(&path, &text).map_err(|e| e.to_string())?;
@@ -216,9 +221,10 @@ fn start_nginx(
     bins: &Bins,
     listen: SocketAddr,
     upstream: SocketAddr,
-    limits: Limits,
+    front: Front,
     dir: &Path,
 ) -> Result<FrontProc, String> {
+    let limits = front.api_key.map_or(front.limits, |k| k.limits);
     let nginx = bins.nginx.as_ref().ok_or("nginx is not installed")?;
     let ndir = dir.join("nginx");
     std::fs::create_dir_all(&ndir).map_err(|e| e.to_string())?;
@@ -233,6 +239,7 @@ fn start_nginx(
         listen,
         upstream,
         limits,
+        access_log: front.access_log,
     });
     let conf = ndir.join("nginx.conf");
     std::fs::write(&conf, &text).map_err(|e| e.to_string())?;
@@ -299,6 +306,13 @@ pub fn ensure_nginx() -> Option<PathBuf> {
         return Some(p);
     }
     eprintln!("nginx not found: installing it with apt-get");
+    apt_install(&["nginx-light", "nginx"]);
+    find()
+}
+
+/// Installs the first of `packages` Debian has, refreshing the package lists once if
+/// none installs from them as they are.
+pub fn apt_install(packages: &[&str]) -> bool {
     let apt = |args: &[&str]| {
         Command::new("apt-get")
             .args(args)
@@ -307,13 +321,8 @@ pub fn ensure_nginx() -> Option<PathBuf> {
             .status()
             .is_ok_and(|s| s.success())
     };
-    for package in ["nginx-light", "nginx"] {
-        if apt(&["install", "-y", "-qq", package]) {
-            break;
-        }
-        if apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", package]) {
-            break;
-        }
-    }
-    find()
+    packages.iter().any(|package| {
+        apt(&["install", "-y", "-qq", package])
+            || (apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", package]))
+    })
 }

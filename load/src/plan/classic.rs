@@ -49,6 +49,7 @@ pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
         warmup: Duration::ZERO,
         poll_node: false,
         quick: true,
+        cross_check: false,
     };
     let abuse_targets = vec![
         Target::Direct,
@@ -90,9 +91,11 @@ pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
             poll_node: true,
             ..base.clone()
         },
-        cache_hit(quick, &base),
-        miss_overhead(quick, base),
     ]
+    .into_iter()
+    .chain(cache_hits(quick, &base))
+    .chain([miss_overhead(quick, base)])
+    .collect()
 }
 
 /// cometgate's default per-client concurrency (16); a rate that lets the well-behaved
@@ -127,20 +130,44 @@ fn abuser(quick: bool) -> Load {
     }
 }
 
-fn cache_hit(quick: bool, base: &Scenario) -> Scenario {
-    Scenario {
-        name: "cache-hit",
-        targets: vec![Target::Cometgate, Target::Nginx, Target::Ceiling],
+/// Cache hits, POST and GET, with logging off and with it on on both sides; each round
+/// also measured by wrk. The ceiling stands beside the first only: it logs nothing. The
+/// logged ones have cometgate unlogged beside them: the log's cost, side by side.
+fn cache_hits(quick: bool, base: &Scenario) -> Vec<Scenario> {
+    let hits = |name, form, access_log| Scenario {
+        name,
+        targets: vec![Target::Cometgate, Target::Nginx],
+        front: Front {
+            access_log,
+            ..base.front
+        },
         load: load(
             Mix::CacheHit,
-            Form::Post,
-            Mode::Closed { clients: 64 },
-            secs(quick, 4, 8),
+            form,
+            // As many connections as the wrk cross-check, on one thread as wrk -t1.
+            Mode::Lean {
+                connections: crate::wrk::CONNECTIONS,
+            },
+            secs(quick, 3, 8),
         ),
         rounds: if quick { 1 } else { 3 },
         warmup: Duration::from_secs(1),
+        cross_check: true,
         ..base.clone()
-    }
+    };
+    let mut plain = hits("cache-hit", Form::Post, false);
+    plain.targets.push(Target::Ceiling);
+    let logged = |name, form| {
+        let mut sc = hits(name, form, true);
+        sc.targets.push(Target::Unlogged);
+        sc
+    };
+    vec![
+        plain,
+        hits("cache-hit-get", Form::Get, false),
+        logged("cache-hit-log", Form::Post),
+        logged("cache-hit-log-get", Form::Get),
+    ]
 }
 
 fn miss_overhead(quick: bool, base: Scenario) -> Scenario {

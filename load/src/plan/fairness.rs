@@ -109,6 +109,7 @@ pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
         warmup: Duration::ZERO,
         poll_node: false,
         quick: false,
+        cross_check: false,
     };
     let shape = Scenario {
         name: "lcd-shape",

@@ -49,6 +49,8 @@ pub struct Scenario {
     /// Part of `--quick` (the first benchmark's scenarios); the others run in the full
     /// bench or when named with `--only`.
     pub quick: bool,
+    /// After the harness, the same call from `wrk` against the same running target.
+    pub cross_check: bool,
 }
 
 fn secs(quick: bool, q: u64, full: u64) -> Duration {
@@ -101,6 +103,9 @@ mod tests {
             "explorer",
             "abuse",
             "cache-hit",
+            "cache-hit-get",
+            "cache-hit-log",
+            "cache-hit-log-get",
             "miss-overhead",
             "crowd-baseline",
             "crowd",
@@ -114,6 +119,15 @@ mod tests {
         }
         let hit = plan.iter().find(|s| s.name == "cache-hit").unwrap();
         assert!(hit.targets.contains(&Target::Ceiling));
+        for sc in plan.iter().filter(|s| s.name.starts_with("cache-hit")) {
+            assert!(
+                sc.cross_check,
+                "{}: every hit figure is checked by wrk",
+                sc.name
+            );
+            assert_eq!(sc.front.access_log, sc.name.contains("-log"), "{}", sc.name);
+            assert_eq!(sc.load.form == Form::Get, sc.name.ends_with("-get"));
+        }
         let abuse = plan.iter().find(|s| s.name == "abuse").unwrap();
         assert_eq!(abuse.background.as_ref().unwrap().local, Some(ABUSER));
         assert_eq!(abuse.load.local, None);
@@ -135,7 +149,12 @@ mod tests {
             .iter()
             .filter(|s| s.quick)
             .map(|s| {
-                (s.load.duration + s.warmup + Duration::from_secs(2))
+                let wrk = if s.cross_check {
+                    s.load.duration
+                } else {
+                    Duration::ZERO
+                };
+                (s.load.duration + wrk + s.warmup + Duration::from_secs(2))
                     * (s.targets.len() * s.rounds) as u32
             })
             .sum();

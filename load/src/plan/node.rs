@@ -69,6 +69,7 @@ pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
         warmup: Duration::ZERO,
         poll_node: true,
         quick: false,
+        cross_check: false,
     };
     let squeezed = squeeze_node(Some(SQUEEZE_LIMIT));
     let squeeze = Scenario {

@@ -4,6 +4,7 @@
 //! adaptive lane's and the memory guard's.
 
 mod admission;
+mod hits;
 mod node;
 
 use crate::configs::CACHE_MIB;
@@ -37,12 +38,9 @@ pub(super) fn verdict(scenario: &str, goal: &str, measured: String, met: Option<
 }
 
 pub fn verdicts(entries: &[Entry]) -> Vec<Verdict> {
-    let mut out = vec![
-        storm(entries),
-        cache_hit(entries),
-        miss(entries),
-        abuse(entries),
-    ];
+    let mut out = vec![storm(entries)];
+    out.extend(hits::verdicts(entries));
+    out.extend([miss(entries), abuse(entries)]);
     out.extend(admission::verdicts(entries));
     out.extend(node::verdicts(entries));
     out.push(rss(entries));
@@ -81,42 +79,6 @@ fn storm(entries: &[Entry]) -> Verdict {
             per_method.join(", ")
         ),
         Some(d.node_oom && !c.node_oom && excess == 0),
-    )
-}
-
-fn cache_hit(entries: &[Entry]) -> Verdict {
-    let goal = "cometgate throughput ≥ 1.2× nginx with p99 no higher, and ≥ 0.85× the ceiling";
-    let (Some(c), Some(n), Some(top)) = (
-        find(entries, "cache-hit", "cometgate"),
-        find(entries, "cache-hit", "nginx"),
-        find(entries, "cache-hit", "ceiling"),
-    ) else {
-        return verdict(
-            "cache-hit",
-            goal,
-            "not run (a target is missing)".into(),
-            None,
-        );
-    };
-    let vs_nginx = median_ratio(c, n, |r| r.throughput_rps);
-    let vs_top = median_ratio(c, top, |r| r.throughput_rps);
-    let p99_ratio = median_ratio(c, n, |r| r.p99_ms);
-    verdict(
-        "cache-hit",
-        goal,
-        format!(
-            "median over {} rounds: {:.2}× nginx ({:.0} vs {:.0} rps), p99 {:.2} vs {:.2} ms (ratio {:.2}), {:.2}× ceiling ({:.0} rps)",
-            c.rounds.len(),
-            vs_nginx,
-            c.throughput_rps,
-            n.throughput_rps,
-            c.p99_ms,
-            n.p99_ms,
-            p99_ratio,
-            vs_top,
-            top.throughput_rps
-        ),
-        Some(vs_nginx >= 1.2 && p99_ratio <= 1.0 && vs_top >= 0.85),
     )
 }
 

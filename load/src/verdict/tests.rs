@@ -13,6 +13,7 @@ fn entry(name: &str, target: &str, p95: f64, p99: f64, heavy: f64) -> Entry {
         p50_ms: 1.0,
         p95_ms: p95,
         p99_ms: p99,
+        wrk: None,
     };
     Entry {
         name: name.into(),
@@ -37,6 +38,7 @@ fn entry(name: &str, target: &str, p95: f64, p99: f64, heavy: f64) -> Entry {
         node_requests_per_method: BTreeMap::new(),
         node_requests_per_question: BTreeMap::new(),
         background: None,
+        wrk: None,
         rounds: vec![round],
     }
 }
@@ -137,4 +139,55 @@ fn scenarios_that_did_not_run_are_left_out() {
         .map(|v| v.scenario)
         .collect();
     assert_eq!(names, ["crowd", "all"]);
+}
+
+/// A hit entry: the harness's throughput and p99, and wrk's where given.
+fn hit(name: &str, target: &str, rps: f64, p99: f64, wrk: Option<(f64, f64)>) -> Entry {
+    let mut e = entry(name, target, p99, p99, 0.0);
+    let wrk = wrk.map(|(rps, p99_ms)| crate::wrk::WrkFigures {
+        rps,
+        p50_ms: p99_ms / 2.0,
+        p99_ms,
+        errors: 0,
+    });
+    e.throughput_rps = rps;
+    e.wrk = wrk;
+    e.rounds[0].throughput_rps = rps;
+    e.rounds[0].wrk = wrk;
+    e
+}
+
+#[test]
+fn a_hit_ratio_is_met_only_where_the_harness_and_wrk_both_see_it() {
+    let nginx = hit("cache-hit-get", "nginx", 100.0, 2.0, Some((100.0, 2.0)));
+    let both = hit("cache-hit-get", "cometgate", 125.0, 1.9, Some((121.0, 2.0)));
+    assert_eq!(met(&[both, nginx.clone()], "cache-hit-get"), Some(true));
+    let wrk_disagrees = hit("cache-hit-get", "cometgate", 125.0, 1.9, Some((95.0, 2.0)));
+    assert_eq!(
+        met(&[wrk_disagrees, nginx.clone()], "cache-hit-get"),
+        Some(false)
+    );
+    let wrk_tail = hit("cache-hit-get", "cometgate", 125.0, 1.9, Some((130.0, 2.5)));
+    assert_eq!(
+        met(&[wrk_tail, nginx.clone()], "cache-hit-get"),
+        Some(false)
+    );
+    let no_wrk = hit("cache-hit-get", "cometgate", 125.0, 1.9, None);
+    assert_eq!(met(&[no_wrk, nginx], "cache-hit-get"), None, "not judged");
+}
+
+#[test]
+fn the_access_log_costs_at_most_a_tenth_by_either_client() {
+    let off = hit(
+        "cache-hit-log",
+        "cometgate-unlogged",
+        100.0,
+        1.0,
+        Some((200.0, 1.0)),
+    );
+    let on = hit("cache-hit-log", "cometgate", 92.0, 1.0, Some((185.0, 1.0)));
+    let name = "cache-hit-log cost";
+    assert_eq!(met(&[off.clone(), on], name), Some(true));
+    let costly = hit("cache-hit-log", "cometgate", 95.0, 1.0, Some((170.0, 1.0)));
+    assert_eq!(met(&[off, costly], name), Some(false), "wrk sees 0.85×");
 }
