@@ -45,6 +45,10 @@ pub struct Front {
     /// A line per request on both sides: cometgate's default access log, and nginx's
     /// `access_log` with a 64 KiB buffer. Off: neither logs a request.
     pub access_log: bool,
+    /// Room for this many idle keep-alive connections from one address, held a minute
+    /// (cometgate's defaults cap one address at 256 and close an idle one after 10 s;
+    /// nginx's 2 × 8192 worker connections and 75 s keep-alive already hold them).
+    pub idle: Option<usize>,
 }
 
 impl Front {
@@ -54,6 +58,7 @@ impl Front {
             guard: None,
             api_key: None,
             access_log: false,
+            idle: None,
         }
     }
 }
@@ -85,6 +90,8 @@ pub struct GatewayConf {
     /// The default access log (a line per request to stderr, which the bench keeps in
     /// the run's `cometgate.log`); off as nginx is, where nginx logs nothing either.
     pub access_log: bool,
+    /// See `Front::idle`.
+    pub idle: Option<usize>,
 }
 
 /// The sections a variant adds to the shared file: its lanes, its guard, its API key.
@@ -125,7 +132,7 @@ pub fn cometgate_toml(c: &GatewayConf) -> String {
 # max_concurrency 64). Runs with TOKIO_WORKER_THREADS={WORKERS}.
 [server]
 listen = "{listen}"
-
+{idle}
 [upstream]
 url = "http://{upstream}/"
 
@@ -148,6 +155,13 @@ listen = "{metrics}"
         log = match c.access_log {
             true => "",
             false => "[log]\n# nginx runs with access_log off; per-request logging would cost cometgate alone.\naccess_log = false\n",
+        },
+        idle = match c.idle {
+            Some(n) => format!(
+                "max_connections = {room}\nmax_connections_per_client = {room}\nheader_read_timeout = \"60s\"\n",
+                room = n + 1024
+            ),
+            None => String::new(),
         },
         listen = c.listen,
         upstream = c.upstream,
@@ -311,6 +325,7 @@ mod tests {
             guard: None,
             api_key: None,
             access_log: false,
+            idle: None,
         });
         let doc: toml::Table = text.parse().unwrap();
         assert!(doc.get("lanes").is_none(), "the shipped lanes");
@@ -358,9 +373,15 @@ mod tests {
             guard: Some(("http://127.0.0.1:9/metrics".into(), 1 << 30)),
             api_key: Some(key),
             access_log: true,
+            idle: Some(10_000),
         });
         let doc: toml::Table = text.parse().unwrap();
         assert!(doc.get("log").is_none(), "the default access log");
+        assert_eq!(doc["server"]["max_connections"].as_integer(), Some(11_024));
+        assert_eq!(
+            doc["server"]["max_connections_per_client"].as_integer(),
+            Some(11_024)
+        );
         assert_eq!(doc["lanes"]["light"]["fair"].as_bool(), Some(false));
         assert_eq!(doc["lanes"]["heavy"]["fair"].as_bool(), Some(false));
         assert_eq!(doc["lanes"]["heavy"]["adaptive"].as_bool(), Some(false));

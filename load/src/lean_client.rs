@@ -146,17 +146,17 @@ async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), &'static 
 
 /// An answer's head, once it is all in the buffer.
 #[derive(Debug, PartialEq, Eq)]
-struct Head {
+pub(crate) struct Head {
     status: u16,
     /// Bytes of the head, its blank line included.
-    len: usize,
+    pub len: usize,
     /// Bytes of the body (`Content-Length`).
-    body: usize,
+    pub body: usize,
     /// `Connection: close`: this was the connection's last answer.
     close: bool,
 }
 
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, &'static str> {
+pub(crate) fn parse_head(buf: &[u8]) -> Result<Option<Head>, &'static str> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut answer = httparse::Response::new(&mut headers);
     let head = match answer.parse(buf) {

@@ -205,6 +205,7 @@ fn start_cometgate(
         guard,
         api_key: front.api_key,
         access_log: front.access_log && target != Target::Unlogged,
+        idle: front.idle,
     });
     let path = dir.join("cometgate.toml");
     std::fs::write(&path, &text).map_err(|e| e.to_string())?;

@@ -62,14 +62,14 @@ enum Command {
         duration: Duration,
     },
     /// The memory budget and refresh-ahead benches: big answers under each allocator,
-    /// and the latency around each block with refresh-ahead off, "wait" and "previous";
-    /// writes LEAN.md and lean.json.
+    /// idle connections against nginx, and the latency around each block with
+    /// refresh-ahead off, "wait" and "previous"; writes LEAN.md and lean.json.
     Lean {
         #[arg(long)]
         quick: bool,
         #[arg(long, default_value = "lean-report")]
         out: PathBuf,
-        /// `memory` or `refresh` (both when absent).
+        /// `memory`, `connections` or `refresh` (all when absent).
         #[arg(long)]
         only: Vec<String>,
     },

@@ -11,7 +11,10 @@
 //!   1 s blocks, the node taking 50 ms for both; p99 in the 200 ms after each block against
 //!   the p99 between blocks, and node calls per question per block, with refresh-ahead
 //!   off, under "wait" and under "previous".
+//! - `connections`: cometgate and nginx each holding 0 to 10,000 idle keep-alive
+//!   connections: RSS, KiB per idle connection, and hit throughput beside them.
 
+mod connections;
 mod memory;
 mod refresh;
 
@@ -27,7 +30,7 @@ use crate::stack::{start_node, Bins, Node};
 pub struct Options {
     pub quick: bool,
     pub out: PathBuf,
-    /// `memory`, `refresh`, or both when empty.
+    /// `memory`, `connections`, `refresh`, or all when empty.
     pub only: Vec<String>,
 }
 
@@ -46,6 +49,11 @@ pub async fn lean(opts: Options) -> Result<(), String> {
         let (text, value) = memory::run(&bins, opts.quick, &work.join("memory")).await?;
         md.push_str(&text);
         json.insert("memory".into(), value);
+    }
+    if wants("connections") {
+        let (text, value) = connections::run(&bins, opts.quick, &work.join("conns")).await?;
+        md.push_str(&text);
+        json.insert("connections".into(), value);
     }
     if wants("refresh") {
         let (text, value) = refresh::run(&bins, opts.quick, &work.join("refresh")).await?;
