@@ -66,12 +66,26 @@ pub async fn cross_check(
     duration: Duration,
     dir: &Path,
 ) -> Result<WrkFigures, String> {
-    let script = dir.join("wrk.lua");
-    std::fs::write(&script, lua(call)).map_err(|e| e.to_string())?;
     let url = match call {
         Call::Post(_) => format!("{base}/"),
         Call::Get(path) => format!("{base}{path}"),
     };
+    run(wrk, &url, &lua(call), duration, dir).await
+}
+
+/// Runs wrk against `url` for `duration` with the Lua `script`.
+pub async fn run(
+    wrk: &Path,
+    url: &str,
+    script: &str,
+    duration: Duration,
+    dir: &Path,
+) -> Result<WrkFigures, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let path = dir.join("wrk.lua");
+    std::fs::write(&path, script).map_err(|e| e.to_string())?;
+    let script = path;
+    let url = url.to_string();
     let mut cmd = Command::new(wrk);
     cmd.arg(format!("-t{THREADS}"))
         .arg(format!("-c{CONNECTIONS}"))

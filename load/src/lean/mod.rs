@@ -13,8 +13,10 @@
 //!   off, under "wait" and under "previous".
 //! - `connections`: cometgate and nginx each holding 0 to 10,000 idle keep-alive
 //!   connections: RSS, KiB per idle connection, and hit throughput beside them.
+//! - `entries`: cometgate's RSS and hit throughput with 1,000 to 100,000 answers cached.
 
 mod connections;
+mod entries;
 mod memory;
 mod refresh;
 
@@ -30,7 +32,7 @@ use crate::stack::{start_node, Bins, Node};
 pub struct Options {
     pub quick: bool,
     pub out: PathBuf,
-    /// `memory`, `connections`, `refresh`, or all when empty.
+    /// `memory`, `connections`, `entries`, `refresh`, or all when empty.
     pub only: Vec<String>,
 }
 
@@ -54,6 +56,11 @@ pub async fn lean(opts: Options) -> Result<(), String> {
         let (text, value) = connections::run(&bins, opts.quick, &work.join("conns")).await?;
         md.push_str(&text);
         json.insert("connections".into(), value);
+    }
+    if wants("entries") {
+        let (text, value) = entries::run(&bins, opts.quick, &work.join("entries")).await?;
+        md.push_str(&text);
+        json.insert("entries".into(), value);
     }
     if wants("refresh") {
         let (text, value) = refresh::run(&bins, opts.quick, &work.join("refresh")).await?;
