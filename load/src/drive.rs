@@ -3,14 +3,15 @@
 //! each request's latency counted from its intended send time (latency scenarios).
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
 use crate::client::Client;
-use crate::lean_client::closed_lean;
+use crate::lean_client::{closed_lean, LeanLoad};
+pub use crate::live::Live;
 use crate::mix::{is_heavy, Form, Mix, Picker};
 use crate::record::{Outcome, Recorder};
 use crate::schedule::{latency_from_intended, poisson, Schedule};
@@ -81,26 +82,6 @@ fn clients(load: &Load, base: &str) -> Result<Vec<Client>, String> {
         .collect()
 }
 
-/// Counters shared with the progress line and the node sampler.
-#[derive(Default)]
-pub struct Live {
-    pub sent: AtomicU64,
-    pub errors: AtomicU64,
-    /// The chain head as last seen; mixes aim their heights at it.
-    pub head: AtomicU64,
-    /// One line about the node, written by the sampler, shown by the progress line.
-    pub node_line: Mutex<String>,
-}
-
-impl Live {
-    pub(crate) fn note(&self, outcome: &Outcome) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
-        if !outcome.is_ok() {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// Most requests one open-loop run keeps in flight; beyond it the scheduler waits, and the
 /// wait still shows in latency because latency counts from the intended time.
 const MAX_OPEN_INFLIGHT: usize = 4096;
@@ -118,7 +99,15 @@ pub async fn drive(load: &Load, base: &str, live: Arc<Live>) -> Result<Recorder,
             let at = poisson(rate, load.duration, load.seed);
             open(load, &pool, at, live).await
         }
-        Mode::Lean { connections } => closed_lean(load, base, connections, live).await?,
+        Mode::Lean { connections } => {
+            let lean = LeanLoad {
+                mix: load.mix,
+                form: load.form,
+                seed: load.seed,
+                duration: load.duration,
+            };
+            closed_lean(lean, base, connections, live).await?
+        }
     })
 }
 

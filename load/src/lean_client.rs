@@ -18,17 +18,27 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::client::Call;
-use crate::drive::{Live, Load};
+use crate::live::Live;
 use crate::mix::{is_heavy, Picker};
+use crate::mix::{Form, Mix};
 use crate::record::{Outcome, Recorder};
 
 /// An answer's head longer than this is not one these targets send.
 const MAX_HEAD: usize = 16 << 10;
 
+/// What the connections send, and for how long.
+#[derive(Clone, Copy)]
+pub struct LeanLoad {
+    pub mix: Mix,
+    pub form: Form,
+    pub seed: u64,
+    pub duration: Duration,
+}
+
 /// Runs `connections` closed-loop connections against `base` for the load's duration on
 /// a thread of their own.
 pub async fn closed_lean(
-    load: &Load,
+    load: LeanLoad,
     base: &str,
     connections: usize,
     live: Arc<Live>,
@@ -38,7 +48,6 @@ pub async fn closed_lean(
         .trim_end_matches('/')
         .parse()
         .map_err(|e| format!("{base}: {e}"))?;
-    let load = load.clone();
     tokio::task::spawn_blocking(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

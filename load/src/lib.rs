@@ -11,6 +11,7 @@ pub mod demo;
 pub mod drive;
 pub mod lean;
 mod lean_client;
+mod live;
 mod markdown;
 mod measure;
 pub mod mix;
