@@ -168,7 +168,12 @@ impl FairQueue {
         // the virtual time: a crowd's calls waiting for their places would otherwise
         // enter, one after another, ahead of an ordinary client's call asked just now.
         let start = asked.start.max(state.virtual_time);
-        let c = state.clients.entry(client.clone()).or_default();
+        // Dropped by `make_room` between its ask and now: it joins as any new client.
+        let virtual_time = state.virtual_time;
+        let c = state
+            .clients
+            .entry(client.clone())
+            .or_insert_with(|| state::Client::joining(virtual_time));
         let first = c.waiting.is_empty();
         c.waiting.push_back(Waiter {
             seq,

@@ -53,7 +53,6 @@ pub(super) struct Waiter {
     pub grant: oneshot::Sender<Slot>,
 }
 
-#[derive(Default)]
 pub(super) struct Client {
     /// The finish tag of its last call: where its next one starts at the earliest.
     pub finish: f64,
@@ -62,6 +61,16 @@ pub(super) struct Client {
 }
 
 impl Client {
+    /// A client new to the lane, or forgotten, joining at `virtual_time`: owed the whole
+    /// credit. Every way a client enters the table goes through here.
+    pub(super) fn joining(virtual_time: f64) -> Client {
+        Client {
+            finish: virtual_time - MAX_CREDIT,
+            waiting: VecDeque::new(),
+            running: 0,
+        }
+    }
+
     pub(super) fn idle(&self) -> bool {
         self.waiting.is_empty() && self.running == 0
     }
@@ -100,14 +109,10 @@ impl State {
     pub(super) fn tag(&mut self, client: &ClientKey, estimate: f64) -> f64 {
         self.make_room(client);
         let virtual_time = self.virtual_time;
-        // A client new to the lane, or forgotten, is owed the whole credit.
         let c = self
             .clients
             .entry(client.clone())
-            .or_insert_with(|| Client {
-                finish: virtual_time - MAX_CREDIT,
-                ..Client::default()
-            });
+            .or_insert_with(|| Client::joining(virtual_time));
         // What a client asked for beyond its share is remembered only so far: a flood
         // that stopped is soon an ordinary client again.
         let start = c
