@@ -297,23 +297,28 @@ async fn wait_answering(url: &str) -> Result<(), String> {
 
 /// nginx from PATH or /usr/sbin, installed from Debian's packages when missing.
 pub fn ensure_nginx() -> Option<PathBuf> {
-    let find = || {
-        ["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-    };
+    installed(
+        "nginx",
+        &["/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"],
+        &["nginx-light", "nginx"],
+    )
+}
+
+/// The first of `paths` that exists, after installing the first of `packages` Debian
+/// has when none does.
+pub fn installed(name: &str, paths: &[&str], packages: &[&str]) -> Option<PathBuf> {
+    let find = || paths.iter().map(PathBuf::from).find(|p| p.exists());
     if let Some(p) = find() {
         return Some(p);
     }
-    eprintln!("nginx not found: installing it with apt-get");
-    apt_install(&["nginx-light", "nginx"]);
+    eprintln!("{name} not found: installing it with apt-get");
+    apt_install(packages);
     find()
 }
 
 /// Installs the first of `packages` Debian has, refreshing the package lists once if
 /// none installs from them as they are.
-pub fn apt_install(packages: &[&str]) -> bool {
+fn apt_install(packages: &[&str]) -> bool {
     let apt = |args: &[&str]| {
         Command::new("apt-get")
             .args(args)

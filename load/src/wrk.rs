@@ -44,18 +44,7 @@ pub fn fold(rounds: impl Iterator<Item = Option<WrkFigures>>) -> Option<WrkFigur
 
 /// wrk from PATH, installed from Debian's packages when missing.
 pub fn ensure_wrk() -> Option<PathBuf> {
-    let find = || {
-        ["/usr/bin/wrk", "/usr/local/bin/wrk"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-    };
-    if let Some(p) = find() {
-        return Some(p);
-    }
-    eprintln!("wrk not found: installing it with apt-get");
-    crate::stack::apt_install(&["wrk"]);
-    find()
+    crate::stack::installed("wrk", &["/usr/bin/wrk", "/usr/local/bin/wrk"], &["wrk"])
 }
 
 /// Runs wrk against `base` for `duration`, sending `call` on every request.

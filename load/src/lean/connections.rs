@@ -4,16 +4,16 @@
 //! for 5 s). KiB per idle connection is the memory over the count's, against none.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::mib;
-use crate::client::Call;
 use crate::configs::{Front, Limits};
+use crate::lean_client::{exchange, render};
 use crate::mix::{Form, Mix, Picker};
 use crate::procs::rss_bytes;
 use crate::stack::{self, Bins, Target};
@@ -77,16 +77,16 @@ async fn point(
     };
     let stack = stack::start(bins, target, &node, front, dir).await?;
     let call = Picker::new(Mix::CacheHit, Form::Get, 0).next(1);
-    let Call::Get(path) = &call else {
-        unreachable!("a GET mix")
-    };
-    let addr = stack.url.trim_start_matches("http://").to_string();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let addr: SocketAddr = stack
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .map_err(|e| format!("{}: {e}", stack.url))?;
+    let request = render(&call, addr);
     let mut idle = Vec::with_capacity(n);
     while idle.len() < n {
         let batch = OPENING.min(n - idle.len());
-        let opened = futures_join(batch, &addr, &request).await?;
-        idle.extend(opened);
+        idle.extend(open_idle(batch, addr, &request).await?);
     }
     // Let both sides settle (the first answers' buffers given back) before reading RSS.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -113,11 +113,19 @@ async fn point(
 }
 
 /// Opens `count` connections at once, each served one hit and kept.
-async fn futures_join(count: usize, addr: &str, request: &str) -> Result<Vec<TcpStream>, String> {
+async fn open_idle(
+    count: usize,
+    addr: SocketAddr,
+    request: &[u8],
+) -> Result<Vec<TcpStream>, String> {
     let tasks: Vec<_> = (0..count)
         .map(|_| {
-            let (addr, request) = (addr.to_string(), request.to_string());
-            tokio::spawn(async move { one_hit(&addr, &request).await })
+            let request = request.to_vec();
+            tokio::spawn(async move {
+                let (mut stream, mut buf) = (None, Vec::with_capacity(4096));
+                exchange(&mut stream, addr, &request, &mut buf).await?;
+                stream.ok_or("closed after its first answer")
+            })
         })
         .collect();
     let mut out = Vec::with_capacity(count);
@@ -125,27 +133,6 @@ async fn futures_join(count: usize, addr: &str, request: &str) -> Result<Vec<Tcp
         out.push(t.await.map_err(|e| e.to_string())??);
     }
     Ok(out)
-}
-
-async fn one_hit(addr: &str, request: &str) -> Result<TcpStream, String> {
-    let mut s = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    s.write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::with_capacity(4096);
-    loop {
-        let n = s.read_buf(&mut buf).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("closed before answering".into());
-        }
-        if let Some(head) = crate::lean_client::parse_head(&buf)? {
-            if buf.len() >= head.len + head.body {
-                return Ok(s);
-            }
-        }
-    }
 }
 
 /// Open, as far as a read that would block can tell (a closed one reads 0 at once).

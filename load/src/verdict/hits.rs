@@ -90,14 +90,14 @@ fn hits(entries: &[Entry], name: &str, what: &str) -> Verdict {
 /// side in one scenario (alternating rounds), by each client.
 fn log_cost(entries: &[Entry], name: &str) -> Verdict {
     let goal = "cometgate's hit throughput with its access log on within 10% of off, by the harness and by wrk";
+    let label = format!("{name} cost");
     let (Some(on), Some(off)) = (
         find(entries, name, "cometgate"),
         find(entries, name, "cometgate-unlogged"),
     ) else {
-        return verdict(&format!("{name} cost"), goal, "not run".into(), None);
+        return verdict(&label, goal, "not run".into(), None);
     };
     let harness = median_ratio(on, off, |r| r.throughput_rps);
-    let label = format!("{name} cost");
     if on.wrk.is_none() || off.wrk.is_none() {
         let measured = format!("harness {harness:.2}×; wrk not run, so not judged");
         return verdict(&label, goal, measured, None);
