@@ -12,9 +12,6 @@ use crate::wrk::WrkFigures;
 /// Methods the storm asks; the per-block count is over these.
 pub const STORM_METHODS: [&str; 3] = ["block_results", "tx_search", "abci_query"];
 
-/// src/head/ws.rs: with the websocket up, `status` every 10 poll intervals of 1 s.
-const TRACKER_STATUS_EVERY_S: f64 = 10.0;
-
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RoundFigures {
     pub throughput_rps: f64,
@@ -101,23 +98,22 @@ impl Entry {
     /// to height N (cometgate pins "latest" to its head) only in block N; `tx_search` for
     /// `tx.height=N` in block N and again in N+1, asked by a client whose `status` answer
     /// came just before block N+1 landed: in N+1 that is a different question from N+1's.
-    /// Returns (requests, questions, excess).
+    /// Calls that name their sender (simnode keys them `… by <User-Agent>`) are the
+    /// gateway's own, cometgate's head tracker polling `status` every second, not a
+    /// client's question. Returns (requests, questions, excess).
     pub fn storm_excess(&self) -> (u64, u64, u64) {
         let (mut requests, mut excess) = (0, 0);
         let mut questions = 0;
         for (key, n) in &self.node_requests_per_question {
             let method = key.split('(').next().unwrap_or("");
-            if !STORM_METHODS.contains(&method) && method != "status" {
+            let own = key.contains(") by ");
+            if own || (!STORM_METHODS.contains(&method) && method != "status") {
                 continue;
             }
             let allowed = if key.contains("tx.height=") {
                 2
             } else if key.contains("height=") && !key.contains("height=0") {
                 1
-            } else if method == "status" {
-                // cometgate's head tracker asks `status` itself every 10 s alongside its
-                // websocket (catching_up, chain id): its own question, not a client's.
-                self.blocks + (self.duration_s / TRACKER_STATUS_EVERY_S).ceil() as u64
             } else {
                 self.blocks
             };
@@ -378,10 +374,13 @@ mod tests {
             "abci_query(path=/store,data=00,height=0,prove=false)".into(),
             5,
         );
-        q.insert("status()".into(), 6);
+        q.insert("status()".into(), 5);
+        q.insert("status() by cometgate/0.1.0 head-tracker".into(), 9);
         q.insert("subscribe(query=tm.event='NewBlock')".into(), 1);
-        // 5 heads, and one status of the gateway's own in the 1 s run.
-        assert_eq!(e.storm_excess(), (14, 4, 0));
+        // 5 heads; the head tracker's own polls are not a client's question.
+        assert_eq!(e.storm_excess(), (13, 4, 0));
+        e.node_requests_per_question.insert("status()".into(), 6);
+        assert_eq!(e.storm_excess(), (14, 4, 1));
         e.node_requests_per_question
             .insert("block_results(height=13)".into(), 3);
         e.node_requests_per_question

@@ -16,6 +16,8 @@ pub(crate) struct CallCtx {
     pub(crate) wrong_id: bool,
     pub(crate) delay: Duration,
     pub(crate) hang: bool,
+    /// The caller's User-Agent: counted apart from anonymous callers' same questions.
+    pub(crate) agent: Option<String>,
 }
 
 /// One encoded answer.
@@ -36,6 +38,7 @@ impl CallCtx {
                 _ => Duration::ZERO,
             },
             hang: *fault == Fault::Hang,
+            agent: None,
         }
     }
 }
@@ -48,10 +51,13 @@ pub(crate) async fn run(
     decoded: Result<Args, String>,
     ctx: &CallCtx,
 ) -> Option<Element> {
-    let key = match &decoded {
+    let mut key = match &decoded {
         Ok(args) => route.request_key(args),
         Err(_) => format!("{}(<invalid params>)", route.name),
     };
+    if let Some(agent) = &ctx.agent {
+        key = format!("{key} by {agent}");
+    }
     let _inflight = node.counters.begin(route.name, &key);
     if ctx.hang {
         std::future::pending::<()>().await;

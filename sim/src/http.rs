@@ -61,6 +61,12 @@ pub(crate) async fn handle(
         .unwrap_or("")
         .to_string();
     let query = req.uri().query().unwrap_or("").to_string();
+    // Who asked, where the caller says: a gateway's own probes are not its clients' calls.
+    let agent = req
+        .headers()
+        .get("user-agent")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
     // Go's FormValue, which getParam falls back to, also reads a form-encoded POST body.
     let form_post = req.method() == hyper::Method::POST
         && req
@@ -90,7 +96,7 @@ pub(crate) async fn handle(
         }
     }
     let response = if rest.is_empty() || rest == "/" {
-        json_rpc(&node, &host, &body).await
+        json_rpc(&node, &host, agent, &body).await
     } else if let Some(route) = ROUTES
         .iter()
         .find(|r| rest.strip_prefix('/') == Some(r.name))
@@ -99,7 +105,7 @@ pub(crate) async fn handle(
             (true, Ok(form)) if !form.is_empty() => format!("{query}&{form}"),
             _ => query,
         };
-        uri_call(&node, route, &query).await
+        uri_call(&node, route, agent, &query).await
     } else {
         node.count_only("(not_found)", "(not_found)");
         Some(not_found())
@@ -167,7 +173,12 @@ fn call_methods(path: &str, body: &[u8]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn json_rpc(node: &Arc<Node>, host: &str, body: &[u8]) -> Option<Response<Body>> {
+async fn json_rpc(
+    node: &Arc<Node>,
+    host: &str,
+    agent: Option<String>,
+    body: &[u8],
+) -> Option<Response<Body>> {
     if body.is_empty() {
         node.count_only("(list)", "(list)");
         return Some(respond(
@@ -197,7 +208,10 @@ async fn json_rpc(node: &Arc<Node>, host: &str, body: &[u8]) -> Option<Response<
         }
     };
     let fault = node.fault_for(requests.iter().map(|r| r.method.as_str()));
-    let ctx = CallCtx::new(&fault, false, false);
+    let ctx = CallCtx {
+        agent,
+        ..CallCtx::new(&fault, false, false)
+    };
     let mut elements: Vec<Element> = Vec::new();
     for req in requests {
         let Some(id) = req.id else { continue };
@@ -255,6 +269,7 @@ fn json_ok(body: Vec<u8>, cacheable: bool) -> Response<Body> {
 async fn uri_call(
     node: &Arc<Node>,
     route: &'static routes::Route,
+    agent: Option<String>,
     query: &str,
 ) -> Option<Response<Body>> {
     if route.ws_only {
@@ -265,7 +280,10 @@ async fn uri_call(
         ));
     }
     let fault = node.fault_for(std::iter::once(route.name));
-    let ctx = CallCtx::new(&fault, true, false);
+    let ctx = CallCtx {
+        agent,
+        ..CallCtx::new(&fault, true, false)
+    };
     let decoded = route.decode_uri(&crate::uri::parse_query(query));
     let e = call::run(node, URI_ID, route, decoded, &ctx).await?;
     if e.ok {

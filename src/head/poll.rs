@@ -18,6 +18,8 @@ use super::Shared;
 const MAX_STATUS_BYTES: usize = 256 * 1024;
 
 const STATUS_BODY: &[u8] = br#"{"jsonrpc":"2.0","id":0,"method":"status","params":{}}"#;
+/// Says in the node's logs (and a proxy's) which `status` calls are the gateway's own.
+const USER_AGENT: &str = concat!("cometgate/", env!("CARGO_PKG_VERSION"), " head-tracker");
 
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct StatusInfo {
@@ -59,6 +61,7 @@ impl Poller {
             .method(Method::POST)
             .uri(self.url.clone())
             .header(header::CONTENT_TYPE, "application/json")
+            .header(header::USER_AGENT, USER_AGENT)
             .body(Full::new(Bytes::from_static(STATUS_BODY)))
             .map_err(|e| e.to_string())?;
         let response = self

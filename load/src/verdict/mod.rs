@@ -50,7 +50,7 @@ pub fn verdicts(entries: &[Entry]) -> Vec<Verdict> {
 }
 
 fn storm(entries: &[Entry]) -> Verdict {
-    let goal = "the node OOMs direct and never through cometgate; through cometgate the node gets one request per unique question per block (counted per canonical question; cometgate's own `status` poll every 10 s is not a client's question)";
+    let goal = "the node OOMs direct and never through cometgate; through cometgate the node gets one request per unique question per block (counted per canonical question; cometgate's own `status` poll every second, sent with its own User-Agent, is not a client's question)";
     let (Some(d), Some(c)) = (
         find(entries, "lcd-storm", "direct"),
         find(entries, "lcd-storm", "cometgate"),
@@ -61,7 +61,12 @@ fn storm(entries: &[Entry]) -> Verdict {
     let per_method: Vec<String> = ["status", "block_results", "abci_query", "tx_search"]
         .iter()
         .map(|m| {
-            let n = c.node_requests_per_method.get(*m).copied().unwrap_or(0);
+            let n: u64 = c
+                .node_requests_per_question
+                .iter()
+                .filter(|(k, _)| k.starts_with(&format!("{m}(")) && !k.contains(") by "))
+                .map(|(_, n)| n)
+                .sum();
             format!("{m} {:.2}", n as f64 / c.blocks.max(1) as f64)
         })
         .collect();
