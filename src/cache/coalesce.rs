@@ -148,13 +148,13 @@ impl Leader {
     /// call slips past to the node meanwhile.
     pub(crate) async fn finish(self, result: &Result<Answer, Rejection>) {
         self.ticket.publish(result);
-        if let Some(entry) = self.cache.entry_for(
-            self.method,
-            self.policy,
-            self.asked_height,
-            self.chain,
-            result,
-        ) {
+        let policy = self
+            .cache
+            .caught_up(self.method, self.policy, self.chain, result);
+        if let Some(entry) =
+            self.cache
+                .entry_for(self.method, policy, self.asked_height, self.chain, result)
+        {
             self.cache.insert(self.key, entry).await;
         }
     }

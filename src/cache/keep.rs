@@ -63,6 +63,31 @@ impl Cache {
         })
     }
 
+    /// A "latest" answer from a block the head has not reached yet raises the head and
+    /// is kept as that block's (see `verdict::reported_head`). Not across a change of
+    /// chain: the other chain's heights say nothing of this one's.
+    pub(super) fn caught_up(
+        &self,
+        method: &str,
+        policy: Policy,
+        chain: u64,
+        result: &Result<Answer, Rejection>,
+    ) -> Policy {
+        let (Policy::UntilNextBlock { height }, Ok(answer)) = (policy, result) else {
+            return policy;
+        };
+        if chain != self.inner.head.chain_generation() {
+            return policy;
+        }
+        match verdict::reported_head(method, answer) {
+            Some(reported) if reported > height => {
+                self.inner.head.observe(reported);
+                Policy::UntilNextBlock { height: reported }
+            }
+            _ => policy,
+        }
+    }
+
     pub(super) async fn insert(&self, key: CacheKey, entry: Entry) {
         self.inner.store.insert(key, entry).await;
         self.inner.counters.stores.fetch_add(1, Ordering::Relaxed);

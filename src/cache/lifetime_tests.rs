@@ -60,6 +60,50 @@ async fn latest_entries_end_with_their_block_and_pinned_ones_do_not() {
     assert_eq!(calls.load(Ordering::SeqCst), 4);
 }
 
+/// The node commits block 11 before its NewBlock event reaches the tracker: a `status`
+/// fetched at head 10 says 11. Kept as block 10's it would be stale at once, and every
+/// caller who read 11 from it would ask about a block the gateway does not know yet.
+#[tokio::test]
+async fn an_answer_from_the_next_block_moves_the_head_and_is_kept_as_its() {
+    let head = at(10);
+    let cache = Cache::new(&config(), head.clone());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let status = result(r#"{"sync_info":{"latest_block_height":"11"}}"#);
+    let ask = |answer: Answer| {
+        let p = plan(&cache, "status", json!({}));
+        cache.get_or_fetch(p, counted(&calls, answer))
+    };
+    assert_eq!(ask(status.clone()).await.1, CacheStatus::Miss);
+    assert_eq!(
+        head.height(),
+        Some(11),
+        "the answer's block raised the head"
+    );
+    assert_eq!(ask(status.clone()).await, (Ok(status), CacheStatus::Hit));
+    // A search pinned by that answer is the new block's question, not a block early.
+    let search = |answer: Answer| {
+        let p = plan(&cache, "tx_search", json!({"query": "tx.height=11"}));
+        cache.get_or_fetch(p, counted(&calls, answer))
+    };
+    let found = result(r#"{"txs":[],"total_count":"3"}"#);
+    assert_eq!(search(found.clone()).await.1, CacheStatus::Miss);
+    assert_eq!(search(found).await.1, CacheStatus::Hit);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // An answer from a block behind the head (a lagging application) moves nothing.
+    let old = result(r#"{"response":{"code":0,"height":"9"}}"#);
+    let p = plan(
+        &cache,
+        "abci_query",
+        json!({"path": "/store", "data": "00"}),
+    );
+    assert_eq!(
+        cache.get_or_fetch(p, counted(&calls, old)).await.1,
+        CacheStatus::Miss
+    );
+    assert_eq!(head.height(), Some(11));
+}
+
 #[tokio::test(start_paused = true)]
 async fn stale_if_error_stands_in_only_within_its_window() {
     let head = at(10);

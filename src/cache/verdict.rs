@@ -149,6 +149,46 @@ pub(crate) fn answers_for(method: &str, asked_height: Option<u64>, answer: &Answ
     }
 }
 
+#[derive(Deserialize)]
+struct SyncInfo<'a> {
+    #[serde(borrow)]
+    sync_info: Option<LatestHeight<'a>>,
+}
+
+#[derive(Deserialize)]
+struct LatestHeight<'a> {
+    #[serde(borrow)]
+    latest_block_height: Option<&'a str>,
+}
+
+/// The head a "latest" answer reports itself to be at, where it says (`status`, and
+/// `abci_query`'s application height). The node commits a block before its NewBlock
+/// event reaches the tracker, so such an answer can be a block ahead of the head it was
+/// planned at: kept under the old head it would be stale at once and fetched again, and
+/// its callers would ask about a block the gateway does not know yet.
+pub(crate) fn reported_head(method: &str, answer: &Answer) -> Option<u64> {
+    let Answer::Result(bytes) = answer else {
+        return None;
+    };
+    let height = match method {
+        "status" => {
+            serde_json::from_slice::<SyncInfo>(bytes)
+                .ok()?
+                .sync_info?
+                .latest_block_height?
+        }
+        "abci_query" => {
+            serde_json::from_slice::<AbciHeight>(bytes)
+                .ok()?
+                .response?
+                .height?
+        }
+        _ => return None,
+    };
+    // Applications that do not track heights report 0.
+    height.parse::<u64>().ok().filter(|h| *h > 0)
+}
+
 fn is_empty(text: &str) -> bool {
     if text.len() > 16 {
         return false;
@@ -338,5 +378,19 @@ mod tests {
             Verdict::Storable,
             "the head's seen commit lives until the next block"
         );
+    }
+
+    #[test]
+    fn status_and_abci_query_report_their_head() {
+        let status = result(r#"{"node_info":{},"sync_info":{"latest_block_height":"11"}}"#);
+        assert_eq!(reported_head("status", &status), Some(11));
+        let abci = result(r#"{"response":{"code":0,"height":"12"}}"#);
+        assert_eq!(reported_head("abci_query", &abci), Some(12));
+        let untracked = result(r#"{"response":{"code":0,"height":"0"}}"#);
+        assert_eq!(reported_head("abci_query", &untracked), None);
+        assert_eq!(reported_head("block", &status), None, "pinned, never ahead");
+        assert_eq!(reported_head("status", &result("{}")), None);
+        let error = Answer::Error(Bytes::from_static(br#"{"code":-32603}"#));
+        assert_eq!(reported_head("status", &error), None);
     }
 }
