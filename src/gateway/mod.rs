@@ -18,6 +18,8 @@ mod access_log;
 mod fetch;
 mod pipeline;
 mod refresh;
+#[cfg(test)]
+mod refresh_tests;
 mod refuse;
 mod respond;
 mod routes;

@@ -8,9 +8,15 @@
 //! queue, charged to the gateway's own client key). Where a caller got there first the
 //! refresh joins or finds the answer stored, and asks nothing.
 //!
+//! A question whose asks fell to under a quarter of the block before's is fading and is
+//! not refreshed: `tx_search` for `tx.height=N` is asked all through block N, then in
+//! N+1 only by the clients that read N just before N+1 landed, and nobody asks it in
+//! N+2. Refreshing it there would be a node call nobody waits for.
+//!
 //! Counting costs a hit one lock, for "latest" questions only. What is counted is
 //! bounded in bytes (`MAX_BYTES` of keys, which are shared with the plan, not copied)
-//! and in questions; one block's counts are dropped two blocks on.
+//! and in questions; one block's counts are dropped two blocks on, and the last block
+//! refreshed from keeps its counts (at most `MAX_QUESTIONS`) to tell fading questions.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -29,6 +35,8 @@ use crate::methods::{CacheKey, Canonical};
 const MAX_BYTES: usize = 1 << 20;
 /// Distinct questions counted per block.
 const MAX_QUESTIONS: usize = 4096;
+/// A question asked this many times less than in the block before is fading.
+const FADING: u32 = 4;
 
 /// Whom refreshes are charged to in the lanes' fair queue: an address no client has.
 pub(super) fn refresher() -> ClientKey {
@@ -89,6 +97,8 @@ pub(super) struct Demand {
     blocks: Mutex<[Block; 2]>,
     /// `cache.refresh_ahead`; 0 = off (nothing is counted).
     limit: AtomicUsize,
+    /// How often each question was asked in the last block refreshed from.
+    last_taken: Mutex<HashMap<CacheKey, u32>>,
 }
 
 impl Demand {
@@ -137,20 +147,39 @@ impl Demand {
         }
     }
 
-    /// The questions asked at least twice at `height`, most asked first, at most
-    /// `cache.refresh_ahead`; each block's are taken once.
-    fn take(&self, height: u64) -> Vec<CacheKey> {
+    /// The questions asked at least twice at `height`, and not fading, most asked first,
+    /// at most `cache.refresh_ahead`; each block's are taken once.
+    pub(super) fn take(&self, height: u64) -> Vec<CacheKey> {
         let limit = self.limit.load(Ordering::Relaxed);
-        let mut blocks = self.blocks();
-        let Some(block) = blocks.iter_mut().find(|b| b.height == height) else {
-            return Vec::new();
+        let asked = {
+            let mut blocks = self.blocks();
+            let Some(block) = blocks.iter_mut().find(|b| b.height == height) else {
+                return Vec::new();
+            };
+            block.bytes = 0;
+            std::mem::take(&mut block.asked)
         };
-        let asked = std::mem::take(&mut block.asked);
-        block.bytes = 0;
-        let mut twice: Vec<Asked> = asked.into_values().filter(|a| a.count >= 2).collect();
-        twice.sort_by_key(|a| std::cmp::Reverse(a.count));
+        let mut counts: HashMap<CacheKey, u32> = HashMap::with_capacity(asked.len());
+        for a in asked.into_values() {
+            let n = counts.entry(a.question).or_default();
+            *n = n.saturating_add(a.count);
+        }
+        let mut before = self
+            .last_taken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let fading =
+            |q: &CacheKey, n: u32| n.saturating_mul(FADING) < before.get(q).map_or(0, |b| *b);
+        let mut twice: Vec<(&CacheKey, u32)> = counts
+            .iter()
+            .map(|(q, n)| (q, *n))
+            .filter(|(q, n)| *n >= 2 && !fading(q, *n))
+            .collect();
+        twice.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         twice.truncate(limit);
-        twice.into_iter().map(|a| a.question).collect()
+        let chosen = twice.into_iter().map(|(q, _)| q.clone()).collect();
+        *before = counts;
+        chosen
     }
 }
 
