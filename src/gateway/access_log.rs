@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use crate::cache::CacheStatus;
+use crate::logging::Access;
 
 #[derive(Default)]
 pub(crate) struct AccessLog {
@@ -33,7 +34,7 @@ impl AccessLog {
 
     pub(super) fn emit(
         &self,
-        span: &tracing::Span,
+        id: u64,
         peer: SocketAddr,
         status: StatusCode,
         elapsed: Duration,
@@ -43,19 +44,15 @@ impl AccessLog {
         if !enabled {
             return;
         }
-        let cache = self.cache.map_or("-", CacheStatus::as_str);
-        let node_ms = self.node_latency.map(|d| d.as_secs_f64() * 1e3);
-        tracing::info!(
-            target: "cometgate::access",
-            parent: span,
-            method = %self.methods,
-            client = %peer,
-            cache,
-            node_ms,
-            status = status.as_u16(),
-            ms = elapsed.as_secs_f64() * 1e3,
-            rejected = self.rejection.unwrap_or("-"),
-            "request"
-        );
+        crate::logging::access(&Access {
+            id,
+            method: &self.methods,
+            client: peer,
+            cache: self.cache.map_or("-", CacheStatus::as_str),
+            node_ms: self.node_latency.map(|d| d.as_secs_f64() * 1e3),
+            status: status.as_u16(),
+            ms: elapsed.as_secs_f64() * 1e3,
+            rejected: self.rejection.unwrap_or("-"),
+        });
     }
 }

@@ -2,7 +2,12 @@
 //! write to stderr (a pipe to journald or a container runtime, which can stall) happens
 //! on a writer thread behind a bounded queue (tracing-appender's non-blocking writer).
 //! When the queue is full the line is dropped rather than the request held, and
-//! `cometgate_log_lines_dropped_total` says how many were.
+//! `cometgate_log_lines_dropped_total` says how many were. The access line is formatted
+//! by hand (`access`), not by tracing, and goes to the same writer.
+
+mod access;
+
+pub(crate) use access::Access;
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -20,6 +25,7 @@ const QUEUED_LINES: usize = 16_384;
 const WRITE_BUFFER: usize = 64 << 10;
 
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+static ACCESS: OnceLock<access::Sink> = OnceLock::new();
 
 /// Installs the global subscriber. Keep the guard until exit: dropping it flushes the
 /// lines still queued.
@@ -33,6 +39,10 @@ pub fn init(format: LogFormat) -> WorkerGuard {
             std::io::stderr(),
         ));
     let _ = DROPPED.set(writer.error_counter());
+    let _ = ACCESS.set(access::Sink {
+        writer: writer.clone(),
+        format,
+    });
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -54,4 +64,13 @@ pub fn init(format: LogFormat) -> WorkerGuard {
 /// Lines dropped because the writer could not keep up (0 before `init`).
 pub(crate) fn dropped_lines() -> u64 {
     DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+}
+
+/// Writes one access line: by hand to the writer `init` installed, or as a tracing event
+/// where `init` was not called.
+pub(crate) fn access(line: &Access<'_>) {
+    match ACCESS.get() {
+        Some(sink) => sink.write(line),
+        None => access::event(line),
+    }
 }

@@ -61,3 +61,68 @@ async fn a_stalled_log_pipe_drops_lines_instead_of_holding_requests() {
     );
     drop(child);
 }
+
+/// The access line as an operator's log pipeline reads it, in both formats: written by
+/// the binary's own writer, not by a test subscriber.
+#[tokio::test]
+async fn the_access_line_carries_each_field_in_text_and_in_json() {
+    let node = frozen_node(SimNodeConfig::default()).await;
+    for format in ["text", "json"] {
+        let port = free_port();
+        let log = temp_config("");
+        let file = temp_config(&format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"{}\"\n\
+             [metrics]\nlisten = \"off\"\n[log]\nformat = \"{format}\"\naccess_log = true\n",
+            node.url()
+        ));
+        let child = cometgate()
+            .arg("--config")
+            .arg(&file.0)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log.0).unwrap())
+            .spawn()
+            .expect("starts");
+        let _child = Running(Some(child));
+        listening(port).await;
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let url = format!("http://127.0.0.1:{port}/block?height=2");
+        let reply = send(&http, http::Method::GET, &url, bytes::Bytes::new(), &[]).await;
+        assert_eq!(reply.status, http::StatusCode::OK);
+        let line = || {
+            std::fs::read_to_string(&log.0)
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.contains("cometgate::access"))
+                .map(str::to_owned)
+        };
+        eventually("the access line is written", || {
+            std::future::ready(line().is_some())
+        })
+        .await;
+        let line = line().unwrap();
+        match format {
+            "text" => {
+                for field in [
+                    "method=block ",
+                    "client=127.0.0.1:",
+                    "cache=miss ",
+                    "node_ms=",
+                    "status=200 ",
+                    "rejected=-",
+                ] {
+                    assert!(line.contains(field), "{field} in {line}");
+                }
+            }
+            _ => {
+                let v: serde_json::Value = serde_json::from_str(&line).expect(&line);
+                assert_eq!(v["method"], "block", "{line}");
+                assert_eq!(v["cache"], "miss", "{line}");
+                assert_eq!(v["status"], 200, "{line}");
+                assert!(v["node_ms"].as_f64().is_some() && v["ms"].as_f64().is_some());
+                assert!(v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+            }
+        }
+    }
+}
