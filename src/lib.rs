@@ -16,13 +16,16 @@
 //!          admit            methods (spec, canonical form) -> admission (policy, param
 //!                           caps, cost-weighted GCRA rate)
 //!          lookup           cache: plan (pin "latest" to the head) -> Hit | Wait | Lead | Bypass
-//!          fetch            the misses as one node call, detached: breaker -> admission
-//!                           lane slot (light | heavy) -> upstream (single, or one batch)
+//!          fetch            the misses, detached: a lead whose answer never changes asks
+//!                           the shared tier (Redis) first; the rest as one node call:
+//!                           breaker -> admission lane slot (light | heavy) -> upstream
+//!                           (single, or one batch); what never changes is then shared
 //!          finish           followers wait; stale fallback; each refusal counted once
 //!        respond            reply: the caller's id around the stored bytes, no re-encoding
 //!   error       every Rejection -> status, JSON-RPC error, Retry-After, close: one match
 //!   head        follows the chain head (NewBlock over /websocket, `status` polling)
 //!   websocket   the relay to the node's `/websocket`; the gateway decides each message
+//!   shared      answers that never change, shared by replicas through Redis; optional
 //!   config      TOML -> validated Config, once, at the edge
 //! ```
 //!
@@ -47,5 +50,6 @@ pub mod ops;
 mod recent;
 pub mod reply;
 pub mod server;
+mod shared;
 pub mod upstream;
 mod websocket;

@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 
 use crate::cache::CacheStatus;
 use crate::methods::{self, Lane};
+use crate::shared::SharedMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -65,6 +66,7 @@ pub struct Metrics {
     connections_refused: Family<ReasonLabel, Counter>,
     reloads: Family<ReasonLabel, Counter>,
     memory: Memory,
+    pub(crate) shared: SharedMetrics,
     next_request_id: AtomicU64,
 }
 
@@ -184,6 +186,7 @@ impl Metrics {
             reloads.clone(),
         );
         let memory = Memory::register(&mut registry);
+        let shared = SharedMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -195,6 +198,7 @@ impl Metrics {
             connections_refused,
             reloads,
             memory,
+            shared,
             next_request_id: AtomicU64::new(1),
         }
     }

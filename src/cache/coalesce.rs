@@ -143,19 +143,46 @@ pub(crate) struct Leader {
 }
 
 impl Leader {
+    /// The key the answer is stored under.
+    pub(crate) fn key(&self) -> &CacheKey {
+        &self.key
+    }
+
+    /// Whether the answer, once fetched, never changes.
+    pub(crate) fn is_immutable(&self) -> bool {
+        self.policy.is_immutable()
+    }
+
     /// Hands the result to every follower at once, then stores it if its verdict
     /// allows. The flight stays open until the entry is stored, so that no identical
     /// call slips past to the node meanwhile.
-    pub(crate) async fn finish(self, result: &Result<Answer, Rejection>) {
+    pub(crate) async fn finish(self, result: &Result<Answer, Rejection>) -> Kept {
         self.ticket.publish(result);
         let policy = self
             .cache
             .caught_up(self.method, self.policy, self.chain, result);
-        if let Some(entry) =
+        let Some(entry) =
             self.cache
                 .entry_for(self.method, policy, self.asked_height, self.chain, result)
-        {
-            self.cache.insert(self.key, entry).await;
-        }
+        else {
+            return Kept::No;
+        };
+        let kept = match entry.policy {
+            Policy::Immutable => Kept::Immutable,
+            _ => Kept::ForNow,
+        };
+        self.cache.insert(self.key, entry).await;
+        kept
     }
+}
+
+/// What became of a leader's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kept {
+    /// Stored for good: it never changes.
+    Immutable,
+    /// Stored until the next block, or for a TTL.
+    ForNow,
+    /// Not stored: a failure, an error answer, too large.
+    No,
 }

@@ -37,7 +37,7 @@ pub(crate) use policy::Policy;
 pub(crate) use stats::CacheStats;
 pub(crate) use verdict::{judge, Verdict};
 
-pub(crate) use coalesce::{Follower, Leader};
+pub(crate) use coalesce::{Follower, Kept, Leader};
 pub(crate) use previous::Latest;
 
 use coalesce::{FlightKey, Flights, Joined};
@@ -59,6 +59,8 @@ pub enum CacheStatus {
     Coalesced,
     Stale,
     Bypass,
+    /// Another replica's answer, from the shared tier: the node was not asked.
+    Shared,
 }
 
 impl CacheStatus {
@@ -69,6 +71,7 @@ impl CacheStatus {
             CacheStatus::Coalesced => "coalesced",
             CacheStatus::Stale => "stale",
             CacheStatus::Bypass => "bypass",
+            CacheStatus::Shared => "shared",
         }
     }
 }

@@ -15,6 +15,7 @@ mod rate_limit;
 mod read;
 mod reload;
 mod render;
+mod shared;
 mod units;
 mod validate;
 mod walk;
@@ -35,6 +36,7 @@ pub use lanes::{LaneConfig, LanesConfig};
 pub use methods::MethodOverride;
 pub use node_guard::NodeGuardConfig;
 pub use rate_limit::{ApiKeyQuota, ClientIpHeader, LocalClients, RateLimitConfig};
+pub use shared::SharedConfig;
 pub(crate) use units::format_duration;
 pub use units::ByteSize;
 
@@ -60,6 +62,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub log: LogConfig,
     pub node_guard: NodeGuardConfig,
+    pub shared: SharedConfig,
     /// Per-method overrides from `[methods.<name>]`; names are routes of
     /// [`crate::methods::ROUTES`] and cap fields apply to their method.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]

@@ -34,6 +34,7 @@ pub(crate) fn read_config(root: &Table, p: &mut Problems) -> Config {
     top.section(p, "node_guard", |s, p| {
         super::node_guard::read(s, p, &mut c.node_guard)
     });
+    top.section(p, "shared", |s, p| super::shared::read(s, p, &mut c.shared));
     read_methods(p, top.value("methods"), &mut c.methods);
     top.finish(p);
     c

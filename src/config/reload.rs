@@ -23,7 +23,7 @@ macro_rules! startup_keys {
 /// Keys whose new value the running process cannot apply: each is baked
 /// into something built once at startup (as of this writing: the listeners
 /// and connection semaphores in `server::run`, `Upstream::new`,
-/// `Head::spawn`, `Cache::new`, the tracing subscriber). Every other key is
+/// `Head::spawn`, `Cache::new`, `SharedTier::new`, the tracing subscriber). Every other key is
 /// read from the reloaded `Config`; a component that starts sizing
 /// something once must add its key here.
 const RESTART_REQUIRED: &[StartupKey] = startup_keys! {
@@ -43,6 +43,12 @@ const RESTART_REQUIRED: &[StartupKey] = startup_keys! {
     "head.stall_after" => head.stall_after;
     "metrics.listen" => metrics.listen;
     "log.format" => log.format;
+    "shared.redis_url" => shared.redis_url;
+    "shared.key_prefix" => shared.key_prefix;
+    "shared.timeout" => shared.timeout;
+    "shared.max_entry_bytes" => shared.max_entry_bytes;
+    "shared.compress_above" => shared.compress_above;
+    "shared.ttl" => shared.ttl;
 };
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
     addresses_do_not_loop(c, p);
     super::lanes::check(c, p);
     super::node_guard::check(&c.node_guard, p);
+    super::shared::check(&c.shared, p);
 }
 
 fn durations_are_usable(c: &Config, p: &mut Problems) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::access_log::AccessLog;
 use super::Gateway;
 use crate::admission::ClientKey;
-use crate::cache::{CacheStatus, Leader, Plan};
+use crate::cache::{CacheStatus, Kept, Leader, Plan};
 use crate::error::Rejection;
 use crate::methods::{Canonical, Lane};
 use crate::upstream::Answer;
@@ -26,8 +26,9 @@ pub(super) struct Miss {
 pub(super) type Fetched = (Result<Answer, Rejection>, CacheStatus);
 
 /// Fetches every miss; the answers come back in the misses' order, each already stored
-/// (a lead) and settled (a failure may have become a stale answer). The node's latency
-/// goes to the access log.
+/// (a lead) and settled (a failure may have become a stale answer). A lead for an
+/// answer that never changes looks in the shared tier first, and shares what the node
+/// gave it. The node's latency goes to the access log.
 pub(super) async fn misses(
     gw: &Arc<Gateway>,
     client: &ClientKey,
@@ -40,21 +41,27 @@ pub(super) async fn misses(
     let count = misses.len();
     let (gw, client) = (gw.clone(), client.clone());
     let task = tokio::spawn(async move {
-        let lane = heaviest(&misses);
-        let calls: Vec<&Canonical> = misses.iter().map(|m| &m.canonical).collect();
-        let (results, latency) = gw.node_call(&client, lane, &calls).await;
-        drop(calls);
-        let mut out = Vec::with_capacity(misses.len());
-        for (miss, result) in misses.into_iter().zip(results) {
-            let status = match miss.leader {
-                Some(leader) => {
-                    leader.finish(&result).await;
-                    CacheStatus::Miss
-                }
-                None => CacheStatus::Bypass,
-            };
-            out.push(gw.cache.settle(&miss.plan, result, status).await);
+        let chain = gw.head.chain_id();
+        let mut out: Vec<Option<Fetched>> = (0..misses.len()).map(|_| None).collect();
+        let mut to_node = Vec::with_capacity(misses.len());
+        for (i, miss) in misses.into_iter().enumerate() {
+            match shared(&gw, chain.as_deref(), &miss).await {
+                Some(answer) => out[i] = Some(served_shared(&gw, miss, answer).await),
+                None => to_node.push((i, miss)),
+            }
         }
+        let mut latency = None;
+        if !to_node.is_empty() {
+            let lane = heaviest(to_node.iter().map(|(_, m)| m));
+            let calls: Vec<&Canonical> = to_node.iter().map(|(_, m)| &m.canonical).collect();
+            let results;
+            (results, latency) = gw.node_call(&client, lane, &calls).await;
+            drop(calls);
+            for ((i, miss), result) in to_node.into_iter().zip(results) {
+                out[i] = Some(fetched(&gw, chain.as_deref(), miss, result).await);
+            }
+        }
+        let out: Vec<Fetched> = out.into_iter().map(|f| f.unwrap_or_else(lost)).collect();
         (out, latency)
     });
     match task.await {
@@ -67,6 +74,46 @@ pub(super) async fn misses(
     }
 }
 
+/// The shared tier's answer to a lead whose answer never changes, if it has one.
+async fn shared(gw: &Gateway, chain: Option<&str>, miss: &Miss) -> Option<Answer> {
+    let leader = miss.leader.as_ref().filter(|l| l.is_immutable())?;
+    let found = gw.shared.get(chain?, leader.key()).await?;
+    Some(Answer::Result(found))
+}
+
+async fn served_shared(gw: &Gateway, miss: Miss, answer: Answer) -> Fetched {
+    let result = Ok(answer);
+    if let Some(leader) = miss.leader {
+        leader.finish(&result).await;
+    }
+    gw.cache
+        .settle(&miss.plan, result, CacheStatus::Shared)
+        .await
+}
+
+/// A node answer: stored (a lead), shared where it never changes, settled.
+async fn fetched(
+    gw: &Gateway,
+    chain: Option<&str>,
+    miss: Miss,
+    result: Result<Answer, Rejection>,
+) -> Fetched {
+    let status = match miss.leader {
+        Some(leader) => {
+            let key = leader.key().clone();
+            let kept = leader.finish(&result).await;
+            if let (Kept::Immutable, Some(chain), Ok(Answer::Result(bytes))) =
+                (kept, chain, &result)
+            {
+                gw.shared.put(chain, &key, bytes);
+            }
+            CacheStatus::Miss
+        }
+        None => CacheStatus::Bypass,
+    };
+    gw.cache.settle(&miss.plan, result, status).await
+}
+
 /// What a caller gets for a miss whose fetch died without an answer.
 pub(super) fn lost() -> Fetched {
     (
@@ -77,8 +124,8 @@ pub(super) fn lost() -> Fetched {
     )
 }
 
-fn heaviest(misses: &[Miss]) -> Lane {
-    if misses.iter().any(|m| m.lane == Lane::Heavy) {
+fn heaviest<'a>(mut misses: impl Iterator<Item = &'a Miss>) -> Lane {
+    if misses.any(|m| m.lane == Lane::Heavy) {
         Lane::Heavy
     } else {
         Lane::Light

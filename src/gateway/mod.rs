@@ -47,6 +47,7 @@ use crate::jsonrpc::Call;
 use crate::metrics::Metrics;
 use crate::recent::{CacheCounts, Recent};
 use crate::reply::Chunks;
+use crate::shared::SharedTier;
 use crate::upstream::Upstream;
 use crate::websocket::Relays;
 
@@ -69,6 +70,8 @@ pub struct Gateway {
     guard: Arc<Guard>,
     /// What refresh-ahead counts ("latest" questions asked per block).
     demand: refresh::Demand,
+    /// Answers that never change, shared with other replicas through Redis.
+    shared: SharedTier,
 }
 
 impl Gateway {
@@ -82,6 +85,7 @@ impl Gateway {
     pub fn with_head(config: Config, head: Head) -> Arc<Gateway> {
         let metrics = Metrics::new();
         let inflight = metrics.upstream_inflight(config.upstream.max_inflight_bytes.as_u64());
+        let shared_metrics = metrics.shared.clone();
         let gateway = Arc::new(Gateway {
             upstream: Upstream::new(&config.upstream, inflight),
             breaker: Breaker::new(),
@@ -93,6 +97,7 @@ impl Gateway {
             relays: Arc::default(),
             guard: Guard::new(&config.node_guard),
             demand: refresh::Demand::new(config.cache.refresh_ahead),
+            shared: SharedTier::new(&config.shared, shared_metrics),
             config: ArcSwap::from_pointee(config),
         });
         gateway.admission.spawn_gc();

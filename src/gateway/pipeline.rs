@@ -6,8 +6,9 @@
 //!           -> admission.check_params -> admission.check_rate       (dry run: no charge)
 //! lookup    cache.plan (pin "latest" to the head) -> cache.begin:
 //!           Hit | Wait (an identical call in flight) | Lead | Bypass
-//! fetch     the leads and bypasses, detached: one node call, a lone one as a single
-//!           call and several as one upstream batch (see `fetch`)
+//! fetch     the leads and bypasses, detached: a lead whose answer never changes looks
+//!           in the shared tier first; the rest make one node call, a lone one as a
+//!           single call and several as one upstream batch (see `fetch`)
 //! finish    followers wait; a failure may fall back to a stale "latest" answer; each
 //!           refusal is counted and logged once, each call counted
 //! ```

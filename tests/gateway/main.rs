@@ -25,4 +25,5 @@ mod readiness;
 mod refresh;
 mod security;
 mod shapes;
+mod shared;
 mod slow_clients;

@@ -1,0 +1,256 @@
+//! The tier replicas share through Redis: answers that never change (a pinned height at
+//! or below the head, a hash that was found), so that N replicas behind one load
+//! balancer make one node call per such question instead of N.
+//!
+//! Redis is an optimisation, never a dependency. Every lookup is bounded by
+//! `shared.timeout` and a failure is a miss; every store is detached, bounded in number
+//! and in bytes, and dropped when it cannot go at once. Until Redis answers (at start, or
+//! after it went away) the gateway runs on its own cache, logs the change of state once
+//! and shows it in `cometgate_shared_up`. Readiness never looks at Redis.
+//!
+//! Keys carry the node's chain id, which every replica reads from the same chain: a
+//! reset chain never serves another chain's answers, where a per-process generation
+//! would not agree between replicas. "Latest" answers stay local: replicas see new
+//! blocks at slightly different moments.
+
+mod codec;
+mod metrics;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{OnceCell, Semaphore};
+
+pub(crate) use metrics::SharedMetrics;
+
+use crate::config::SharedConfig;
+use crate::methods::CacheKey;
+
+/// Stores in flight at most; past it a store is dropped (the answer stays local).
+const MAX_STORES: usize = 64;
+/// The first connection is retried this far apart at most.
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often Redis's state is checked when no request looks.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Cheap to clone. Off (no `shared.redis_url`), every call does nothing.
+#[derive(Clone, Default)]
+pub(crate) struct SharedTier {
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    connection: OnceCell<ConnectionManager>,
+    prefix: String,
+    timeout: Duration,
+    max_entry_bytes: usize,
+    compress_above: usize,
+    ttl_seconds: u64,
+    stores: Arc<Semaphore>,
+    up: AtomicBool,
+    metrics: SharedMetrics,
+}
+
+impl SharedTier {
+    /// Starts connecting in the background when `config` names a Redis; must be called
+    /// inside a Tokio runtime then.
+    pub(crate) fn new(config: &SharedConfig, metrics: SharedMetrics) -> SharedTier {
+        let Some(url) = &config.redis_url else {
+            return SharedTier::default();
+        };
+        let client = match redis::Client::open(url.as_str()) {
+            Ok(client) => client,
+            Err(e) => {
+                // The config check vetted the URL; a client refusing it still must not
+                // stop the gateway.
+                tracing::error!(error = %e, "shared.redis_url is not usable: nothing is shared");
+                return SharedTier::default();
+            }
+        };
+        let inner = Arc::new(Inner {
+            connection: OnceCell::new(),
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+            max_entry_bytes: config.max_entry_bytes.as_u64() as usize,
+            compress_above: config.compress_above.as_u64() as usize,
+            ttl_seconds: config.ttl.as_secs().max(1),
+            stores: Arc::new(Semaphore::new(MAX_STORES)),
+            up: AtomicBool::new(false),
+            metrics,
+        });
+        tokio::spawn(follow(Arc::downgrade(&inner), client, config.timeout));
+        SharedTier { inner: Some(inner) }
+    }
+
+    /// The shared answer to `key` on chain `chain`, if Redis has one within the timeout.
+    pub(crate) async fn get(&self, chain: &str, key: &CacheKey) -> Option<Bytes> {
+        let inner = self.inner.as_ref()?;
+        let mut connection = inner.connection.get()?.clone();
+        let started = Instant::now();
+        let name = inner.key(chain, key);
+        let reply = tokio::time::timeout(
+            inner.timeout,
+            redis::cmd("GET")
+                .arg(&name)
+                .query_async::<Option<Vec<u8>>>(&mut connection),
+        )
+        .await;
+        inner.metrics.latency("get", started.elapsed());
+        let found = match reply {
+            Ok(Ok(found)) => {
+                inner.answered(true);
+                found
+            }
+            Ok(Err(e)) => return inner.failed("get", "error", &e.to_string()),
+            Err(_) => return inner.failed("get", "timeout", "no answer within shared.timeout"),
+        };
+        let Some(stored) = found else {
+            inner.metrics.op("get", "miss");
+            return None;
+        };
+        match codec::decode(&stored, inner.max_entry_bytes) {
+            Ok(answer) => {
+                inner.metrics.op("get", "hit");
+                Some(answer)
+            }
+            Err(why) => {
+                tracing::warn!(key = %String::from_utf8_lossy(&name), reason = %why, "a shared answer is unreadable; ignored");
+                inner.metrics.op("get", "unreadable");
+                None
+            }
+        }
+    }
+
+    /// Shares an answer the node gave for `key`, in the background. Dropped, and counted,
+    /// when it is too large or too many stores are in flight.
+    pub(crate) fn put(&self, chain: &str, key: &CacheKey, answer: &Bytes) {
+        let Some(inner) = &self.inner else { return };
+        let Some(connection) = inner.connection.get() else {
+            inner.metrics.op("set", "down");
+            return;
+        };
+        if answer.len() > inner.max_entry_bytes {
+            inner.metrics.op("set", "too_large");
+            return;
+        }
+        let Ok(permit) = Arc::clone(&inner.stores).try_acquire_owned() else {
+            inner.metrics.op("set", "busy");
+            return;
+        };
+        let (inner, mut connection) = (Arc::clone(inner), connection.clone());
+        let name = inner.key(chain, key);
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let value = codec::encode(&answer, inner.compress_above);
+            let started = Instant::now();
+            let stored = tokio::time::timeout(
+                inner.timeout,
+                redis::cmd("SET")
+                    .arg(&name)
+                    .arg(value)
+                    .arg("EX")
+                    .arg(inner.ttl_seconds)
+                    .query_async::<()>(&mut connection),
+            )
+            .await;
+            inner.metrics.latency("set", started.elapsed());
+            match stored {
+                Ok(Ok(())) => {
+                    inner.answered(true);
+                    inner.metrics.op("set", "stored");
+                }
+                Ok(Err(e)) => {
+                    inner.failed::<()>("set", "error", &e.to_string());
+                }
+                Err(_) => {
+                    inner.failed::<()>("set", "timeout", "no answer within shared.timeout");
+                }
+            }
+        });
+    }
+}
+
+impl Inner {
+    fn key(&self, chain: &str, key: &CacheKey) -> Vec<u8> {
+        let mut name = Vec::with_capacity(self.prefix.len() + chain.len() + key.len() + 2);
+        name.extend_from_slice(self.prefix.as_bytes());
+        name.push(b':');
+        name.extend_from_slice(chain.as_bytes());
+        name.push(b':');
+        name.extend_from_slice(key.as_bytes());
+        name
+    }
+
+    /// Records Redis's state; a change is logged once.
+    fn answered(&self, up: bool) {
+        if self.up.swap(up, Ordering::AcqRel) != up {
+            self.metrics.set_up(up);
+            if up {
+                tracing::info!("shared Redis answers: answers are shared");
+            }
+        }
+    }
+
+    fn failed<T>(&self, op: &'static str, outcome: &'static str, why: &str) -> Option<T> {
+        self.metrics.op(op, outcome);
+        if self.up.swap(false, Ordering::AcqRel) {
+            self.metrics.set_up(false);
+            tracing::warn!(reason = %why, "shared Redis failed: running on the local cache");
+        }
+        None
+    }
+}
+
+/// Makes the first connection, retrying with back-off until it succeeds or the tier is
+/// gone; from then on the connection manager reconnects by itself, and a PING every
+/// `HEARTBEAT` keeps `cometgate_shared_up` true to Redis even without traffic.
+async fn follow(inner: std::sync::Weak<Inner>, client: redis::Client, timeout: Duration) {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout.max(Duration::from_millis(250)))
+        .set_response_timeout(timeout)
+        .set_number_of_retries(1)
+        .set_max_delay(1000);
+    let mut backoff = Duration::from_millis(100);
+    let mut logged = false;
+    let mut connection = loop {
+        let attempt = ConnectionManager::new_with_config(client.clone(), config.clone()).await;
+        let Some(tier) = inner.upgrade() else { return };
+        match attempt {
+            Ok(connection) => {
+                let _ = tier.connection.set(connection.clone());
+                tier.answered(true);
+                break connection;
+            }
+            Err(e) if !logged => {
+                tracing::warn!(error = %e, "shared Redis unreachable: running on the local cache until it answers");
+                logged = true;
+            }
+            Err(_) => {}
+        }
+        drop(tier);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
+    };
+    loop {
+        tokio::time::sleep(HEARTBEAT).await;
+        let Some(tier) = inner.upgrade() else { return };
+        let ping = tokio::time::timeout(
+            tier.timeout.max(Duration::from_millis(250)),
+            redis::cmd("PING").query_async::<()>(&mut connection),
+        )
+        .await;
+        match ping {
+            Ok(Ok(())) => tier.answered(true),
+            Ok(Err(e)) => tier
+                .failed::<()>("ping", "error", &e.to_string())
+                .unwrap_or(()),
+            Err(_) => tier
+                .failed::<()>("ping", "timeout", "no answer to PING")
+                .unwrap_or(()),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Replicas sharing answers through a real `redis-server`: one node call per question
+//! that never changes, whichever replica is asked, and Redis going away costs no client
+//! an error. `.ci/run` installs redis-server; without it these tests fail, loudly.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use cometgate_sim::SimNodeConfig;
+use http::StatusCode;
+
+use crate::cli::free_port;
+use crate::support::*;
+
+/// A `redis-server` on a port of its own, without persistence; killed on drop.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let mut redis = Redis {
+            port: free_port(),
+            child: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, and waits until it answers.
+    async fn restart(&mut self) {
+        self.kill();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server is not installed: .ci/run installs it (apt-get install redis-server)",
+            );
+        self.child = Some(child);
+        let port = self.port;
+        eventually("redis-server accepts connections", || {
+            std::future::ready(TcpStream::connect(("127.0.0.1", port)).is_ok())
+        })
+        .await;
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn replica(redis_url: &str) -> Harness {
+    let url = redis_url.to_owned();
+    spawn_gateway_with(SimNodeConfig::default(), move |c| {
+        c.shared.redis_url = Some(url);
+        // A loaded CI host can take longer than the 20 ms default to answer; what is
+        // tested here is the outcome, not Redis's speed.
+        c.shared.timeout = Duration::from_millis(500);
+    })
+    .await
+}
+
+/// At least one answer went to Redis.
+async fn shared_one(h: &Harness) -> bool {
+    let stored = ["op=\"set\"", "outcome=\"stored\""];
+    h.metric("cometgate_shared_operations_total", &stored).await >= 1.0
+}
+
+async fn shared_up(h: &Harness) -> bool {
+    h.metric("cometgate_shared_up", &[]).await == 1.0
+}
+
+/// Two replicas, each with its own (identical) node: what one fetched, the other serves
+/// from Redis without asking its node.
+#[tokio::test]
+async fn a_second_replica_serves_what_the_first_fetched_without_its_node() {
+    let redis = Redis::start().await;
+    let (a, b) = (replica(&redis.url()).await, replica(&redis.url()).await);
+    for h in [&a, &b] {
+        eventually("the replica reaches Redis", || shared_up(h)).await;
+    }
+    let first = a.get("/block?height=3").await;
+    assert_eq!((first.status, first.cache()), (StatusCode::OK, "miss"));
+    eventually("the answer is shared", || shared_one(&a)).await;
+    let second = b.get("/block?height=3").await;
+    assert_eq!((second.status, second.cache()), (StatusCode::OK, "shared"));
+    assert_eq!(rpc_view(&second.json()), rpc_view(&first.json()));
+    assert_eq!(b.node.stats().per_request.get("block(height=3)"), None);
+    assert_eq!(
+        b.get("/block?height=3").await.cache(),
+        "hit",
+        "kept locally too"
+    );
+
+    // "Latest" answers are never shared: replicas see blocks at different moments.
+    assert_eq!(a.get("/status").await.cache(), "miss");
+    assert_eq!(b.get("/status").await.cache(), "miss");
+}
+
+/// Redis killed: no client sees an error, and nothing waits on it for long; Redis back:
+/// answers are shared again, without a restart.
+#[tokio::test]
+async fn redis_going_away_costs_no_errors_and_coming_back_shares_again() {
+    let mut redis = Redis::start().await;
+    let h = replica(&redis.url()).await;
+    eventually("the replica reaches Redis", || shared_up(&h)).await;
+    redis.kill();
+    // Questions that never change and that no replica has asked yet (the frozen node's
+    // head is 10).
+    let mut fresh = ["block", "block_results", "header", "validators"]
+        .into_iter()
+        .flat_map(|m| (2..10).map(move |height| format!("/{m}?height={height}")));
+    for path in fresh.by_ref().take(12) {
+        let started = std::time::Instant::now();
+        let reply = h.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        // The bound is loose on purpose (a shared CI host); what it rules out is a
+        // request held for a reconnect or a TCP timeout.
+        assert!(started.elapsed() < Duration::from_secs(3), "{path}");
+    }
+    eventually("the gauge says Redis is down", || async {
+        !shared_up(&h).await
+    })
+    .await;
+    redis.restart().await;
+    eventually("Redis answers again", || shared_up(&h)).await;
+    let path = fresh.next().expect("a question left to ask");
+    assert_eq!(h.get(&path).await.cache(), "miss");
+    eventually("answers are shared again", || shared_one(&h)).await;
+}
+
+/// Redis not there at start: the gateway serves on its own, and shares once it comes.
+#[tokio::test]
+async fn a_gateway_started_before_redis_shares_once_it_answers() {
+    let mut redis = Redis {
+        port: free_port(),
+        child: None,
+    };
+    let h = replica(&redis.url()).await;
+    assert_eq!(h.get("/block?height=2").await.status, StatusCode::OK);
+    assert!(!shared_up(&h).await);
+    redis.restart().await;
+    eventually("the replica reaches Redis", || shared_up(&h)).await;
+}
