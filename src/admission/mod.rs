@@ -222,6 +222,11 @@ impl Admission {
         self.rate.check(client, cost)
     }
 
+    /// Charges the client's rate for calls admitted elsewhere (another replica's report).
+    pub(crate) fn charge_rate(&self, client: &ClientKey, units: u64) {
+        self.rate.charge(client, units);
+    }
+
     /// One of the `server.max_connections_per_client` connections of the address `peer`
     /// (a trusted proxy's are not capped: it carries many clients). `None` past the cap.
     pub(crate) fn connection_slot(&self, peer: IpAddr, max: usize) -> Option<ClientPermit> {

@@ -7,7 +7,8 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -59,12 +60,28 @@ struct RateState<C: Clock> {
 pub(super) struct RateLimits<C: Clock = DefaultClock> {
     clock: C,
     state: ArcSwap<RateState<C>>,
+    /// Cells charged for calls admitted elsewhere that did not fit in the bucket: paid
+    /// with the next cells the client's own calls would have taken.
+    debts: Mutex<HashMap<ClientKey, u64>>,
+    /// Whether `debts` holds anything: a request looks no further when it does not.
+    indebted: AtomicBool,
 }
+
+/// Clients that may owe cells at once; past it, a charge that does not fit is dropped.
+const MAX_DEBTORS: usize = 16_384;
+/// A debt is never more than this many seconds of the client's rate: a burst of stale
+/// reports must not lock a client out.
+const MAX_DEBT_SECONDS: u64 = 2;
 
 impl<C: Clock + Clone> RateLimits<C> {
     pub(super) fn new(cfg: &RateLimitConfig, clock: C) -> Self {
         let state = ArcSwap::from_pointee(Self::build(cfg, &clock, None));
-        RateLimits { clock, state }
+        RateLimits {
+            clock,
+            state,
+            debts: Mutex::default(),
+            indebted: AtomicBool::new(false),
+        }
     }
 
     pub(super) fn reconfigure(&self, cfg: &RateLimitConfig) {
@@ -139,6 +156,11 @@ impl<C: Clock + Clone> RateLimits<C> {
             ),
         };
         match outcome {
+            Ok(Ok(())) if self.pay_debt(client, cost) => Err(Rejection::RateLimited {
+                retry_after: Duration::from_secs_f64(
+                    f64::from(cost) / f64::from(self.rate_of(&state, client).per_second.max(1)),
+                ),
+            }),
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => {
                 let retry_after = retry_after(&not_until, &self.clock);
@@ -149,6 +171,79 @@ impl<C: Clock + Clone> RateLimits<C> {
                 burst,
                 key: knob,
             }),
+        }
+    }
+
+    /// Takes up to `units` cells from the client's bucket, as if it had made those calls
+    /// here: what other replicas admitted for it (see `shared`). What does not fit is
+    /// dropped; a bucket is never driven below empty.
+    pub(super) fn charge(&self, client: &ClientKey, units: u64) {
+        let state = self.state.load();
+        if !state.enabled {
+            return;
+        }
+        let own = match client {
+            ClientKey::ApiKey(k) => state.keys.get(k),
+            ClientKey::Local(_) => return,
+            ClientKey::Ip(_) => None,
+        };
+        let (take, burst): (&dyn Fn(NonZeroU32) -> bool, u32) = match own {
+            Some((rate, limiter)) => (&|n| matches!(limiter.check_n(n), Ok(Ok(()))), rate.burst),
+            None => (
+                &|n| matches!(state.ips.check_key_n(client, n), Ok(Ok(()))),
+                state.ip_rate.burst,
+            ),
+        };
+        // The largest chunk that fits, halving on each refusal: a few tries at most.
+        let mut left = units;
+        let mut chunk = u32::try_from(units.min(u64::from(burst))).unwrap_or(burst);
+        while left > 0 {
+            let Some(n) = NonZeroU32::new(chunk) else {
+                break;
+            };
+            if take(n) {
+                left -= u64::from(chunk);
+                chunk = chunk.min(u32::try_from(left).unwrap_or(u32::MAX));
+            } else {
+                chunk /= 2;
+            }
+        }
+        if left > 0 {
+            let cap = u64::from(self.rate_of(&state, client).per_second) * MAX_DEBT_SECONDS;
+            let mut debts = self.debts();
+            if debts.len() < MAX_DEBTORS || debts.contains_key(client) {
+                let debt = debts.entry(client.clone()).or_default();
+                *debt = (*debt + left).min(cap);
+                self.indebted.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    fn debts(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, u64>> {
+        self.debts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Pays `cost` of the client's debt with cells its call just took; true if it owed.
+    fn pay_debt(&self, client: &ClientKey, cost: u32) -> bool {
+        if !self.indebted.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut debts = self.debts();
+        let Some(debt) = debts.get_mut(client) else {
+            return false;
+        };
+        *debt = debt.saturating_sub(u64::from(cost));
+        if *debt == 0 {
+            debts.remove(client);
+            self.indebted.store(!debts.is_empty(), Ordering::Release);
+        }
+        true
+    }
+
+    fn rate_of(&self, state: &RateState<C>, client: &ClientKey) -> Rate {
+        match client {
+            ClientKey::ApiKey(k) => state.keys.get(k).map_or(state.ip_rate, |(rate, _)| *rate),
+            _ => state.ip_rate,
         }
     }
 
@@ -188,6 +283,37 @@ mod tests {
 
     fn ip(s: &str) -> ClientKey {
         ClientKey::ip(s.parse().unwrap())
+    }
+
+    #[test]
+    fn a_charge_takes_what_fits_and_the_rest_is_paid_with_the_next_cells() {
+        let clock = FakeRelativeClock::default();
+        let r = RateLimits::new(&cfg(10, 30), clock.clone());
+        let (a, b) = (ip("1.1.1.1"), ip("2.2.2.2"));
+        r.charge(&a, 25);
+        assert!(r.check(&a, 5).is_ok(), "5 of 30 left");
+        assert!(r.check(&a, 1).is_err());
+        r.charge(&b, 1_000_000);
+        assert!(
+            r.check(&b, 1).is_err(),
+            "a charge past the burst empties the bucket"
+        );
+        // 20 cells a second are owed at most (2 s of the rate): paid by the next 20
+        // cells, 100 ms each, that its own calls would have taken.
+        for _ in 0..20 {
+            clock.advance(Duration::from_millis(100));
+            assert!(r.check(&b, 1).is_err(), "the debt takes the cell");
+        }
+        clock.advance(Duration::from_millis(100));
+        assert!(r.check(&b, 1).is_ok(), "paid: the client's own again");
+        let gold = ClientKey::ApiKey("gold".into());
+        r.charge(&gold, 999);
+        assert!(r.check(&gold, 1).is_ok());
+        assert!(
+            r.check(&gold, 1).is_err(),
+            "an API key's own bucket is charged"
+        );
+        r.charge(&ClientKey::Local("127.0.0.1".parse().unwrap()), 10);
     }
 
     #[test]

@@ -86,10 +86,12 @@ impl Gateway {
         let metrics = Metrics::new();
         let inflight = metrics.upstream_inflight(config.upstream.max_inflight_bytes.as_u64());
         let shared_metrics = metrics.shared.clone();
+        let admission = Arc::new(Admission::new(&config));
+        let shared = SharedTier::new(&config.shared, shared_metrics, admission.clone());
         let gateway = Arc::new(Gateway {
             upstream: Upstream::new(&config.upstream, inflight),
             breaker: Breaker::new(),
-            admission: Arc::new(Admission::new(&config)),
+            admission,
             cache: Cache::new(&config.cache, head.clone()),
             head,
             metrics,
@@ -97,7 +99,7 @@ impl Gateway {
             relays: Arc::default(),
             guard: Guard::new(&config.node_guard),
             demand: refresh::Demand::new(config.cache.refresh_ahead),
-            shared: SharedTier::new(&config.shared, shared_metrics),
+            shared,
             config: ArcSwap::from_pointee(config),
         });
         gateway.admission.spawn_gc();

@@ -111,6 +111,7 @@ pub(crate) fn admit(gw: &Gateway, call: &Call, charge: Charge) -> Result<Admitte
     gw.admission.check_params(&policy, &mut canonical)?;
     if let Charge::Client(client) = charge {
         gw.admission.check_rate(client, policy.cost)?;
+        gw.shared.admitted(client, policy.cost);
     }
     Ok(Admitted { policy, canonical })
 }

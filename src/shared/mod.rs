@@ -1,6 +1,8 @@
-//! The tier replicas share through Redis: answers that never change (a pinned height at
-//! or below the head, a hash that was found), so that N replicas behind one load
-//! balancer make one node call per such question instead of N.
+//! What replicas behind one load balancer share through Redis:
+//! - answers that never change (a pinned height at or below the head, a hash that was
+//!   found), so that N replicas make one node call per such question instead of N;
+//! - what each admitted per client, so that a client spread over N replicas is held to
+//!   its rate in total, not N times it (`rates`).
 //!
 //! Redis is an optimisation, never a dependency. Every lookup is bounded by
 //! `shared.timeout` and a failure is a miss; every store is detached, bounded in number
@@ -15,6 +17,7 @@
 
 mod codec;
 mod metrics;
+mod rates;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use tokio::sync::{OnceCell, Semaphore};
 
 pub(crate) use metrics::SharedMetrics;
 
+use crate::admission::{Admission, ClientKey};
 use crate::config::SharedConfig;
 use crate::methods::CacheKey;
 
@@ -52,12 +56,17 @@ struct Inner {
     stores: Arc<Semaphore>,
     up: AtomicBool,
     metrics: SharedMetrics,
+    usage: rates::Usage,
 }
 
 impl SharedTier {
     /// Starts connecting in the background when `config` names a Redis; must be called
     /// inside a Tokio runtime then.
-    pub(crate) fn new(config: &SharedConfig, metrics: SharedMetrics) -> SharedTier {
+    pub(crate) fn new(
+        config: &SharedConfig,
+        metrics: SharedMetrics,
+        admission: Arc<Admission>,
+    ) -> SharedTier {
         let Some(url) = &config.redis_url else {
             return SharedTier::default();
         };
@@ -80,9 +89,17 @@ impl SharedTier {
             stores: Arc::new(Semaphore::new(MAX_STORES)),
             up: AtomicBool::new(false),
             metrics,
+            usage: rates::Usage::new(),
         });
-        tokio::spawn(follow(Arc::downgrade(&inner), client, config.timeout));
+        tokio::spawn(follow(Arc::downgrade(&inner), client, admission));
         SharedTier { inner: Some(inner) }
+    }
+
+    /// One call admitted for `client` at `cost`, to report to the other replicas.
+    pub(crate) fn admitted(&self, client: &ClientKey, cost: u32) {
+        if let Some(inner) = &self.inner {
+            inner.usage.admitted(client, cost);
+        }
     }
 
     /// The shared answer to `key` on chain `chain`, if Redis has one within the timeout.
@@ -206,9 +223,13 @@ impl Inner {
 }
 
 /// Makes the first connection, retrying with back-off until it succeeds or the tier is
-/// gone; from then on the connection manager reconnects by itself, and a PING every
-/// `HEARTBEAT` keeps `cometgate_shared_up` true to Redis even without traffic.
-async fn follow(inner: std::sync::Weak<Inner>, client: redis::Client, timeout: Duration) {
+/// gone; from then on the connection manager reconnects by itself, the rate exchange
+/// runs, and a PING every `HEARTBEAT` keeps `cometgate_shared_up` true to Redis even
+/// without traffic.
+async fn follow(inner: std::sync::Weak<Inner>, client: redis::Client, admission: Arc<Admission>) {
+    let Some(timeout) = inner.upgrade().map(|i| i.timeout) else {
+        return;
+    };
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(timeout.max(Duration::from_millis(250)))
         .set_response_timeout(timeout)
@@ -223,6 +244,11 @@ async fn follow(inner: std::sync::Weak<Inner>, client: redis::Client, timeout: D
             Ok(connection) => {
                 let _ = tier.connection.set(connection.clone());
                 tier.answered(true);
+                tokio::spawn(rates::exchange(
+                    Arc::downgrade(&tier),
+                    admission,
+                    connection.clone(),
+                ));
                 break connection;
             }
             Err(e) if !logged => {
