@@ -72,6 +72,10 @@ pub enum Rejection {
     ResponseTooLarge { max: ByteSize },
     #[error("circuit open")]
     CircuitOpen { retry_after: Duration },
+    /// Limits are shared through Redis, Redis does not answer, and `shared.on_error` is
+    /// "deny".
+    #[error("shared limits unavailable")]
+    SharedUnavailable,
 }
 
 /// Who a failure is down to: client faults are not logged as server faults.
@@ -159,7 +163,7 @@ impl Rejection {
             | UpstreamInvalid(_)
             | ResponseTooLarge { .. }
             | CircuitOpen { .. } => Blame::Upstream,
-            Overloaded { .. } => Blame::Gateway,
+            Overloaded { .. } | SharedUnavailable => Blame::Gateway,
         }
     }
 
@@ -180,6 +184,7 @@ impl Rejection {
             UpstreamUnavailable(_) | CircuitOpen { .. } => "upstream_down",
             UpstreamInvalid(_) => "upstream_invalid",
             ResponseTooLarge { .. } => "response_size",
+            SharedUnavailable => "shared_down",
         }
     }
 
@@ -225,7 +230,9 @@ impl Rejection {
             RateLimited { .. } | CostOverBurst { .. } | ClientBusy { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            Overloaded { .. } | CircuitOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Overloaded { .. } | CircuitOpen { .. } | SharedUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             InvalidRequest(_)
             | MethodDenied(_)
             | InvalidParams(_)
@@ -250,9 +257,11 @@ impl Rejection {
             | BodyTimeout => -32600,
             NoRoute | MethodNotFound | MethodDenied(_) => -32601,
             InvalidParams(_) | ParamCap(_) => -32602,
-            RateLimited { .. } | CostOverBurst { .. } | ClientBusy { .. } | Overloaded { .. } => {
-                -32000
-            }
+            RateLimited { .. }
+            | CostOverBurst { .. }
+            | ClientBusy { .. }
+            | Overloaded { .. }
+            | SharedUnavailable => -32000,
             UpstreamTimeout(_)
             | UpstreamUnavailable(_)
             | UpstreamInvalid(_)
@@ -306,6 +315,9 @@ impl Rejection {
                 "upstream unavailable: node is failing, next probe in {}",
                 secs(*retry_after)
             ),
+            SharedUnavailable => "this gateway shares rate limits with its replicas through \
+                 Redis, which does not answer, and shared.on_error = \"deny\": retry after 1s"
+                .into(),
         }
     }
 
@@ -314,7 +326,9 @@ impl Rejection {
             Rejection::RateLimited { retry_after }
             | Rejection::Overloaded { retry_after, .. }
             | Rejection::CircuitOpen { retry_after } => Some(*retry_after),
-            Rejection::ClientBusy { .. } => Some(Duration::from_secs(1)),
+            Rejection::ClientBusy { .. } | Rejection::SharedUnavailable => {
+                Some(Duration::from_secs(1))
+            }
             // No wait ever admits it: a Retry-After would only bring the client back.
             Rejection::CostOverBurst { .. } => None,
             _ => None,
@@ -435,6 +449,7 @@ mod tests {
                 503,
                 -32603,
             ),
+            (Rejection::SharedUnavailable, Form::Uri, 503, -32000),
         ];
         for (rejection, form, status, code) in table {
             let w = rejection.to_wire(form);

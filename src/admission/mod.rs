@@ -222,6 +222,11 @@ impl Admission {
         self.rate.check(client, cost)
     }
 
+    /// Whether the client's calls are rate limited at all (limits on, not an exempt local).
+    pub(crate) fn rate_limited(&self, client: &ClientKey) -> bool {
+        self.limits.load().enabled && !matches!(client, ClientKey::Local(_))
+    }
+
     /// Charges the client's rate for calls admitted elsewhere (another replica's report).
     pub(crate) fn charge_rate(&self, client: &ClientKey, units: u64) {
         self.rate.charge(client, units);

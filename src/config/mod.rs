@@ -36,7 +36,7 @@ pub use lanes::{LaneConfig, LanesConfig};
 pub use methods::MethodOverride;
 pub use node_guard::NodeGuardConfig;
 pub use rate_limit::{ApiKeyQuota, ClientIpHeader, LocalClients, RateLimitConfig};
-pub use shared::SharedConfig;
+pub use shared::{OnError, SharedConfig};
 pub(crate) use units::format_duration;
 pub use units::ByteSize;
 

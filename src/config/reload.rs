@@ -49,6 +49,7 @@ const RESTART_REQUIRED: &[StartupKey] = startup_keys! {
     "shared.max_entry_bytes" => shared.max_entry_bytes;
     "shared.compress_above" => shared.compress_above;
     "shared.ttl" => shared.ttl;
+    "shared.on_error" => shared.on_error;
 };
 
 #[cfg(test)]

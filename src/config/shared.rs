@@ -28,6 +28,21 @@ pub struct SharedConfig {
     /// `allkeys-lru` as well: this bound is in time, that one in bytes.
     #[serde(serialize_with = "ser_duration")]
     pub ttl: Duration,
+    /// What a rate-limited client gets while Redis does not answer.
+    pub on_error: OnError,
+}
+
+/// While Redis does not answer: limit each replica alone, or refuse limited clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Each replica applies the limits alone (a client spread over N replicas may get N
+    /// times its rate meanwhile) and uses its own cache.
+    #[default]
+    Local,
+    /// Rate-limited clients get 503 with Retry-After until Redis answers, and the
+    /// replica reports itself not ready. Local and exempt clients are still served.
+    Deny,
 }
 
 impl Default for SharedConfig {
@@ -39,6 +54,7 @@ impl Default for SharedConfig {
             max_entry_bytes: ByteSize::mib(1),
             compress_above: ByteSize::kib(4),
             ttl: Duration::from_secs(24 * 3600),
+            on_error: OnError::Local,
         }
     }
 }
@@ -65,6 +81,11 @@ pub(super) fn read(s: &mut Section, p: &mut Problems, c: &mut SharedConfig) {
     s.read(p, "max_entry_bytes", &mut c.max_entry_bytes, size);
     s.read(p, "compress_above", &mut c.compress_above, size);
     s.read(p, "ttl", &mut c.ttl, duration);
+    s.read(p, "on_error", &mut c.on_error, |v| match v.as_str() {
+        Some("local") => Ok(OnError::Local),
+        Some("deny") => Ok(OnError::Deny),
+        _ => Err("expected \"local\" or \"deny\"".into()),
+    });
 }
 
 fn redis_url(v: &toml::Value) -> Result<String, String> {
@@ -130,11 +151,17 @@ mod tests {
         assert_eq!(c.shared.timeout, Duration::from_millis(50));
         assert_eq!(c.shared.max_entry_bytes, ByteSize::mib(1), "defaults kept");
         let errors = Config::from_toml_str(
-            "[shared]\ntimeout = \"5s\"\nkey_prefix = \"\"\nredis_url = \"rediss://r\"\n",
+            "[shared]\ntimeout = \"5s\"\nkey_prefix = \"\"\nredis_url = \"rediss://r\"\n\
+             on_error = \"open\"\n",
         )
         .unwrap_err()
         .to_string();
-        for key in ["shared.timeout", "shared.key_prefix", "shared.redis_url"] {
+        for key in [
+            "shared.timeout",
+            "shared.key_prefix",
+            "shared.redis_url",
+            "shared.on_error",
+        ] {
             assert!(errors.contains(key), "{key} in {errors}");
         }
     }

@@ -109,6 +109,11 @@ impl Gateway {
         gateway
     }
 
+    /// Why this replica should get no traffic because of the shared tier, if it should not.
+    pub(crate) fn shared_problem(&self) -> Option<String> {
+        self.shared.problem()
+    }
+
     /// The websocket relays, which shutdown closes and waits for.
     pub fn relays(&self) -> &Arc<Relays> {
         &self.relays

@@ -110,6 +110,7 @@ pub(crate) fn admit(gw: &Gateway, call: &Call, charge: Charge) -> Result<Admitte
         canonicalize(spec, &call.params, call.form).map_err(Rejection::InvalidParams)?;
     gw.admission.check_params(&policy, &mut canonical)?;
     if let Charge::Client(client) = charge {
+        gw.shared.check(gw.admission.rate_limited(client))?;
         gw.admission.check_rate(client, policy.cost)?;
         gw.shared.admitted(client, policy.cost);
     }

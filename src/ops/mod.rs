@@ -203,7 +203,8 @@ pub(crate) fn text(
 /// here otherwise.
 fn readiness(gw: &Gateway) -> Response<Chunks> {
     let head = gw.head();
-    let problems = node_problems(gw);
+    let mut problems = node_problems(gw);
+    problems.extend(gw.shared_problem());
     let body = serde_json::json!({
         "ready": problems.is_empty(),
         "problems": problems,

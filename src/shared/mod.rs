@@ -30,7 +30,8 @@ use tokio::sync::{OnceCell, Semaphore};
 pub(crate) use metrics::SharedMetrics;
 
 use crate::admission::{Admission, ClientKey};
-use crate::config::SharedConfig;
+use crate::config::{OnError, SharedConfig};
+use crate::error::Rejection;
 use crate::methods::CacheKey;
 
 /// Stores in flight at most; past it a store is dropped (the answer stays local).
@@ -55,6 +56,7 @@ struct Inner {
     ttl_seconds: u64,
     stores: Arc<Semaphore>,
     up: AtomicBool,
+    on_error: OnError,
     metrics: SharedMetrics,
     usage: rates::Usage,
 }
@@ -88,11 +90,34 @@ impl SharedTier {
             ttl_seconds: config.ttl.as_secs().max(1),
             stores: Arc::new(Semaphore::new(MAX_STORES)),
             up: AtomicBool::new(false),
+            on_error: config.on_error,
             metrics,
             usage: rates::Usage::new(),
         });
         tokio::spawn(follow(Arc::downgrade(&inner), client, admission));
         SharedTier { inner: Some(inner) }
+    }
+
+    /// Under `on_error = "deny"`, refuses a rate-limited call while Redis does not answer:
+    /// its limit cannot be shared then.
+    pub(crate) fn check(&self, limited: bool) -> Result<(), Rejection> {
+        match &self.inner {
+            Some(inner)
+                if limited
+                    && inner.on_error == OnError::Deny
+                    && !inner.up.load(Ordering::Acquire) =>
+            {
+                Err(Rejection::SharedUnavailable)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Why the replica should get no traffic, under "deny" while Redis does not answer.
+    pub(crate) fn problem(&self) -> Option<String> {
+        let inner = self.inner.as_ref()?;
+        (inner.on_error == OnError::Deny && !inner.up.load(Ordering::Acquire))
+            .then(|| "shared.on_error = \"deny\" and the shared Redis does not answer".to_owned())
     }
 
     /// One call admitted for `client` at `cost`, to report to the other replicas.

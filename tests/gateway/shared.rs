@@ -114,7 +114,8 @@ async fn a_second_replica_serves_what_the_first_fetched_without_its_node() {
     assert_eq!(b.get("/status").await.cache(), "miss");
 }
 
-/// Redis killed: no client sees an error, and nothing waits on it for long; Redis back:
+/// Redis killed: no client sees an error, nothing waits on it for long and the replica
+/// stays ready (`on_error = "local"`, the default); Redis back:
 /// answers are shared again, without a restart.
 #[tokio::test]
 async fn redis_going_away_costs_no_errors_and_coming_back_shares_again() {
@@ -139,6 +140,12 @@ async fn redis_going_away_costs_no_errors_and_coming_back_shares_again() {
         !shared_up(&h).await
     })
     .await;
+    let ready = h.ops(http::Method::GET, "/readyz", "").await;
+    assert_eq!(
+        ready.status,
+        StatusCode::OK,
+        "under \"local\" readiness ignores Redis"
+    );
     redis.restart().await;
     eventually("Redis answers again", || shared_up(&h)).await;
     let path = fresh.next().expect("a question left to ask");
@@ -206,5 +213,40 @@ async fn a_client_spread_over_three_replicas_gets_its_rate_once_not_three_times(
     assert!(
         ratio >= 0.7,
         "the client still gets its rate: {admitted} of {allowed:.0}"
+    );
+}
+
+/// `on_error = "deny"`: while Redis does not answer, a rate-limited client gets 503 with
+/// Retry-After and the replica reports itself not ready; once Redis answers, both end.
+#[tokio::test]
+async fn under_deny_a_limited_client_is_refused_only_while_redis_is_away() {
+    let mut redis = Redis::start().await;
+    let url = redis.url();
+    let h = spawn_gateway_with(SimNodeConfig::default(), move |c| {
+        c.shared.redis_url = Some(url);
+        c.shared.timeout = Duration::from_millis(500);
+        c.shared.on_error = cometgate::config::OnError::Deny;
+    })
+    .await;
+    eventually("the replica reaches Redis", || shared_up(&h)).await;
+    assert_eq!(h.get("/status").await.status, StatusCode::OK);
+    redis.kill();
+    eventually("the replica sees Redis gone", || async {
+        !shared_up(&h).await
+    })
+    .await;
+    let refused = h.get("/status").await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.headers["retry-after"], "1");
+    assert_eq!(refused.json()["error"]["code"], -32000);
+    let ready = h.ops(http::Method::GET, "/readyz", "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(String::from_utf8_lossy(&ready.body).contains("shared.on_error"));
+    redis.restart().await;
+    eventually("Redis answers again", || shared_up(&h)).await;
+    assert_eq!(h.get("/status").await.status, StatusCode::OK);
+    assert_eq!(
+        h.ops(http::Method::GET, "/readyz", "").await.status,
+        StatusCode::OK
     );
 }
