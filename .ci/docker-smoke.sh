@@ -3,7 +3,8 @@
 # on these machines; podman-compose reads the same file): both images build, `status`
 # answers through cometgate on the published port, the node's port is not published, the
 # cometgate image runs as non-root with a HEALTHCHECK, and `down` stops both services
-# with exit code 0.
+# with exit code 0. Then docker-compose.replicas.yml: two replicas share an answer
+# through its Redis, and `down` stops all four services with exit code 0.
 # Local stand-ins replace the FROM images: a debootstrapped bookworm for debian:*, and a
 # Rust builder made from this machine's toolchain for rust:*. The Debian mirror is the
 # one this machine's apt sources name; none is written here.
@@ -163,4 +164,56 @@ done
 [[ -z "$(podman ps -a --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}')" ]] ||
   fail "containers left after down"
 podman image rm -f "${PROJECT}_node" "${PROJECT}_cometgate" >/dev/null 2>&1 || true
+
+# 10. docker-compose.replicas.yml as written: the two replicas reach the compose file's
+#     Redis, an answer one replica fetched is served by the other as "shared", and `down`
+#     stops all four services with exit code 0.
+RPROJECT=${PROJECT}r
+COMETGATE_A_PORT=$(free_port); COMETGATE_B_PORT=$(free_port)
+COMETGATE_A_METRICS_PORT=$(free_port); COMETGATE_B_METRICS_PORT=$(free_port)
+export COMETGATE_A_PORT COMETGATE_B_PORT COMETGATE_A_METRICS_PORT COMETGATE_B_METRICS_PORT
+rcompose() { (cd "$ROOT" && podman-compose -p "$RPROJECT" -f docker-compose.replicas.yml "$@"); }
+rcleanup() { rcompose down >/dev/null 2>&1 || true; podman network rm -f "${RPROJECT}_default" >/dev/null 2>&1 || true; }
+trap 'cleanup; rcleanup' EXIT
+log "replicas: podman-compose build"
+rcompose build
+log "replicas: podman-compose up -d"
+rcompose up -d
+rcontainer() {
+  podman ps -a --filter "label=com.docker.compose.project=$RPROJECT" \
+    --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | head -n 1
+}
+ra=$(rcontainer cometgate-a); rb=$(rcontainer cometgate-b); rr=$(rcontainer redis); rn=$(rcontainer node)
+[[ -n "$ra" && -n "$rb" && -n "$rr" && -n "$rn" ]] || { podman ps -a; fail "the replicas' services did not start"; }
+rlogs() { for c in "$ra" "$rb" "$rr"; do podman logs "$c" 2>&1 | tail -10; done; }
+for port in $COMETGATE_A_METRICS_PORT $COMETGATE_B_METRICS_PORT; do
+  up=""
+  for _ in $(seq 150); do
+    up=$(curl -fsS -m 2 "http://127.0.0.1:$port/metrics" 2>/dev/null | grep '^cometgate_shared_up ' || true)
+    [[ "$up" == "cometgate_shared_up 1" ]] && break
+    sleep 0.2
+  done
+  [[ "$up" == "cometgate_shared_up 1" ]] || { rlogs; fail "the replica on metrics port $port never reached Redis: '$up'"; }
+done
+log "both replicas reach the compose file's Redis"
+shared=""
+for height in 2 3 4 5 6 7 8 9; do
+  curl -fsS -m 5 -o /dev/null "http://127.0.0.1:$COMETGATE_A_PORT/block?height=$height" || continue
+  sleep 0.5
+  shared=$(curl -sS -m 5 -D - -o /dev/null "http://127.0.0.1:$COMETGATE_B_PORT/block?height=$height" |
+    tr -d '\r' | awk -F': ' 'tolower($1) == "x-cometgate-cache" { print $2 }')
+  [[ "$shared" == shared ]] && break
+done
+[[ "$shared" == shared ]] || { rlogs; fail "replica b never served replica a's answer from Redis (last: '$shared')"; }
+log "replica b served replica a's answer from Redis"
+since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+rcompose down || fail "podman-compose down (replicas) failed"
+codes=$(podman events --stream=false --since "$since" --filter event=died \
+  --format '{{.Name}} {{.ContainerExitCode}}')
+for c in "$ra" "$rb" "$rr" "$rn"; do
+  code=$(awk -v c="$c" '$1 == c { print $2 }' <<<"$codes" | tail -n 1)
+  [[ "$code" == 0 ]] || fail "$c: exit code '${code:-none seen}' on down (137 = killed); events: $codes"
+done
+podman image rm -f "${RPROJECT}_node" "${RPROJECT}_cometgate-a" "${RPROJECT}_cometgate-b" \
+  "${RPROJECT}_redis" >/dev/null 2>&1 || true
 log "docker smoke test OK"

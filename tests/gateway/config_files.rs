@@ -30,6 +30,7 @@ fn every_shipped_config_passes_check_config_without_warnings() {
     let files = [
         "config/cometgate.toml",
         "config/docker.toml",
+        "config/docker-replicas.toml",
         "config/examples/lcd-sidecar.toml",
         "config/examples/public-rpc.toml",
         "config/examples/sentry.toml",
@@ -42,11 +43,21 @@ fn every_shipped_config_passes_check_config_without_warnings() {
         let config = Config::from_toml_str(&stdout).expect("the printed config parses back");
         effective.push(config);
     }
-    let [shipped, _docker, lcd, public, sentry] = &effective[..] else {
+    let [shipped, docker, replicas, lcd, public, sentry] = &effective[..] else {
         unreachable!()
     };
     // What each file is for.
     assert_eq!(shipped, &Config::default());
+    assert_eq!(
+        replicas.shared.redis_url.as_deref(),
+        Some("redis://redis:6379"),
+        "the replicas share through the compose file's Redis"
+    );
+    assert_eq!(
+        (&replicas.upstream, &replicas.rate_limit, &replicas.server),
+        (&docker.upstream, &docker.rate_limit, &docker.server),
+        "a replica is the single container plus the shared Redis"
+    );
     assert_eq!(shipped.rate_limit.local_clients, LocalClients::Unlimited);
     let key = &lcd.rate_limit.api_keys[0];
     assert_eq!(lcd.rate_limit.local_clients, LocalClients::Limited);
