@@ -47,7 +47,7 @@ impl SharedMetrics {
         );
         registry.register(
             "shared_operations",
-            "Shared-tier operations by op (get, set, ping, exchange) and outcome (hit, miss, stored, error, timeout, down, busy, too_large, unreadable, ok)",
+            "Shared-tier operations by op (get, set, ping, exchange) and outcome (hit, miss, stored, error, timeout, down: skipped while Redis is known down, busy, too_large, unreadable, ok)",
             m.ops.clone(),
         );
         registry.register(

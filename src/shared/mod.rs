@@ -5,7 +5,8 @@
 //!   its rate in total, not N times it (`rates`).
 //!
 //! Redis is an optimisation, never a dependency. Every lookup is bounded by
-//! `shared.timeout` and a failure is a miss; every store is detached, bounded in number
+//! `shared.timeout` and a failure is a miss; once one has failed, lookups are skipped
+//! until a PING (every second) is answered again; every store is detached, bounded in number
 //! and in bytes, and dropped when it cannot go at once. Until Redis answers (at start, or
 //! after it went away) the gateway runs on its own cache, logs the change of state once
 //! and shows it in `cometgate_shared_up`. Readiness never looks at Redis.
@@ -130,6 +131,12 @@ impl SharedTier {
     /// The shared answer to `key` on chain `chain`, if Redis has one within the timeout.
     pub(crate) async fn get(&self, chain: &str, key: &CacheKey) -> Option<Bytes> {
         let inner = self.inner.as_ref()?;
+        // Known down (the last operation or PING failed): not even `timeout` is spent on
+        // it; the heartbeat brings it back within a second of Redis answering.
+        if !inner.up.load(Ordering::Acquire) {
+            inner.metrics.op("get", "down");
+            return None;
+        }
         let mut connection = inner.connection.get()?.clone();
         let started = Instant::now();
         let name = inner.key(chain, key);
@@ -170,7 +177,11 @@ impl SharedTier {
     /// when it is too large or too many stores are in flight.
     pub(crate) fn put(&self, chain: &str, key: &CacheKey, answer: &Bytes) {
         let Some(inner) = &self.inner else { return };
-        let Some(connection) = inner.connection.get() else {
+        let Some(connection) = inner
+            .connection
+            .get()
+            .filter(|_| inner.up.load(Ordering::Acquire))
+        else {
             inner.metrics.op("set", "down");
             return;
         };

@@ -69,7 +69,7 @@ enum Command {
         quick: bool,
         #[arg(long, default_value = "lean-report")]
         out: PathBuf,
-        /// `memory`, `connections`, `entries` or `refresh` (all when absent).
+        /// `memory`, `connections`, `entries`, `refresh` or `replicas` (all when absent).
         #[arg(long)]
         only: Vec<String>,
     },

@@ -14,11 +14,15 @@
 //! - `connections`: cometgate and nginx each holding 0 to 10,000 idle keep-alive
 //!   connections: RSS, KiB per idle connection, and hit throughput beside them.
 //! - `entries`: cometgate's RSS and hit throughput with 1,000 to 100,000 answers cached.
+//! - `replicas`: three replicas sharing one Redis in front of one node: the rate one
+//!   client spread over them is admitted at, node calls per immutable question, hit
+//!   throughput beside a lone replica without Redis, and p99 while Redis is killed.
 
 mod connections;
 mod entries;
 mod memory;
 mod refresh;
+mod replicas;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -32,7 +36,7 @@ use crate::stack::{start_node, Bins, Node};
 pub struct Options {
     pub quick: bool,
     pub out: PathBuf,
-    /// `memory`, `connections`, `entries`, `refresh`, or all when empty.
+    /// `memory`, `connections`, `entries`, `refresh`, `replicas`, or all when empty.
     pub only: Vec<String>,
 }
 
@@ -61,6 +65,11 @@ pub async fn lean(opts: Options) -> Result<(), String> {
         let (text, value) = entries::run(&bins, opts.quick, &work.join("entries")).await?;
         md.push_str(&text);
         json.insert("entries".into(), value);
+    }
+    if wants("replicas") {
+        let (text, value) = replicas::run(&bins, opts.quick, &work.join("replicas")).await?;
+        md.push_str(&text);
+        json.insert("replicas".into(), value);
     }
     if wants("refresh") {
         let (text, value) = refresh::run(&bins, opts.quick, &work.join("refresh")).await?;
@@ -93,15 +102,28 @@ pub(super) async fn start(
 ) -> Result<Pair, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let node = start_node(bins, node, false, dir).await?;
+    let (gateway, url) = gateway(bins, node.rpc, sections, env, dir, "cometgate").await?;
+    Ok(Pair { node, gateway, url })
+}
+
+/// One cometgate in front of the node at `rpc`, named `name` (its config and log files),
+/// configured by `sections`; returns it and its URL.
+pub(super) async fn gateway(
+    bins: &Bins,
+    rpc: std::net::SocketAddr,
+    sections: &str,
+    env: &[(&str, &str)],
+    dir: &Path,
+    name: &str,
+) -> Result<(Proc, String), String> {
     let (listen, metrics) = (free_addr(), free_addr());
     let mut text = String::new();
     let _ = write!(
         text,
         "[server]\nlisten = \"{listen}\"\n\n[metrics]\nlisten = \"{metrics}\"\n\n\
-         [upstream]\nurl = \"http://{}/\"\n\n{sections}",
-        node.rpc
+         [upstream]\nurl = \"http://{rpc}/\"\n\n{sections}"
     );
-    let path = dir.join("cometgate.toml");
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, &text).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&bins.cometgate);
     cmd.arg("--config")
@@ -111,13 +133,9 @@ pub(super) async fn start(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut gateway = Proc::spawn(cmd, "cometgate", dir, true)?;
+    let mut gateway = Proc::spawn(cmd, name, dir, true)?;
     wait_listening(listen, &mut gateway).await?;
-    Ok(Pair {
-        node,
-        gateway,
-        url: format!("http://{listen}"),
-    })
+    Ok((gateway, format!("http://{listen}")))
 }
 
 /// Milliseconds with two decimals, for the tables.
