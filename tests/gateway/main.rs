@@ -23,6 +23,7 @@ mod props;
 mod proxy;
 mod readiness;
 mod refresh;
+mod replicas;
 mod security;
 mod shapes;
 mod shared;
