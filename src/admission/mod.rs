@@ -25,6 +25,7 @@
 
 mod adaptive;
 mod client;
+mod debt;
 mod estimate;
 mod fair;
 mod gate;

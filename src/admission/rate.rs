@@ -7,8 +7,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -19,6 +18,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{InsufficientCapacity, NotUntil, Quota, RateLimiter};
 
 use super::client::ClientKey;
+use super::debt::{Debts, MAX_DEBT_SECONDS};
 use crate::config::RateLimitConfig;
 use crate::error::Rejection;
 
@@ -60,18 +60,9 @@ struct RateState<C: Clock> {
 pub(super) struct RateLimits<C: Clock = DefaultClock> {
     clock: C,
     state: ArcSwap<RateState<C>>,
-    /// Cells charged for calls admitted elsewhere that did not fit in the bucket: paid
-    /// with the next cells the client's own calls would have taken.
-    debts: Mutex<HashMap<ClientKey, u64>>,
-    /// Whether `debts` holds anything: a request looks no further when it does not.
-    indebted: AtomicBool,
+    /// Cells charged for calls admitted elsewhere that did not fit in the bucket.
+    debts: Debts,
 }
-
-/// Clients that may owe cells at once; past it, a charge that does not fit is dropped.
-const MAX_DEBTORS: usize = 16_384;
-/// A debt is never more than this many seconds of the client's rate: a burst of stale
-/// reports must not lock a client out.
-const MAX_DEBT_SECONDS: u64 = 2;
 
 impl<C: Clock + Clone> RateLimits<C> {
     pub(super) fn new(cfg: &RateLimitConfig, clock: C) -> Self {
@@ -79,8 +70,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         RateLimits {
             clock,
             state,
-            debts: Mutex::default(),
-            indebted: AtomicBool::new(false),
+            debts: Debts::default(),
         }
     }
 
@@ -156,7 +146,7 @@ impl<C: Clock + Clone> RateLimits<C> {
             ),
         };
         match outcome {
-            Ok(Ok(())) if self.pay_debt(client, cost) => Err(Rejection::RateLimited {
+            Ok(Ok(())) if self.debts.pay(client, cost) => Err(Rejection::RateLimited {
                 retry_after: Duration::from_secs_f64(
                     f64::from(cost) / f64::from(self.rate_of(&state, client).per_second.max(1)),
                 ),
@@ -176,7 +166,7 @@ impl<C: Clock + Clone> RateLimits<C> {
 
     /// Takes up to `units` cells from the client's bucket, as if it had made those calls
     /// here: what other replicas admitted for it (see `shared`). What does not fit is
-    /// dropped; a bucket is never driven below empty.
+    /// owed (`debt`); a bucket is never driven below empty.
     pub(super) fn charge(&self, client: &ClientKey, units: u64) {
         let state = self.state.load();
         if !state.enabled {
@@ -210,34 +200,8 @@ impl<C: Clock + Clone> RateLimits<C> {
         }
         if left > 0 {
             let cap = u64::from(self.rate_of(&state, client).per_second) * MAX_DEBT_SECONDS;
-            let mut debts = self.debts();
-            if debts.len() < MAX_DEBTORS || debts.contains_key(client) {
-                let debt = debts.entry(client.clone()).or_default();
-                *debt = (*debt + left).min(cap);
-                self.indebted.store(true, Ordering::Release);
-            }
+            self.debts.add(client, left, cap);
         }
-    }
-
-    fn debts(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, u64>> {
-        self.debts.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Pays `cost` of the client's debt with cells its call just took; true if it owed.
-    fn pay_debt(&self, client: &ClientKey, cost: u32) -> bool {
-        if !self.indebted.load(Ordering::Acquire) {
-            return false;
-        }
-        let mut debts = self.debts();
-        let Some(debt) = debts.get_mut(client) else {
-            return false;
-        };
-        *debt = debt.saturating_sub(u64::from(cost));
-        if *debt == 0 {
-            debts.remove(client);
-            self.indebted.store(!debts.is_empty(), Ordering::Release);
-        }
-        true
     }
 
     fn rate_of(&self, state: &RateState<C>, client: &ClientKey) -> Rate {
@@ -252,6 +216,7 @@ impl<C: Clock + Clone> RateLimits<C> {
         let state = self.state.load();
         state.ips.retain_recent();
         state.ips.shrink_to_fit();
+        self.debts.gc();
     }
 
     /// Clients with rate state (an upper bound between collections).

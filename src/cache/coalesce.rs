@@ -153,6 +153,14 @@ impl Leader {
         self.policy.is_immutable()
     }
 
+    /// Whether `answer` would be stored as this flight's for good: what an answer from
+    /// the shared tier must be before it is served.
+    pub(crate) fn would_keep(&self, answer: &Answer) -> bool {
+        self.policy.is_immutable()
+            && super::judge(self.method, self.policy, answer) == super::Verdict::Storable
+            && super::verdict::answers_for(self.method, self.asked_height, answer)
+    }
+
     /// Hands the result to every follower at once, then stores it if its verdict
     /// allows. The flight stays open until the entry is stored, so that no identical
     /// call slips past to the node meanwhile.

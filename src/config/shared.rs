@@ -1,6 +1,7 @@
-//! `[shared]`: what replicas share through Redis. Today that is the answers that never
-//! change (pinned heights, hashes that were found), so that N replicas make one node
-//! call per such question instead of N. Unset `redis_url`, nothing is shared.
+//! `[shared]`: what replicas share through Redis: the answers that never change (pinned
+//! heights, hashes that were found), so that N replicas make one node call per such
+//! question instead of N, and what each admitted per client, so that a client spread
+//! over N replicas gets its rate once. Unset `redis_url`, nothing is shared.
 
 use std::time::Duration;
 
@@ -17,7 +18,8 @@ pub struct SharedConfig {
     pub redis_url: Option<String>,
     /// Put before every key, so that several deployments can share one Redis.
     pub key_prefix: String,
-    /// No request waits longer than this on Redis; past it, Redis counts as failed.
+    /// No request waits longer than this on Redis (a batch's lookups go together); past
+    /// it the lookup is a miss, and lookups are skipped until Redis answers again.
     #[serde(serialize_with = "ser_duration")]
     pub timeout: Duration,
     /// Answers larger than this stay local.

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
+
 use super::access_log::AccessLog;
 use super::Gateway;
 use crate::admission::ClientKey;
@@ -44,8 +46,10 @@ pub(super) async fn misses(
         let chain = gw.head.chain_id();
         let mut out: Vec<Option<Fetched>> = (0..misses.len()).map(|_| None).collect();
         let mut to_node = Vec::with_capacity(misses.len());
-        for (i, miss) in misses.into_iter().enumerate() {
-            match shared(&gw, chain.as_deref(), &miss).await {
+        // All at once: a batch waits on Redis for one `shared.timeout`, not one a call.
+        let found = join_all(misses.iter().map(|m| shared(&gw, chain.as_deref(), m))).await;
+        for (i, (miss, found)) in misses.into_iter().zip(found).enumerate() {
+            match found {
                 Some(answer) => out[i] = Some(served_shared(&gw, miss, answer).await),
                 None => to_node.push((i, miss)),
             }
@@ -74,11 +78,13 @@ pub(super) async fn misses(
     }
 }
 
-/// The shared tier's answer to a lead whose answer never changes, if it has one.
+/// The shared tier's answer to a lead whose answer never changes, if it has one that
+/// this replica would itself keep: Redis is another program's memory, and what it holds
+/// is judged as a node's answer is before anyone is served it.
 async fn shared(gw: &Gateway, chain: Option<&str>, miss: &Miss) -> Option<Answer> {
     let leader = miss.leader.as_ref().filter(|l| l.is_immutable())?;
-    let found = gw.shared.get(chain?, leader.key()).await?;
-    Some(Answer::Result(found))
+    let found = Answer::Result(gw.shared.get(chain?, leader.key()).await?);
+    leader.would_keep(&found).then_some(found)
 }
 
 async fn served_shared(gw: &Gateway, miss: Miss, answer: Answer) -> Fetched {

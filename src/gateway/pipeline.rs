@@ -110,9 +110,12 @@ pub(crate) fn admit(gw: &Gateway, call: &Call, charge: Charge) -> Result<Admitte
         canonicalize(spec, &call.params, call.form).map_err(Rejection::InvalidParams)?;
     gw.admission.check_params(&policy, &mut canonical)?;
     if let Charge::Client(client) = charge {
-        gw.shared.check(gw.admission.rate_limited(client))?;
+        let limited = gw.admission.rate_limited(client);
+        gw.shared.check(limited)?;
         gw.admission.check_rate(client, policy.cost)?;
-        gw.shared.admitted(client, policy.cost);
+        if limited {
+            gw.shared.admitted(client, policy.cost);
+        }
     }
     Ok(Admitted { policy, canonical })
 }

@@ -29,9 +29,14 @@ pub(super) fn decode(stored: &[u8], max_bytes: usize) -> Result<Bytes, String> {
     match stored.split_first() {
         Some((&RAW, answer)) if answer.len() <= max_bytes => Ok(Bytes::copy_from_slice(answer)),
         Some((&RAW, answer)) => Err(format!("{} bytes, over the entry cap", answer.len())),
-        Some((&ZSTD, packed)) => zstd::bulk::decompress(packed, max_bytes)
-            .map(Bytes::from)
-            .map_err(|e| format!("zstd: {e}")),
+        Some((&ZSTD, packed)) => {
+            let mut answer =
+                zstd::bulk::decompress(packed, max_bytes).map_err(|e| format!("zstd: {e}"))?;
+            // Decompression reserves room by the frame's word, up to the cap: the cached
+            // answer must hold its own bytes, not the cap's.
+            answer.shrink_to_fit();
+            Ok(Bytes::from(answer))
+        }
         Some((tag, _)) => Err(format!("unknown tag {tag}")),
         None => Err("empty".into()),
     }
@@ -53,6 +58,15 @@ mod tests {
         assert_eq!(stored[0], ZSTD);
         assert!(stored.len() < large.len() / 4, "{}", stored.len());
         assert_eq!(decode(&stored, 1 << 20).unwrap(), large.as_bytes());
+    }
+
+    #[test]
+    fn a_decoded_answer_holds_its_own_bytes_not_the_cap() {
+        let large = "y".repeat(20_000);
+        let stored = encode(large.as_bytes(), 4096);
+        let answer = decode(&stored, 1 << 20).unwrap();
+        let owned: Vec<u8> = answer.into();
+        assert!(owned.capacity() < 64 * 1024, "{}", owned.capacity());
     }
 
     #[test]

@@ -4,12 +4,13 @@
 //! - what each admitted per client, so that a client spread over N replicas is held to
 //!   its rate in total, not N times it (`rates`).
 //!
-//! Redis is an optimisation, never a dependency. Every lookup is bounded by
-//! `shared.timeout` and a failure is a miss; once one has failed, lookups are skipped
-//! until a PING (every second) is answered again; every store is detached, bounded in number
+//! Redis is an optimisation, never a dependency (under `on_error = "local"`). Every
+//! lookup is bounded by `shared.timeout` and a failure is a miss; once one has failed,
+//! lookups are skipped until something (a lookup, the PING every second, the rate
+//! exchange) succeeds again; every store is detached, bounded in number
 //! and in bytes, and dropped when it cannot go at once. Until Redis answers (at start, or
 //! after it went away) the gateway runs on its own cache, logs the change of state once
-//! and shows it in `cometgate_shared_up`. Readiness never looks at Redis.
+//! and shows it in `cometgate_shared_up`. Readiness looks at Redis only under "deny".
 //!
 //! Keys carry the node's chain id, which every replica reads from the same chain: a
 //! reset chain never serves another chain's answers, where a per-process generation
@@ -41,6 +42,8 @@ const MAX_STORES: usize = 64;
 const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often Redis's state is checked when no request looks.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long the PING and the rate exchange may take before Redis counts as failed.
+pub(super) const BACKGROUND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Cheap to clone. Off (no `shared.redis_url`), every call does nothing.
 #[derive(Clone, Default)]
@@ -56,7 +59,12 @@ struct Inner {
     compress_above: usize,
     ttl_seconds: u64,
     stores: Arc<Semaphore>,
+    /// Redis's health as the PING and the rate exchange see it: what the gauge, the log,
+    /// `on_error = "deny"` and readiness go by.
     up: AtomicBool,
+    /// A request-path lookup or store failed since the last success: lookups are skipped
+    /// (no request spends `timeout` on a Redis that just failed) until one succeeds.
+    trouble: AtomicBool,
     on_error: OnError,
     metrics: SharedMetrics,
     usage: rates::Usage,
@@ -91,6 +99,7 @@ impl SharedTier {
             ttl_seconds: config.ttl.as_secs().max(1),
             stores: Arc::new(Semaphore::new(MAX_STORES)),
             up: AtomicBool::new(false),
+            trouble: AtomicBool::new(false),
             on_error: config.on_error,
             metrics,
             usage: rates::Usage::new(),
@@ -131,9 +140,9 @@ impl SharedTier {
     /// The shared answer to `key` on chain `chain`, if Redis has one within the timeout.
     pub(crate) async fn get(&self, chain: &str, key: &CacheKey) -> Option<Bytes> {
         let inner = self.inner.as_ref()?;
-        // Known down (the last operation or PING failed): not even `timeout` is spent on
-        // it; the heartbeat brings it back within a second of Redis answering.
-        if !inner.up.load(Ordering::Acquire) {
+        // Known down or just failed: not even `timeout` is spent on it; the heartbeat
+        // brings it back within a second of Redis answering.
+        if !inner.usable() {
             inner.metrics.op("get", "down");
             return None;
         }
@@ -150,11 +159,11 @@ impl SharedTier {
         inner.metrics.latency("get", started.elapsed());
         let found = match reply {
             Ok(Ok(found)) => {
-                inner.answered(true);
+                inner.trouble.store(false, Ordering::Release);
                 found
             }
-            Ok(Err(e)) => return inner.failed("get", "error", &e.to_string()),
-            Err(_) => return inner.failed("get", "timeout", "no answer within shared.timeout"),
+            Ok(Err(_)) => return inner.stumbled("get", "error"),
+            Err(_) => return inner.stumbled("get", "timeout"),
         };
         let Some(stored) = found else {
             inner.metrics.op("get", "miss");
@@ -177,11 +186,7 @@ impl SharedTier {
     /// when it is too large or too many stores are in flight.
     pub(crate) fn put(&self, chain: &str, key: &CacheKey, answer: &Bytes) {
         let Some(inner) = &self.inner else { return };
-        let Some(connection) = inner
-            .connection
-            .get()
-            .filter(|_| inner.up.load(Ordering::Acquire))
-        else {
+        let Some(connection) = inner.connection.get().filter(|_| inner.usable()) else {
             inner.metrics.op("set", "down");
             return;
         };
@@ -213,14 +218,14 @@ impl SharedTier {
             inner.metrics.latency("set", started.elapsed());
             match stored {
                 Ok(Ok(())) => {
-                    inner.answered(true);
+                    inner.trouble.store(false, Ordering::Release);
                     inner.metrics.op("set", "stored");
                 }
-                Ok(Err(e)) => {
-                    inner.failed::<()>("set", "error", &e.to_string());
+                Ok(Err(_)) => {
+                    inner.stumbled::<()>("set", "error");
                 }
                 Err(_) => {
-                    inner.failed::<()>("set", "timeout", "no answer within shared.timeout");
+                    inner.stumbled::<()>("set", "timeout");
                 }
             }
         });
@@ -238,8 +243,24 @@ impl Inner {
         name
     }
 
-    /// Records Redis's state; a change is logged once.
+    fn usable(&self) -> bool {
+        self.up.load(Ordering::Acquire) && !self.trouble.load(Ordering::Acquire)
+    }
+
+    /// A request-path operation failed: counted, and lookups skipped until a success.
+    /// Health (the gauge, "deny", readiness) is the PING's and the exchange's to judge:
+    /// one slow GET of a large answer is no outage.
+    fn stumbled<T>(&self, op: &'static str, outcome: &'static str) -> Option<T> {
+        self.metrics.op(op, outcome);
+        self.trouble.store(true, Ordering::Release);
+        None
+    }
+
+    /// Records Redis's health; a change is logged once.
     fn answered(&self, up: bool) {
+        if up {
+            self.trouble.store(false, Ordering::Release);
+        }
         if self.up.swap(up, Ordering::AcqRel) != up {
             self.metrics.set_up(up);
             if up {
@@ -266,9 +287,11 @@ async fn follow(inner: std::sync::Weak<Inner>, client: redis::Client, admission:
     let Some(timeout) = inner.upgrade().map(|i| i.timeout) else {
         return;
     };
+    // The request path bounds its own calls by `timeout`; this bound is the background
+    // work's (the PING, a rate exchange of many clients), which may take longer.
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(timeout.max(Duration::from_millis(250)))
-        .set_response_timeout(timeout)
+        .set_response_timeout(BACKGROUND_TIMEOUT.max(timeout))
         .set_number_of_retries(1)
         .set_max_delay(1000);
     let mut backoff = Duration::from_millis(100);
@@ -301,7 +324,7 @@ async fn follow(inner: std::sync::Weak<Inner>, client: redis::Client, admission:
         tokio::time::sleep(HEARTBEAT).await;
         let Some(tier) = inner.upgrade() else { return };
         let ping = tokio::time::timeout(
-            tier.timeout.max(Duration::from_millis(250)),
+            BACKGROUND_TIMEOUT.max(tier.timeout),
             redis::cmd("PING").query_async::<()>(&mut connection),
         )
         .await;

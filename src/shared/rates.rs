@@ -3,15 +3,20 @@
 //!
 //! No request waits on Redis for this. Each replica still decides from its own GCRA
 //! buckets, and counts what it admitted per client. Every `EXCHANGE` a background task
-//! adds those counts to one Redis hash per client (a field per replica) and reads the
-//! other replicas' fields back. What the others admitted since the last look is then
-//! charged to the client's local bucket, as if those calls had been made here. A client
-//! spread evenly over N replicas thus drains every replica's bucket at its whole rate,
-//! and is admitted at about its configured rate in total, not N times it; the error is
-//! what the replicas admit in one exchange interval before they hear of each other.
+//! writes each client's running total into one Redis hash per client (a field per
+//! replica; a total, not an increment, so that an exchange that failed half-way and is
+//! sent again counts nothing twice) and reads the other replicas' fields back. What the
+//! others admitted since the last look is then charged to the client's local bucket, as
+//! if those calls had been made here; what does not fit is owed (`admission::debt`). A
+//! client spread evenly over N replicas thus drains every replica's bucket at its whole
+//! rate, and is admitted at about its configured rate in total, not N times it; the
+//! error is what the replicas admit in one exchange interval before they hear of each
+//! other, and each replica's first burst.
 //!
-//! While Redis is away the counts are kept (bounded) and each replica limits alone, as
-//! without Redis. Per-client concurrency stays per replica.
+//! While Redis is away the totals keep growing here and each replica limits alone, as
+//! without Redis; the next exchange reports them whole. Per-client concurrency stays
+//! per replica. A field a restarted replica left behind goes with its hash, 60 s after
+//! the client was last reported.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
@@ -71,22 +76,14 @@ impl Usage {
     fn take(&self) -> HashMap<ClientKey, u64> {
         std::mem::take(&mut *self.pending())
     }
-
-    /// Counts that could not be reported go back, to be reported next time.
-    fn put_back(&self, counts: HashMap<ClientKey, u64>) {
-        let mut pending = self.pending();
-        for (client, n) in counts {
-            if let Some(m) = pending.get_mut(&client) {
-                *m += n;
-            } else if pending.len() < MAX_CLIENTS {
-                pending.insert(client, n);
-            }
-        }
-    }
 }
 
-/// A client as this replica follows it: the other replicas' counts last seen.
+/// A client as this replica follows it: what it admitted here in all, and the other
+/// replicas' totals last seen.
 struct Followed {
+    mine: u64,
+    /// `mine` as Redis last acknowledged it.
+    reported: u64,
     others: HashMap<String, u64>,
     active_at: Instant,
 }
@@ -106,19 +103,31 @@ fn name(client: &ClientKey) -> String {
 /// last look. A replica seen for the first time sets a baseline and is charged nothing:
 /// its count may hold a minute of history.
 fn charges(followed: &mut Followed, me: &str, counts: HashMap<String, u64>) -> u64 {
-    let mut charge = 0;
+    let mut charge: u64 = 0;
     for (replica, count) in counts {
         if replica == me {
             continue;
         }
-        charge += match followed.others.insert(replica, count) {
+        charge = charge.saturating_add(match followed.others.insert(replica, count) {
             Some(last) if count >= last => count - last,
             // The hash expired and started again.
             Some(_) => count,
             None => 0,
-        };
+        });
     }
     charge
+}
+
+/// One client's hash as Redis gave it: replica to total. A field that is not a number
+/// (another program's, a hand edit) is skipped, not the whole exchange.
+fn totals(hash: redis::Value) -> HashMap<String, u64> {
+    let Ok(fields) = redis::from_redis_value::<HashMap<String, redis::Value>>(&hash) else {
+        return HashMap::new();
+    };
+    fields
+        .into_iter()
+        .filter_map(|(replica, v)| Some((replica, redis::from_redis_value::<u64>(&v).ok()?)))
+        .collect()
 }
 
 /// Exchanges counts every `EXCHANGE` until the tier is gone.
@@ -133,15 +142,16 @@ pub(super) async fn exchange(
         let Some(tier) = inner.upgrade() else { return };
         let counts = tier.usage.take();
         let now = Instant::now();
-        for client in counts.keys() {
+        for (client, n) in &counts {
             if followed.len() < MAX_CLIENTS || followed.contains_key(client) {
-                followed
-                    .entry(client.clone())
-                    .or_insert_with(|| Followed {
-                        others: HashMap::new(),
-                        active_at: now,
-                    })
-                    .active_at = now;
+                let f = followed.entry(client.clone()).or_insert_with(|| Followed {
+                    mine: 0,
+                    reported: 0,
+                    others: HashMap::new(),
+                    active_at: now,
+                });
+                f.mine = f.mine.saturating_add(*n);
+                f.active_at = now;
             }
         }
         followed.retain(|_, f| now.duration_since(f.active_at) < IDLE);
@@ -152,11 +162,12 @@ pub(super) async fn exchange(
         let mut pipe = redis::pipe();
         for client in &clients {
             let key = format!("{}:rate:{}", tier.prefix, name(client));
-            if let Some(n) = counts.get(client) {
-                pipe.cmd("HINCRBY")
+            let f = &followed[client];
+            if f.mine != f.reported {
+                pipe.cmd("HSET")
                     .arg(&key)
                     .arg(&tier.usage.me)
-                    .arg(*n)
+                    .arg(f.mine)
                     .ignore();
                 pipe.cmd("EXPIRE").arg(&key).arg(KEEP_SECONDS).ignore();
             }
@@ -165,8 +176,8 @@ pub(super) async fn exchange(
         let started = Instant::now();
         // Off the request path: a slow Redis delays the exchange, not a request.
         let reply = tokio::time::timeout(
-            tier.timeout.max(Duration::from_millis(250)),
-            pipe.query_async::<Vec<HashMap<String, u64>>>(&mut connection),
+            super::BACKGROUND_TIMEOUT.max(tier.timeout),
+            pipe.query_async::<Vec<redis::Value>>(&mut connection),
         )
         .await;
         tier.metrics.latency("exchange", started.elapsed());
@@ -174,22 +185,21 @@ pub(super) async fn exchange(
             Ok(Ok(all)) => {
                 tier.answered(true);
                 tier.metrics.op("exchange", "ok");
-                for (client, counts) in clients.iter().zip(all) {
+                for (client, hash) in clients.iter().zip(all) {
                     let Some(f) = followed.get_mut(client) else {
                         continue;
                     };
-                    let charge = charges(f, &tier.usage.me, counts);
+                    f.reported = f.mine;
+                    let charge = charges(f, &tier.usage.me, totals(hash));
                     if charge > 0 {
                         admission.charge_rate(client, charge);
                     }
                 }
             }
             Ok(Err(e)) => {
-                tier.usage.put_back(counts);
                 tier.failed::<()>("exchange", "error", &e.to_string());
             }
             Err(_) => {
-                tier.usage.put_back(counts);
                 tier.failed::<()>("exchange", "timeout", "no answer to the rate exchange");
             }
         }
@@ -203,6 +213,8 @@ mod tests {
     #[test]
     fn others_are_charged_what_they_admitted_since_the_last_look() {
         let mut f = Followed {
+            mine: 0,
+            reported: 0,
             others: HashMap::new(),
             active_at: Instant::now(),
         };
@@ -247,9 +259,7 @@ mod tests {
         for i in 0..(MAX_CLIENTS as u32 + 10) {
             usage.admitted(&ClientKey::ip(std::net::IpAddr::from(i.to_be_bytes())), 2);
         }
-        let taken = usage.take();
-        assert_eq!(taken.len(), MAX_CLIENTS);
-        usage.put_back(taken);
         assert_eq!(usage.take().len(), MAX_CLIENTS);
+        assert!(usage.take().is_empty(), "taken once");
     }
 }
