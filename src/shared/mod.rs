@@ -329,7 +329,10 @@ async fn follow(inner: std::sync::Weak<Inner>, client: redis::Client, admission:
         )
         .await;
         match ping {
-            Ok(Ok(())) => tier.answered(true),
+            Ok(Ok(())) => {
+                tier.metrics.op("ping", "ok");
+                tier.answered(true);
+            }
             Ok(Err(e)) => tier
                 .failed::<()>("ping", "error", &e.to_string())
                 .unwrap_or(()),

@@ -154,3 +154,62 @@ async fn a_client_spread_over_three_replicas_gets_its_rate_once_not_three_times(
         "the client still gets its rate: {admitted} of {allowed:.0}"
     );
 }
+
+/// Redis killed under load: no client of either replica sees an error, and none waits
+/// longer than `shared.timeout` beyond its usual latency; Redis back: the replicas share
+/// again, without a restart.
+#[tokio::test]
+async fn redis_killed_under_load_costs_no_errors_and_back_it_shares_again() {
+    let (node, mut redis, http) = (
+        frozen_node(SimNodeConfig::default()).await,
+        Redis::start().await,
+        http(),
+    );
+    let a = Replica::start(&node, &redis, "").await;
+    let b = Replica::start(&node, &redis, "").await;
+    a.reaches_redis(&http).await;
+    b.reaches_redis(&http).await;
+    redis.kill();
+    // Questions that never change, none asked before (the frozen node's head is 10).
+    let mut fresh = ["block", "block_results", "header", "validators"]
+        .into_iter()
+        .flat_map(|m| (2..10).map(move |h| format!("/{m}?height={h}")));
+    for (i, path) in fresh.by_ref().take(16).enumerate() {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        let started = Instant::now();
+        let reply = replica.get(&http, &path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        // shared.timeout is 500 ms here; the usual latency is a few ms. Loose on purpose:
+        // what it rules out is a request held for a reconnect or a TCP timeout.
+        assert!(started.elapsed() < Duration::from_secs(2), "{path}");
+    }
+    redis.restart().await;
+    // A lookup that failed makes the next ones skip Redis until something succeeds: a
+    // PING answered after the restart, on both, is that success.
+    let pinged = ["op=\"ping\"", "outcome=\"ok\""];
+    let before = (
+        a.metric(&http, "cometgate_shared_operations_total", &pinged)
+            .await,
+        b.metric(&http, "cometgate_shared_operations_total", &pinged)
+            .await,
+    );
+    eventually("both replicas have a PING answered", || async {
+        a.metric(&http, "cometgate_shared_operations_total", &pinged)
+            .await
+            > before.0
+            && b.metric(&http, "cometgate_shared_operations_total", &pinged)
+                .await
+                > before.1
+    })
+    .await;
+    let path = fresh.next().expect("a question left");
+    assert_eq!(a.get(&http, &path).await.cache(), "miss");
+    let stored = ["op=\"set\"", "outcome=\"stored\""];
+    eventually("the answer is shared again", || async {
+        a.metric(&http, "cometgate_shared_operations_total", &stored)
+            .await
+            >= 1.0
+    })
+    .await;
+    assert_eq!(b.get(&http, &path).await.cache(), "shared", "{path}");
+}
