@@ -92,6 +92,12 @@ fn statuses(rec: &Recorder, into: &mut BTreeMap<String, u64>) {
     }
 }
 
+/// A node call the gateway made for itself, not for a client: simnode keys a call that
+/// names its sender (a User-Agent, as cometgate's head tracker sends) `… by <sender>`.
+pub fn is_gateways_own(key: &str) -> bool {
+    key.contains(") by ")
+}
+
 impl Entry {
     /// Node requests beyond one per unique question per block, over simnode's canonical
     /// per-request keys. A "latest" question exists once per block; `block_results` pinned
@@ -106,7 +112,7 @@ impl Entry {
         let mut questions = 0;
         for (key, n) in &self.node_requests_per_question {
             let method = key.split('(').next().unwrap_or("");
-            let own = key.contains(") by ");
+            let own = is_gateways_own(key);
             if own || (!STORM_METHODS.contains(&method) && method != "status") {
                 continue;
             }

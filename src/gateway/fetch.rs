@@ -43,11 +43,15 @@ pub(super) async fn misses(
     let count = misses.len();
     let (gw, client) = (gw.clone(), client.clone());
     let task = tokio::spawn(async move {
-        let chain = gw.head.chain_id();
+        // Without a shared tier a miss reads no chain id and looks nowhere first.
+        let chain = gw.shared.is_on().then(|| gw.head.chain_id()).flatten();
         let mut out: Vec<Option<Fetched>> = (0..misses.len()).map(|_| None).collect();
         let mut to_node = Vec::with_capacity(misses.len());
         // All at once: a batch waits on Redis for one `shared.timeout`, not one a call.
-        let found = join_all(misses.iter().map(|m| shared(&gw, chain.as_deref(), m))).await;
+        let found = match &chain {
+            Some(chain) => join_all(misses.iter().map(|m| shared(&gw, chain, m))).await,
+            None => (0..misses.len()).map(|_| None).collect(),
+        };
         for (i, (miss, found)) in misses.into_iter().zip(found).enumerate() {
             match found {
                 Some(answer) => out[i] = Some(served_shared(&gw, miss, answer).await),
@@ -81,9 +85,9 @@ pub(super) async fn misses(
 /// The shared tier's answer to a lead whose answer never changes, if it has one that
 /// this replica would itself keep: Redis is another program's memory, and what it holds
 /// is judged as a node's answer is before anyone is served it.
-async fn shared(gw: &Gateway, chain: Option<&str>, miss: &Miss) -> Option<Answer> {
+async fn shared(gw: &Gateway, chain: &str, miss: &Miss) -> Option<Answer> {
     let leader = miss.leader.as_ref().filter(|l| l.is_immutable())?;
-    let found = Answer::Result(gw.shared.get(chain?, leader.key()).await?);
+    let found = Answer::Result(gw.shared.get(chain, leader.key()).await?);
     leader.would_keep(&found).then_some(found)
 }
 

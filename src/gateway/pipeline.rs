@@ -110,10 +110,11 @@ pub(crate) fn admit(gw: &Gateway, call: &Call, charge: Charge) -> Result<Admitte
         canonicalize(spec, &call.params, call.form).map_err(Rejection::InvalidParams)?;
     gw.admission.check_params(&policy, &mut canonical)?;
     if let Charge::Client(client) = charge {
-        let limited = gw.admission.rate_limited(client);
-        gw.shared.check(limited)?;
+        // The shared tier's two steps, only where there is one to ask.
+        let shared = gw.shared.is_on() && gw.admission.rate_limited(client);
+        gw.shared.check(shared)?;
         gw.admission.check_rate(client, policy.cost)?;
-        if limited {
+        if shared {
             gw.shared.admitted(client, policy.cost);
         }
     }

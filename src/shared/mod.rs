@@ -108,6 +108,11 @@ impl SharedTier {
         SharedTier { inner: Some(inner) }
     }
 
+    /// Whether a Redis is configured: with none, the request path skips this tier whole.
+    pub(crate) fn is_on(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// Under `on_error = "deny"`, refuses a rate-limited call while Redis does not answer:
     /// its limit cannot be shared then.
     pub(crate) fn check(&self, limited: bool) -> Result<(), Rejection> {

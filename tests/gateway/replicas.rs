@@ -57,6 +57,14 @@ impl Replica {
         metric_value(&String::from_utf8_lossy(&reply.body), name, labels).unwrap_or(0.0)
     }
 
+    /// At least one answer went from this replica to Redis.
+    async fn has_shared(&self, http: &Http) -> bool {
+        let stored = ["op=\"set\"", "outcome=\"stored\""];
+        self.metric(http, "cometgate_shared_operations_total", &stored)
+            .await
+            >= 1.0
+    }
+
     async fn reaches_redis(&self, http: &Http) {
         eventually("the replica reaches Redis", || async {
             self.metric(http, "cometgate_shared_up", &[]).await == 1.0
@@ -69,8 +77,8 @@ fn http() -> Http {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
-#[tokio::test]
-async fn a_second_replica_serves_what_the_first_fetched_and_the_node_is_asked_once() {
+/// One frozen node, one Redis, and two replicas in front of the node that reach it.
+async fn two_replicas() -> (SimNode, Redis, Http, Replica, Replica) {
     let (node, redis, http) = (
         frozen_node(SimNodeConfig::default()).await,
         Redis::start().await,
@@ -80,15 +88,15 @@ async fn a_second_replica_serves_what_the_first_fetched_and_the_node_is_asked_on
     let b = Replica::start(&node, &redis, "").await;
     a.reaches_redis(&http).await;
     b.reaches_redis(&http).await;
+    (node, redis, http, a, b)
+}
+
+#[tokio::test]
+async fn a_second_replica_serves_what_the_first_fetched_and_the_node_is_asked_once() {
+    let (node, _redis, http, a, b) = two_replicas().await;
     let first = a.get(&http, "/block?height=3").await;
     assert_eq!((first.status, first.cache()), (StatusCode::OK, "miss"));
-    let stored = ["op=\"set\"", "outcome=\"stored\""];
-    eventually("the answer is shared", || async {
-        a.metric(&http, "cometgate_shared_operations_total", &stored)
-            .await
-            >= 1.0
-    })
-    .await;
+    eventually("the answer is shared", || a.has_shared(&http)).await;
     let second = b.get(&http, "/block?height=3").await;
     assert_eq!((second.status, second.cache()), (StatusCode::OK, "shared"));
     assert_eq!(rpc_view(&second.json()), rpc_view(&first.json()));
@@ -160,15 +168,7 @@ async fn a_client_spread_over_three_replicas_gets_its_rate_once_not_three_times(
 /// again, without a restart.
 #[tokio::test]
 async fn redis_killed_under_load_costs_no_errors_and_back_it_shares_again() {
-    let (node, mut redis, http) = (
-        frozen_node(SimNodeConfig::default()).await,
-        Redis::start().await,
-        http(),
-    );
-    let a = Replica::start(&node, &redis, "").await;
-    let b = Replica::start(&node, &redis, "").await;
-    a.reaches_redis(&http).await;
-    b.reaches_redis(&http).await;
+    let (_node, mut redis, http, a, b) = two_replicas().await;
     redis.kill();
     // Questions that never change, none asked before (the frozen node's head is 10).
     let mut fresh = ["block", "block_results", "header", "validators"]
@@ -204,12 +204,6 @@ async fn redis_killed_under_load_costs_no_errors_and_back_it_shares_again() {
     .await;
     let path = fresh.next().expect("a question left");
     assert_eq!(a.get(&http, &path).await.cache(), "miss");
-    let stored = ["op=\"set\"", "outcome=\"stored\""];
-    eventually("the answer is shared again", || async {
-        a.metric(&http, "cometgate_shared_operations_total", &stored)
-            .await
-            >= 1.0
-    })
-    .await;
+    eventually("the answer is shared again", || a.has_shared(&http)).await;
     assert_eq!(b.get(&http, &path).await.cache(), "shared", "{path}");
 }

@@ -9,7 +9,7 @@ mod node;
 
 use crate::configs::CACHE_MIB;
 use crate::plan::STORM_MEMORY_LIMIT;
-use crate::report::{median, Entry, RoundFigures, Verdict};
+use crate::report::{is_gateways_own, median, Entry, RoundFigures, Verdict};
 
 pub(super) fn find<'a>(entries: &'a [Entry], name: &str, target: &str) -> Option<&'a Entry> {
     entries
@@ -64,7 +64,7 @@ fn storm(entries: &[Entry]) -> Verdict {
             let n: u64 = c
                 .node_requests_per_question
                 .iter()
-                .filter(|(k, _)| k.starts_with(&format!("{m}(")) && !k.contains(") by "))
+                .filter(|(k, _)| k.starts_with(&format!("{m}(")) && !is_gateways_own(k))
                 .map(|(_, n)| n)
                 .sum();
             format!("{m} {:.2}", n as f64 / c.blocks.max(1) as f64)
