@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use crate::cache::CacheStatus;
 use crate::methods::{self, Lane};
 use crate::shared::SharedMetrics;
+use crate::websocket::WsMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -67,6 +68,7 @@ pub struct Metrics {
     reloads: Family<ReasonLabel, Counter>,
     memory: Memory,
     pub(crate) shared: SharedMetrics,
+    pub(crate) ws: WsMetrics,
     next_request_id: AtomicU64,
 }
 
@@ -187,6 +189,7 @@ impl Metrics {
         );
         let memory = Memory::register(&mut registry);
         let shared = SharedMetrics::register(&mut registry);
+        let ws = WsMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -199,6 +202,7 @@ impl Metrics {
             reloads,
             memory,
             shared,
+            ws,
             next_request_id: AtomicU64::new(1),
         }
     }

@@ -20,6 +20,7 @@ mod units;
 mod validate;
 mod walk;
 mod warnings;
+mod websocket;
 
 #[cfg(test)]
 mod tests;
@@ -39,6 +40,7 @@ pub use rate_limit::{ApiKeyQuota, ClientIpHeader, LocalClients, RateLimitConfig}
 pub use shared::{OnError, SharedConfig};
 pub(crate) use units::format_duration;
 pub use units::ByteSize;
+pub use websocket::{WebSocketConfig, WsMode};
 
 /// Lanes are the method table's; re-exported for the modules that name them with
 /// the config that tunes them.
@@ -221,35 +223,6 @@ impl Default for HeadConfig {
             websocket: true,
             poll_interval: secs(1),
             stall_after: secs(30),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct WebSocketConfig {
-    pub enabled: bool,
-    pub max_connections_per_client: usize,
-    pub max_connections: usize,
-    pub max_subscriptions_per_connection: usize,
-    pub max_message_bytes: ByteSize,
-    pub messages_per_second: u32,
-    pub message_burst: u32,
-    /// Pings each client this often; one silent for two intervals is closed.
-    #[serde(serialize_with = "ser_duration")]
-    pub ping_interval: Duration,
-}
-
-impl Default for WebSocketConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_connections_per_client: 10,
-            max_connections: 500,
-            max_subscriptions_per_connection: 5,
-            max_message_bytes: ByteSize::kib(64),
-            messages_per_second: 10,
-            message_burst: 20,
-            ping_interval: secs(27),
         }
     }
 }

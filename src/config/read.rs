@@ -7,7 +7,7 @@ use super::methods::read_methods;
 use super::walk::{boolean, duration, size, socket_addr, string, unsigned, Problems, Section};
 use super::{
     CacheConfig, Config, HeadConfig, LogConfig, LogFormat, MetricsConfig, ServerConfig,
-    UpstreamConfig, WebSocketConfig, WhileRefreshing,
+    UpstreamConfig, WhileRefreshing,
 };
 
 pub(crate) fn read_config(root: &Table, p: &mut Problems) -> Config {
@@ -28,7 +28,9 @@ pub(crate) fn read_config(root: &Table, p: &mut Problems) -> Config {
     });
     top.section(p, "cache", |s, p| cache(s, p, &mut c.cache));
     top.section(p, "head", |s, p| head(s, p, &mut c.head));
-    top.section(p, "websocket", |s, p| websocket(s, p, &mut c.websocket));
+    top.section(p, "websocket", |s, p| {
+        super::websocket::read(s, p, &mut c.websocket)
+    });
     top.section(p, "metrics", |s, p| metrics(s, p, &mut c.metrics));
     top.section(p, "log", |s, p| log(s, p, &mut c.log));
     top.section(p, "node_guard", |s, p| {
@@ -151,32 +153,6 @@ fn head(s: &mut Section, p: &mut Problems, c: &mut HeadConfig) {
     s.read(p, "websocket", &mut c.websocket, boolean);
     s.read(p, "poll_interval", &mut c.poll_interval, duration);
     s.read(p, "stall_after", &mut c.stall_after, duration);
-}
-
-fn websocket(s: &mut Section, p: &mut Problems, c: &mut WebSocketConfig) {
-    s.read(p, "enabled", &mut c.enabled, boolean);
-    s.read(
-        p,
-        "max_connections_per_client",
-        &mut c.max_connections_per_client,
-        unsigned,
-    );
-    s.read(p, "max_connections", &mut c.max_connections, unsigned);
-    s.read(
-        p,
-        "max_subscriptions_per_connection",
-        &mut c.max_subscriptions_per_connection,
-        unsigned,
-    );
-    s.read(p, "max_message_bytes", &mut c.max_message_bytes, size);
-    s.read(p, "ping_interval", &mut c.ping_interval, duration);
-    s.read(
-        p,
-        "messages_per_second",
-        &mut c.messages_per_second,
-        unsigned,
-    );
-    s.read(p, "message_burst", &mut c.message_burst, unsigned);
 }
 
 fn metrics(s: &mut Section, p: &mut Problems, c: &mut MetricsConfig) {

@@ -23,7 +23,7 @@ macro_rules! startup_keys {
 /// Keys whose new value the running process cannot apply: each is baked
 /// into something built once at startup (as of this writing: the listeners
 /// and connection semaphores in `server::run`, `Upstream::new`,
-/// `Head::spawn`, `Cache::new`, `SharedTier::new`, the tracing subscriber). Every other key is
+/// `Head::spawn`, `Cache::new`, `SharedTier::new`, `Hub::new`, the tracing subscriber). Every other key is
 /// read from the reloaded `Config`; a component that starts sizing
 /// something once must add its key here.
 const RESTART_REQUIRED: &[StartupKey] = startup_keys! {
@@ -50,6 +50,10 @@ const RESTART_REQUIRED: &[StartupKey] = startup_keys! {
     "shared.compress_above" => shared.compress_above;
     "shared.ttl" => shared.ttl;
     "shared.on_error" => shared.on_error;
+    "websocket.mode" => websocket.mode;
+    "websocket.node_subscriptions_per_connection" => websocket.node_subscriptions_per_connection;
+    "websocket.max_node_connections" => websocket.max_node_connections;
+    "websocket.unsubscribe_grace" => websocket.unsubscribe_grace;
 };
 
 #[cfg(test)]

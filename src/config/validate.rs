@@ -35,6 +35,7 @@ pub(crate) fn cross_check(c: &Config, p: &mut Problems) {
     super::lanes::check(c, p);
     super::node_guard::check(&c.node_guard, p);
     super::shared::check(&c.shared, p);
+    super::websocket::check(&c.websocket, p);
 }
 
 fn durations_are_usable(c: &Config, p: &mut Problems) {

@@ -49,7 +49,7 @@ use crate::recent::{CacheCounts, Recent};
 use crate::reply::Chunks;
 use crate::shared::SharedTier;
 use crate::upstream::Upstream;
-use crate::websocket::Relays;
+use crate::websocket::{Hub, Relays};
 
 use access_log::AccessLog;
 pub(crate) use pipeline::Admitted;
@@ -67,6 +67,8 @@ pub struct Gateway {
     /// The last minutes, for the operator's live view.
     recent: Recent,
     relays: Arc<Relays>,
+    /// The fan-out's node subscriptions (`websocket.mode = "fanout"`).
+    hub: Option<Arc<Hub>>,
     guard: Arc<Guard>,
     /// What refresh-ahead counts ("latest" questions asked per block).
     demand: refresh::Demand,
@@ -88,6 +90,7 @@ impl Gateway {
         let shared_metrics = metrics.shared.clone();
         let admission = Arc::new(Admission::new(&config));
         let shared = SharedTier::new(&config.shared, shared_metrics, admission.clone());
+        let hub = ws::hub(&config, metrics.ws.clone());
         let gateway = Arc::new(Gateway {
             upstream: Upstream::new(&config.upstream, inflight),
             breaker: Breaker::new(),
@@ -97,6 +100,7 @@ impl Gateway {
             metrics,
             recent: Recent::default(),
             relays: Arc::default(),
+            hub,
             guard: Guard::new(&config.node_guard),
             demand: refresh::Demand::new(config.cache.refresh_ahead),
             shared,

@@ -1,7 +1,7 @@
 //! `/websocket` on the gateway's side: the handshake's admission, and what each client
-//! message becomes. Subscriptions are counted and relayed to the node; any other call is
-//! served through the pipeline (admission, caps, cache, lanes), so the websocket is no
-//! way around them.
+//! message becomes. Subscriptions go to the fan-out hub (or, in relay mode, are counted
+//! and relayed to the node); any other call is served through the pipeline (admission,
+//! caps, cache, lanes), so the websocket is no way around them.
 
 use std::sync::Arc;
 
@@ -13,11 +13,27 @@ use hyper::body::Incoming;
 use super::access_log::AccessLog;
 use super::{pipeline, refuse, Gateway};
 use crate::admission::{ClientKey, WsConnection};
-use crate::config::Config;
+use crate::config::{Config, WsMode};
 use crate::error::{Rejection, Transport};
 use crate::jsonrpc::{batch_len, parse_body, Call, Envelope, Params};
 use crate::reply::{self, Chunks};
-use crate::websocket::{self, Handler, Verdict};
+use crate::websocket::{self, Handler, Hub, HubSettings, SubscriptionCall, Verdict, WsMetrics};
+
+/// The fan-out hub, in fanout mode; it dials the node only once a client subscribes.
+pub(super) fn hub(config: &Config, metrics: WsMetrics) -> Option<Arc<Hub>> {
+    let w = &config.websocket;
+    (w.mode == WsMode::Fanout).then(|| {
+        let settings = HubSettings {
+            node_url: websocket::node_url(&config.upstream.url),
+            connect_timeout: config.upstream.connect_timeout,
+            per_connection: w.node_subscriptions_per_connection,
+            max_connections: w.max_node_connections,
+            grace: w.unsubscribe_grace,
+            max_frame_bytes: config.upstream.max_response_bytes.as_usize(),
+        };
+        Hub::new(settings, metrics)
+    })
+}
 
 pub(super) async fn upgrade(
     gw: &Arc<Gateway>,
@@ -39,22 +55,30 @@ pub(super) async fn upgrade(
         Ok(conn) => conn,
         Err(r) => return refuse(log, r),
     };
+    let w = &config.websocket;
     let settings = websocket::Settings {
         node_url: websocket::node_url(gw.upstream.url()),
         connect_timeout: config.upstream.connect_timeout,
-        max_message_bytes: config.websocket.max_message_bytes.as_usize(),
-        ping_interval: config.websocket.ping_interval,
+        max_message_bytes: w.max_message_bytes.as_usize(),
+        ping_interval: w.ping_interval,
+        client_buffer_messages: w.client_buffer_messages,
+        client_buffer_bytes: w.client_buffer_bytes.as_usize(),
+        max_subscriptions: w.max_subscriptions_per_connection,
+        max_query_bytes: w.max_query_bytes,
     };
-    let node = match websocket::dial(&settings).await {
-        Ok(node) => node,
-        Err(r) => return refuse(log, r),
+    let upstream = match &gw.hub {
+        Some(hub) => websocket::Upstream::Fanout(hub.clone()),
+        None => match websocket::dial(&settings).await {
+            Ok(node) => websocket::Upstream::Relay(Box::new(node)),
+            Err(r) => return refuse(log, r),
+        },
     };
     let handler = Messages {
         gw: gw.clone(),
         client: client.clone(),
         conn,
     };
-    websocket::accept(&mut req, &key, node, settings, &gw.relays, handler)
+    websocket::accept(&mut req, &key, upstream, settings, &gw.relays, handler)
 }
 
 /// One connection's client messages.
@@ -90,9 +114,25 @@ impl Handler for Messages {
                 return refuse(&self.gw, call.id.as_ref(), &r);
             }
         }
-        if call.id.is_none() {
+        let Some(id) = call.id.as_ref() else {
             // The node neither runs nor answers a notification; nothing to count either.
             return Verdict::Ignore;
+        };
+        if self.gw.hub.is_some() {
+            // The hub holds subscriptions and applies the node's own checks to them.
+            let query = || query_of(&call.params).unwrap_or_default().to_owned();
+            let call = match call.method.as_str() {
+                "subscribe" => SubscriptionCall::Subscribe(query()),
+                "unsubscribe" => SubscriptionCall::Unsubscribe(query()),
+                "unsubscribe_all" => SubscriptionCall::UnsubscribeAll,
+                _ => {
+                    return Verdict::Serve(
+                        serve(self.gw.clone(), self.client.clone(), call).boxed(),
+                    )
+                }
+            };
+            let id = Bytes::copy_from_slice(id.as_bytes());
+            return Verdict::Subscription { id, call };
         }
         match (call.method.as_str(), query_of(&call.params)) {
             ("subscribe", Some(query)) => match self.conn.add_subscription(query) {

@@ -1,10 +1,21 @@
-//! `/websocket` as a transport: the client's connection is upgraded here and relayed to
-//! the node's own `/websocket`. What the node sends (answers, subscription events) goes
-//! back untouched. What the client sends is handed, message by message, to a `Handler`
-//! that says what to do with it; the gateway's handler counts subscriptions and serves
-//! other calls through its pipeline. This module knows nothing of the gateway.
+//! `/websocket` as a transport. What the client sends is handed, message by message, to
+//! a `Handler` that says what to do with it (the gateway's serves calls through its
+//! pipeline); subscriptions then go one of two ways:
+//!
+//! - **fanout** (`session`, `hub`): the gateway holds one node subscription per distinct
+//!   query and delivers each event, read once, to every client subscribed to it;
+//! - **relay** (`pump`): the client's connection is relayed to a node websocket of its
+//!   own, and what the node sends goes back untouched.
+//!
+//! This module knows nothing of the gateway.
 
+mod frame;
+mod hub;
+mod metrics;
+mod outbox;
 mod pump;
+pub(crate) mod query;
+mod session;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,10 +34,27 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::error::Rejection;
 use crate::reply::Chunks;
 
+pub(crate) use hub::{Hub, HubSettings};
+pub(crate) use metrics::WsMetrics;
+
+/// Calls one connection may have in the pipeline at once; past it the connection stops
+/// reading the client (events still flow) until one is answered.
+const CALLS_IN_FLIGHT: usize = 16;
+
+/// A subscription call, with the `query` it names.
+pub(crate) enum SubscriptionCall {
+    Subscribe(String),
+    Unsubscribe(String),
+    UnsubscribeAll,
+}
+
 /// What to do with one client message.
 pub(crate) enum Verdict {
-    /// Send it to the node as it came.
+    /// Send it to the node as it came (relay only).
     Forward,
+    /// A subscription call with its raw id: held by the hub (fanout) or sent to the
+    /// node as it came (relay).
+    Subscription { id: Bytes, call: SubscriptionCall },
     /// Answer it here; the node never sees it.
     Answer(Bytes),
     /// Answer it with what this resolves to, beside the relay (`None`: nothing to send).
@@ -40,14 +68,26 @@ pub(crate) trait Handler: Send + 'static {
     fn on_message(&mut self, data: Bytes) -> Verdict;
 }
 
-/// What one relay runs under, fixed when it opens.
+/// What one connection runs under, fixed when it opens.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
-    /// The node's websocket, `ws://host:port/websocket`.
+    /// The node's websocket, `ws://host:port/websocket` (relay).
     pub node_url: String,
     pub connect_timeout: Duration,
     pub max_message_bytes: usize,
     pub ping_interval: Duration,
+    /// Fanout: the client's outbox bounds, and its subscription caps.
+    pub client_buffer_messages: usize,
+    pub client_buffer_bytes: usize,
+    pub max_subscriptions: usize,
+    pub max_query_bytes: usize,
+}
+
+/// Resolves when shutdown starts. The watch's guard is not `Send`, so it is dropped
+/// here rather than held across the shutdown step's writes.
+async fn closing_time(closing: &mut watch::Receiver<bool>) {
+    // An error means the gateway itself is gone: close then too.
+    let _ = closing.wait_for(|c| *c).await;
 }
 
 pub(crate) type NodeSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -127,12 +167,22 @@ pub(crate) fn node_url(upstream: &http::Uri) -> String {
     format!("ws://{authority}/websocket")
 }
 
-/// Answers the handshake with 101 and relays the upgraded connection to `node` in a
-/// task of its own, counted in `relays` until it ends.
+/// Where an accepted connection's subscriptions go.
+pub(crate) enum Upstream {
+    Relay(Box<NodeSocket>),
+    Fanout(Arc<Hub>),
+}
+
+/// Client frames are small calls: a read buffer of the library's default 128 KiB,
+/// which it zero-fills, would be most of what each of 10,000 connections costs.
+const CLIENT_READ_BUFFER: usize = 4 * 1024;
+
+/// Answers the handshake with 101 and serves the upgraded connection in a task of its
+/// own, counted in `relays` until it ends.
 pub(crate) fn accept(
     req: &mut Request<Incoming>,
     key: &HeaderValue,
-    node: NodeSocket,
+    upstream: Upstream,
     settings: Settings,
     relays: &Arc<Relays>,
     handler: impl Handler,
@@ -147,12 +197,16 @@ pub(crate) fn accept(
             Err(e) => return tracing::debug!(error = %e, "websocket upgrade failed"),
         };
         let frames = WebSocketConfig::default()
+            .read_buffer_size(CLIENT_READ_BUFFER)
             .max_message_size(Some(settings.max_message_bytes))
             .max_frame_size(Some(settings.max_message_bytes));
         let client =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(frames))
                 .await;
-        pump::run(client, node, handler, &settings, closing).await;
+        match upstream {
+            Upstream::Relay(node) => pump::run(client, *node, handler, &settings, closing).await,
+            Upstream::Fanout(hub) => session::run(client, hub, handler, settings, closing).await,
+        }
     });
     let mut response = Response::new(Chunks::new());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

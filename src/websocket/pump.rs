@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, SplitSink};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -14,11 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::{Handler, Settings, Verdict};
-
-/// Calls one connection may have in the pipeline at once; past it the relay stops
-/// reading the client (the node's events still flow) until one is answered.
-const CALLS_IN_FLIGHT: usize = 16;
+use super::{closing_time, Handler, Settings, Verdict, CALLS_IN_FLIGHT};
 
 #[derive(PartialEq, Eq)]
 enum Step {
@@ -88,13 +84,6 @@ pub(super) async fn run<C, N, H>(
     }
 }
 
-/// Resolves when shutdown starts. The watch's guard is not `Send`, so it is dropped
-/// here rather than held across the shutdown step's writes.
-async fn closing_time(closing: &mut watch::Receiver<bool>) {
-    // An error means the gateway itself is gone: close then too.
-    let _ = closing.wait_for(|c| *c).await;
-}
-
 type Call = futures_util::future::BoxFuture<'static, Option<Bytes>>;
 
 impl<C, N, H> Relay<C, N, H>
@@ -151,7 +140,7 @@ where
         let sent = match self.handler.on_message(msg.clone().into_data()) {
             Verdict::Serve(call) => return Ok(Some(call)),
             Verdict::Ignore => return Ok(None),
-            Verdict::Forward => self.node.send(msg).await.is_ok(),
+            Verdict::Forward | Verdict::Subscription { .. } => self.node.send(msg).await.is_ok(),
             Verdict::Answer(answer) => self.client.send(text(&answer)).await.is_ok(),
         };
         if sent {
@@ -162,19 +151,7 @@ where
     }
 
     async fn client_failed(&mut self, e: WsError) {
-        tracing::debug!(error = %e, "client websocket error");
-        if matches!(e, WsError::Capacity(_)) {
-            // Tell the client which cap it hit rather than just hanging up.
-            let reason = format!(
-                "message over websocket.max_message_bytes ({} bytes)",
-                self.max_message_bytes
-            );
-            let frame = CloseFrame {
-                code: CloseCode::Size,
-                reason: reason.into(),
-            };
-            let _ = self.client.send(Message::Close(Some(frame))).await;
-        }
+        tell_why(&mut self.client, &e, self.max_message_bytes).await;
         let _ = self.node.send(Message::Close(None)).await;
     }
 
@@ -210,6 +187,23 @@ where
         let _ = self.client.send(Message::Close(Some(frame))).await;
         let _ = self.node.send(Message::Close(None)).await;
         Step::Stop
+    }
+}
+
+/// A client whose message was over the cap is told which cap, rather than just hung up on.
+pub(super) async fn tell_why<S>(client: &mut S, e: &WsError, max_message_bytes: usize)
+where
+    S: Sink<Message> + Unpin,
+{
+    tracing::debug!(error = %e, "client websocket error");
+    if matches!(e, WsError::Capacity(_)) {
+        let reason =
+            format!("message over websocket.max_message_bytes ({max_message_bytes} bytes)");
+        let frame = CloseFrame {
+            code: CloseCode::Size,
+            reason: reason.into(),
+        };
+        let _ = client.send(Message::Close(Some(frame))).await;
     }
 }
 

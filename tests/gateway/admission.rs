@@ -19,7 +19,7 @@ use crate::support::*;
 mod caps;
 mod fairness;
 mod limits;
-mod ws;
+pub(crate) mod ws;
 
 pub type Http = Client<HttpConnector, Full<Bytes>>;
 

@@ -15,10 +15,10 @@ use cometgate_sim::SimNodeConfig;
 
 use crate::support::*;
 
-type Ws = WebSocketStream<TcpStream>;
+pub(crate) type Ws = WebSocketStream<TcpStream>;
 
 /// A websocket to the gateway from `ip` (any 127.0.0.x).
-async fn ws_from(h: &Harness, ip: &str) -> Result<Ws, WsError> {
+pub(crate) async fn ws_from(h: &Harness, ip: &str) -> Result<Ws, WsError> {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
     let tcp = socket.connect(h.addr).await.unwrap();
@@ -28,12 +28,12 @@ async fn ws_from(h: &Harness, ip: &str) -> Result<Ws, WsError> {
         .map(|(ws, _)| ws)
 }
 
-async fn send(ws: &mut Ws, v: Value) {
+pub(crate) async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::text(v.to_string())).await.unwrap();
 }
 
 /// The next text message, or `None` when the gateway closes the connection.
-async fn next(ws: &mut Ws) -> Option<Value> {
+pub(crate) async fn next(ws: &mut Ws) -> Option<Value> {
     loop {
         let msg = tokio::time::timeout(DEADLINE, ws.next())
             .await
@@ -46,11 +46,11 @@ async fn next(ws: &mut Ws) -> Option<Value> {
     }
 }
 
-fn call(id: u64, method: &str, params: Value) -> Value {
+pub(crate) fn call(id: u64, method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
 }
 
-fn subscribe(id: u64, query: &str) -> Value {
+pub(crate) fn subscribe(id: u64, query: &str) -> Value {
     call(id, "subscribe", json!({"query": query}))
 }
 
