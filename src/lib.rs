@@ -24,7 +24,11 @@
 //!        respond            reply: the caller's id around the stored bytes, no re-encoding
 //!   error       every Rejection -> status, JSON-RPC error, Retry-After, close: one match
 //!   head        follows the chain head (NewBlock over /websocket, `status` polling)
-//!   websocket   the relay to the node's `/websocket`; the gateway decides each message
+//!   websocket   client websockets; the gateway decides each message. Subscriptions fan
+//!               out: one node subscription per distinct query (query: CometBFT's
+//!               grammar and rendering), each event read once and written to every
+//!               subscriber with its own id and query (hub, outbox, session), or in
+//!               relay mode a node websocket per client (pump)
 //!   shared      answers that never change, shared by replicas through Redis; optional
 //!   config      TOML -> validated Config, once, at the edge
 //! ```
