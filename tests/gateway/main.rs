@@ -9,6 +9,7 @@ mod cache;
 mod cli;
 mod clients;
 mod config_files;
+mod cosmjs;
 mod fanout;
 mod faults;
 mod guard;
