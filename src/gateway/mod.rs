@@ -79,18 +79,30 @@ pub struct Gateway {
 impl Gateway {
     /// Builds the gateway and starts following the node's head.
     pub fn new(config: Config) -> Arc<Gateway> {
-        let head = Head::spawn(&config.upstream.url, &config.head);
-        Gateway::with_head(config, head)
+        let metrics = Metrics::new();
+        let hub = ws::hub(&config, metrics.ws.clone());
+        // With a fan-out, the head follows its NewBlock subscription: the node then
+        // encodes each block once for the gateway, not once for each.
+        let feed = hub
+            .as_ref()
+            .filter(|_| config.head.websocket)
+            .and_then(|hub| hub.new_blocks());
+        let head = Head::spawn_fed(&config.upstream.url, &config.head, feed);
+        Gateway::build(config, head, metrics, hub)
     }
 
     /// As `new`, with a head supplied by the caller (tests drive it by hand).
     pub fn with_head(config: Config, head: Head) -> Arc<Gateway> {
         let metrics = Metrics::new();
+        let hub = ws::hub(&config, metrics.ws.clone());
+        Gateway::build(config, head, metrics, hub)
+    }
+
+    fn build(config: Config, head: Head, metrics: Metrics, hub: Option<Arc<Hub>>) -> Arc<Gateway> {
         let inflight = metrics.upstream_inflight(config.upstream.max_inflight_bytes.as_u64());
         let shared_metrics = metrics.shared.clone();
         let admission = Arc::new(Admission::new(&config));
         let shared = SharedTier::new(&config.shared, shared_metrics, admission.clone());
-        let hub = ws::hub(&config, metrics.ws.clone());
         let gateway = Arc::new(Gateway {
             upstream: Upstream::new(&config.upstream, inflight),
             breaker: Breaker::new(),

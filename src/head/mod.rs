@@ -135,10 +135,26 @@ impl Head {
     /// Starts following the node at `upstream` (its RPC url). Must be called inside a
     /// tokio runtime.
     pub fn spawn(upstream: &http::Uri, config: &HeadConfig) -> Head {
+        Head::spawn_fed(upstream, config, None)
+    }
+
+    /// As `spawn`; with a `feed` of NewBlock heights (the fan-out's own subscription,
+    /// `None` while it is down), it follows that instead of a websocket of its own.
+    pub(crate) fn spawn_fed(
+        upstream: &http::Uri,
+        config: &HeadConfig,
+        feed: Option<watch::Receiver<Option<u64>>>,
+    ) -> Head {
         let head = Head::with_stall_after(config.stall_after);
         let shared = Arc::clone(&head.handle.shared);
         let stop = head.handle.stop.subscribe();
-        tokio::spawn(ws::run(shared, upstream.clone(), config.clone(), stop));
+        tokio::spawn(ws::run(
+            shared,
+            upstream.clone(),
+            config.clone(),
+            feed,
+            stop,
+        ));
         head
     }
 

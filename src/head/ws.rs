@@ -26,6 +26,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     upstream: Uri,
     config: HeadConfig,
+    mut feed: Option<watch::Receiver<Option<u64>>>,
     mut stop: watch::Receiver<bool>,
 ) {
     // A poll still unanswered when the next is due has failed: a node that no longer
@@ -39,8 +40,14 @@ pub(crate) async fn run(
     let mut ws_due = Instant::now();
     loop {
         if config.websocket && Instant::now() >= ws_due {
+            let follow = async {
+                match feed.as_mut() {
+                    Some(feed) => follow_feed(feed, &shared, &poller, &config).await,
+                    None => follow(&url, &shared, &poller, &config).await,
+                }
+            };
             let (delivered, why) = tokio::select! {
-                outcome = follow(&url, &shared, &poller, &config) => outcome,
+                outcome = follow => outcome,
                 () = stopped(&mut stop) => return,
             };
             if delivered {
@@ -114,6 +121,44 @@ async fn follow(
                 Some(Ok(_)) => last_frame = Instant::now(),
             },
             () = sleep_until(last_frame + silence) => break format!("no event for {silence:?}"),
+            _ = status.tick() => shared.polled(&poller.poll(shared).await),
+        }
+    };
+    shared.set_source("none");
+    (delivered, why)
+}
+
+/// As `follow`, from the fan-out's NewBlock subscription rather than a websocket of the
+/// head's own; it ends when that subscription is down or falls silent.
+async fn follow_feed(
+    feed: &mut watch::Receiver<Option<u64>>,
+    shared: &Shared,
+    poller: &Poller,
+    config: &HeadConfig,
+) -> (bool, String) {
+    let mut status = tokio::time::interval(config.poll_interval);
+    status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let silence = config.stall_after.max(config.poll_interval);
+    let mut last = Instant::now();
+    let mut delivered = false;
+    let why = loop {
+        tokio::select! {
+            changed = feed.changed() => {
+                if changed.is_err() {
+                    break "the fan-out hub is gone".to_owned();
+                }
+                let Some(height) = *feed.borrow_and_update() else {
+                    if delivered {
+                        break "the fan-out lost the node's websocket".to_owned();
+                    }
+                    continue;
+                };
+                last = Instant::now();
+                shared.set_source("websocket");
+                shared.advance(height);
+                delivered = true;
+            }
+            () = sleep_until(last + silence) => break format!("no event for {silence:?}"),
             _ = status.tick() => shared.polled(&poller.poll(shared).await),
         }
     };

@@ -24,10 +24,11 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::metrics::WsMetrics;
 use super::outbox::{Outbox, Outgoing, Own};
+use super::query::Query;
 pub(crate) use event::{answer, error, refused};
 use node::Command;
 use topic::Topic;
@@ -163,6 +164,22 @@ impl Hub {
             .commands
             .send(Command::Subscribe(topic.clone()));
         Ok(topic)
+    }
+
+    /// NewBlock heights for the gateway's head, from the hub's own NewBlock topic, so
+    /// the node encodes no second subscription for them: `None` while the node
+    /// subscription is down. The topic stays open for as long as the hub lives.
+    pub(crate) fn new_blocks(&self) -> Option<watch::Receiver<Option<u64>>> {
+        let query = Query::parse("tm.event='NewBlock'").ok()?;
+        let key: Arc<str> = query.canonical().into();
+        let mut state = self.lock();
+        let topic = match state.topics.get(&key) {
+            Some(topic) => topic.clone(),
+            None => self.open_topic(&mut state, key, true).ok()?,
+        };
+        let (tx, rx) = watch::channel(None);
+        topic.pin(tx);
+        Some(rx)
     }
 
     /// The client left `sub` (unsubscribe, or its connection closed).

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::event::{self, Event};
@@ -35,6 +36,9 @@ struct Inner {
     /// Counts the times the topic was left empty, so a grace timer knows whether the
     /// emptiness it was started for is still the current one.
     emptied: u64,
+    /// The gateway's own follower of NewBlock (the head): it keeps the topic open, and
+    /// learns each height, or `None` while the node subscription is down.
+    feed: Option<watch::Sender<Option<u64>>>,
 }
 
 fn ack(sub: &Subscriber) -> Outgoing {
@@ -74,10 +78,16 @@ impl Topic {
         inner.subscribers.remove(&id).is_some() || inner.waiting.len() != before
     }
 
+    /// Keeps the topic open for the gateway's own follower, which `feed` tells.
+    pub(super) fn pin(&self, feed: watch::Sender<Option<u64>>) {
+        self.lock().feed = Some(feed);
+    }
+
     /// If nobody is left (and the topic was not ended), a mark for `still_empty`.
     pub(super) fn emptied(&self) -> Option<u64> {
         let mut inner = self.lock();
-        if inner.ended || !inner.subscribers.is_empty() || !inner.waiting.is_empty() {
+        let held = !inner.subscribers.is_empty() || !inner.waiting.is_empty();
+        if inner.ended || held || inner.feed.is_some() {
             return None;
         }
         inner.emptied += 1;
@@ -94,6 +104,9 @@ impl Topic {
         let mut inner = self.lock();
         inner.ended = true;
         inner.live = false;
+        if let Some(feed) = &inner.feed {
+            feed.send_replace(None);
+        }
         let mut gone: Vec<_> = inner.subscribers.drain().map(|(_, s)| s).collect();
         gone.append(&mut inner.waiting);
         gone
@@ -114,7 +127,11 @@ impl Topic {
 
     /// The node connection was lost: subscribers stay, newcomers wait for the node.
     pub(super) fn lost(&self) {
-        self.lock().live = false;
+        let mut inner = self.lock();
+        inner.live = false;
+        if let Some(feed) = &inner.feed {
+            feed.send_replace(None);
+        }
     }
 
     /// Clients that joined but never got the node's `{}`: told `frame_for`, and out.
@@ -138,6 +155,9 @@ impl Topic {
         }
         if self.new_block {
             self.follow_height(&mut inner, event.height, hub);
+            if let (Some(feed), Some(height)) = (&inner.feed, event.height) {
+                feed.send_replace(Some(height));
+            }
         }
         let mut slow = Vec::new();
         let mut closed = Vec::new();
