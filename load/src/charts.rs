@@ -1,4 +1,5 @@
-//! The report's PNG charts: the node's memory over time during the storm, and latency CDFs.
+//! The reports' PNG charts: the node's memory over time during the storm, latency CDFs, and
+//! plain lines (`ws-fanout`'s delivery latency against clients).
 //! Text is rendered with the Noto Sans shipped in the `ttf-noto-sans` crate (Apache-2.0),
 //! so charts look the same on a machine without any system fonts.
 
@@ -141,5 +142,60 @@ pub fn cdf(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
         .draw()
         .map_err(err)?;
     lines_with_legend(&mut chart, series, SeriesLabelPosition::LowerRight)?;
+    root.present().map_err(err)
+}
+
+/// Lines of y against x on linear axes from zero, with an optional dashed horizontal
+/// target (value, legend), e.g. delivery latency against the number of clients.
+pub fn lines(
+    path: &Path,
+    title: &str,
+    axes: (&str, &str),
+    series: &[Series],
+    target: Option<(f64, &str)>,
+) -> Result<(), String> {
+    fonts();
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let points = || series.iter().flat_map(|s| s.points.iter());
+    let x_max = points().map(|p| p.0).fold(1.0, f64::max) * 1.05;
+    let y_max = points()
+        .map(|p| p.1)
+        .fold(target.map_or(1.0, |t| t.0), f64::max)
+        * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(axes.0)
+        .y_desc(axes.1)
+        .light_line_style(WHITE)
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(err)?;
+    if let Some((value, label)) = target {
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(0.0, value), (x_max, value)],
+                6,
+                4,
+                BLACK.stroke_width(1),
+            ))
+            .map_err(err)?
+            .label(label)
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    }
+    for (i, s) in series.iter().enumerate() {
+        let c = colour(i);
+        chart
+            .draw_series(s.points.iter().map(|p| Circle::new(*p, 4, c.filled())))
+            .map_err(err)?;
+    }
+    lines_with_legend(&mut chart, series, SeriesLabelPosition::UpperLeft)?;
     root.present().map_err(err)
 }

@@ -126,6 +126,30 @@ pub fn find_binary(name: &str, package: &str) -> Result<PathBuf, String> {
     Err(format!("{name} still missing after the build"))
 }
 
+/// Raises this process's open-files limit to its hard limit, for benches that hold
+/// thousands of sockets; returns the limit now in force.
+pub fn raise_open_files() -> Result<u64, String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read or write the struct passed to them.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
+    }
+    if limit.rlim_cur < limit.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            limit = raised;
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
 fn status_field(pid: u32, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = text.lines().find(|l| l.starts_with(field))?;
@@ -165,6 +189,17 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_files_limit_is_raised_to_the_hard_one() {
+        let now = raise_open_files().unwrap();
+        assert!(now >= 64);
+        assert_eq!(
+            raise_open_files().unwrap(),
+            now,
+            "already at the hard limit"
+        );
+    }
 
     #[test]
     fn reads_own_memory_and_children() {

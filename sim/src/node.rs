@@ -15,7 +15,7 @@ use crate::cost::MemoryModel;
 use crate::cpu::Cpu;
 use crate::faults::{Fault, MetricsFault};
 use crate::genesis::Genesis;
-use crate::stats::{Counters, Stats};
+use crate::stats::{Counters, Stats, WsGauges};
 
 /// Serves one accepted RPC connection until `dead` fires. The node holds it because a
 /// request served this way may bring the listener back up (restart, a cleared `Down`):
@@ -27,6 +27,8 @@ pub(crate) struct Node {
     pub(crate) cfg: SimNodeConfig,
     pub(crate) chain: Arc<Chain>,
     pub(crate) counters: Counters,
+    /// What `/websocket` holds now (connections, subscriptions), for `/_simnode/stats`.
+    pub(crate) ws: WsGauges,
     pub(crate) mem: MemoryModel,
     pub(crate) genesis: Genesis,
     pub(crate) rt: tokio::runtime::Handle,
@@ -89,6 +91,7 @@ impl Node {
             started_unix,
             mem: MemoryModel::new(cfg.memory_limit_bytes, cfg.amplification),
             counters: Counters::default(),
+            ws: WsGauges::default(),
             chain,
             genesis,
             rt,
@@ -140,6 +143,7 @@ impl Node {
     pub(crate) fn stats(&self) -> Stats {
         let mut s = Stats::default();
         self.counters.fill(&mut s);
+        self.ws.fill(&mut s);
         s.resident_bytes = self.resident_bytes();
         s.ballast_bytes = self.mem.ballast();
         s.live_bytes = self.mem.live();

@@ -29,6 +29,16 @@ pub struct Stats {
     /// Memory held besides answers (`set_ballast`), counted towards the limit.
     #[serde(default)]
     pub ballast_bytes: u64,
+    /// `/websocket` connections open now. A gauge, not a count: `reset-counters` leaves it.
+    #[serde(default)]
+    pub ws_connections: u64,
+    /// Subscriptions held now over all websocket connections.
+    #[serde(default)]
+    pub ws_subscriptions: u64,
+    /// Subscriptions held now per query, keyed by the text each client sent (two texts
+    /// that mean the same are two subscriptions on CometBFT too).
+    #[serde(default)]
+    pub ws_subscriptions_per_query: BTreeMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -118,5 +128,69 @@ impl Counters {
         s.per_method = m.per_method.clone();
         s.per_request = m.per_request.clone();
         s.peak_inflight_per_method = m.peak_inflight_per_method.clone();
+    }
+}
+
+/// What the node's websocket side holds now: connections and subscriptions per query.
+/// Sessions keep it current as they open, subscribe, unsubscribe and end.
+#[derive(Default)]
+pub(crate) struct WsGauges {
+    connections: AtomicU64,
+    per_query: Mutex<BTreeMap<String, u64>>,
+}
+
+impl WsGauges {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        self.per_query.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn connected(&self) {
+        self.connections.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn disconnected(&self) {
+        self.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn subscribed(&self, query: &str) {
+        *self.lock().entry(query.to_string()).or_default() += 1;
+    }
+
+    pub(crate) fn unsubscribed(&self, query: &str) {
+        let mut m = self.lock();
+        if let Some(n) = m.get_mut(query) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(query);
+            }
+        }
+    }
+
+    pub(crate) fn fill(&self, s: &mut Stats) {
+        s.ws_connections = self.connections.load(Ordering::SeqCst);
+        s.ws_subscriptions_per_query = self.lock().clone();
+        s.ws_subscriptions = s.ws_subscriptions_per_query.values().sum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_gauges_follow_connections_and_queries() {
+        let g = WsGauges::default();
+        g.connected();
+        g.connected();
+        g.subscribed("tm.event='NewBlock'");
+        g.subscribed("tm.event='NewBlock'");
+        g.subscribed("tm.event='Tx'");
+        g.unsubscribed("tm.event='Tx'");
+        g.disconnected();
+        let mut s = Stats::default();
+        g.fill(&mut s);
+        assert_eq!((s.ws_connections, s.ws_subscriptions), (1, 2));
+        assert_eq!(s.ws_subscriptions_per_query.len(), 1, "emptied queries go");
+        assert_eq!(s.ws_subscriptions_per_query["tm.event='NewBlock'"], 2);
     }
 }

@@ -82,12 +82,56 @@ struct Subscription {
     id: RpcId,
 }
 
+/// One connection's subscriptions, mirrored in the node's gauges so that
+/// `/_simnode/stats` shows what the node holds now. Dropped when the session ends
+/// however it ends (closed, failed, the node killed), taking its share off the gauges.
+struct Subs {
+    node: Arc<Node>,
+    list: Vec<Subscription>,
+}
+
+impl Subs {
+    fn open(node: &Arc<Node>) -> Subs {
+        node.ws.connected();
+        Subs {
+            node: node.clone(),
+            list: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, sub: Subscription) {
+        self.node.ws.subscribed(&sub.text);
+        self.list.push(sub);
+    }
+
+    /// Drops the subscriptions `keep` refuses; returns how many went.
+    fn remove_where(&mut self, keep: impl Fn(&Subscription) -> bool) -> usize {
+        let before = self.list.len();
+        let node = &self.node;
+        self.list.retain(|s| {
+            let kept = keep(s);
+            if !kept {
+                node.ws.unsubscribed(&s.text);
+            }
+            kept
+        });
+        before - self.list.len()
+    }
+}
+
+impl Drop for Subs {
+    fn drop(&mut self) {
+        self.remove_where(|_| false);
+        self.node.ws.disconnected();
+    }
+}
+
 async fn session<S>(node: Arc<Node>, mut ws: WebSocketStream<S>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut blocks = node.chain.subscribe();
-    let mut subs: Vec<Subscription> = Vec::new();
+    let mut subs = Subs::open(&node);
     loop {
         tokio::select! {
             msg = ws.next() => {
@@ -109,11 +153,11 @@ where
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => return,
                 };
-                if subs.is_empty() {
+                if subs.list.is_empty() {
                     continue;
                 }
                 for ev in events_at(&node, height) {
-                    for s in subs.iter().filter(|s| s.query.matches(&ev.events)) {
+                    for s in subs.list.iter().filter(|s| s.query.matches(&ev.events)) {
                         let result = json!({"query": s.text, "data": ev.data, "events": ev.events});
                         let bytes = RpcResponse::ok(s.id.clone(), result).encode(true);
                         if ws.send(Message::text(String::from_utf8_lossy(&bytes).into_owned())).await.is_err() {
@@ -127,7 +171,7 @@ where
 }
 
 /// Answers one incoming text frame; `None` for notifications.
-async fn handle_text(node: &Arc<Node>, subs: &mut Vec<Subscription>, text: &str) -> Option<String> {
+async fn handle_text(node: &Arc<Node>, subs: &mut Subs, text: &str) -> Option<String> {
     let parsed = serde_json::from_str::<Value>(text)
         .map_err(|e| wire::go_syntax_error(text.as_bytes(), &e))
         .and_then(wire::parse_request);
@@ -184,14 +228,14 @@ fn lossy(bytes: Vec<u8>) -> String {
 }
 
 fn subscription_call(
-    subs: &mut Vec<Subscription>,
+    subs: &mut Subs,
     method: &str,
     text: &str,
     id: &RpcId,
 ) -> Result<Value, String> {
     match method {
         "subscribe" => {
-            if subs.len() >= MAX_SUBSCRIPTIONS {
+            if subs.list.len() >= MAX_SUBSCRIPTIONS {
                 return Err(format!(
                     "max_subscriptions_per_client {MAX_SUBSCRIPTIONS} reached"
                 ));
@@ -200,7 +244,7 @@ fn subscription_call(
                 return Err("maximum query length exceeded".to_string());
             }
             let q = query::parse(text).map_err(|e| format!("failed to parse query: {e}"))?;
-            if subs.iter().any(|s| s.text == text) {
+            if subs.list.iter().any(|s| s.text == text) {
                 return Err("already subscribed".to_string());
             }
             subs.push(Subscription {
@@ -210,17 +254,14 @@ fn subscription_call(
             });
         }
         "unsubscribe" => {
-            let before = subs.len();
-            subs.retain(|s| s.text != text);
-            if subs.len() == before {
+            if subs.remove_where(|s| s.text != text) == 0 {
                 return Err("subscription not found".to_string());
             }
         }
         _ => {
-            if subs.is_empty() {
+            if subs.remove_where(|_| false) == 0 {
                 return Err("subscription not found".to_string());
             }
-            subs.clear();
         }
     }
     Ok(json!({}))

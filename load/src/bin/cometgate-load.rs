@@ -62,14 +62,16 @@ enum Command {
         duration: Duration,
     },
     /// The memory budget and refresh-ahead benches: big answers under each allocator,
-    /// idle connections against nginx, and the latency around each block with
-    /// refresh-ahead off, "wait" and "previous"; writes LEAN.md and lean.json.
+    /// idle connections against nginx, the latency around each block with
+    /// refresh-ahead off, "wait" and "previous", and websocket fan-out to 10,000
+    /// clients; writes LEAN.md and lean.json (and WS-FANOUT.md for ws-fanout).
     Lean {
         #[arg(long)]
         quick: bool,
         #[arg(long, default_value = "lean-report")]
         out: PathBuf,
-        /// `memory`, `connections`, `entries`, `refresh` or `replicas` (all when absent).
+        /// `memory`, `connections`, `entries`, `refresh`, `replicas` or `ws-fanout` (all
+        /// when absent).
         #[arg(long)]
         only: Vec<String>,
     },

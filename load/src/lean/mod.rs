@@ -17,12 +17,17 @@
 //! - `replicas`: three replicas sharing one Redis in front of one node: the rate one
 //!   client spread over them is admitted at, node calls per immutable question, hit
 //!   throughput beside a lone replica without Redis, and p99 while Redis is killed.
+//! - `ws-fanout`: 1,000 to 10,000 websocket clients subscribed through one gateway:
+//!   delivery latency against a subscriber on the node, every block in order, what the
+//!   node holds (connections, subscriptions) and the gateway's RSS per client; also
+//!   written on its own as `WS-FANOUT.md`, `ws-fanout.json` and a chart.
 
 mod connections;
 mod entries;
 mod memory;
 mod refresh;
 mod replicas;
+mod ws_fanout;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,7 +41,8 @@ use crate::stack::{start_node, Bins, Node};
 pub struct Options {
     pub quick: bool,
     pub out: PathBuf,
-    /// `memory`, `connections`, `entries`, `refresh`, `replicas`, or all when empty.
+    /// `memory`, `connections`, `entries`, `refresh`, `replicas`, `ws-fanout`, or all
+    /// when empty.
     pub only: Vec<String>,
 }
 
@@ -75,6 +81,12 @@ pub async fn lean(opts: Options) -> Result<(), String> {
         let (text, value) = refresh::run(&bins, opts.quick, &work.join("refresh")).await?;
         md.push_str(&text);
         json.insert("refresh".into(), value);
+    }
+    if wants("ws-fanout") {
+        let dir = work.join("ws-fanout");
+        let (text, value) = ws_fanout::run(&bins, opts.quick, &dir, &opts.out).await?;
+        md.push_str(&text);
+        json.insert("ws-fanout".into(), value);
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| format!("{}: {e}", opts.out.display()))?;
     let json = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
@@ -116,11 +128,34 @@ pub(super) async fn gateway(
     dir: &Path,
     name: &str,
 ) -> Result<(Proc, String), String> {
+    let g = gateway_with(bins, rpc, "", sections, env, dir, name).await?;
+    Ok((g.proc, g.url))
+}
+
+/// A cometgate started by `gateway_with`, and where it listens.
+pub(super) struct Gateway {
+    pub proc: Proc,
+    pub url: String,
+    pub listen: std::net::SocketAddr,
+    pub metrics: std::net::SocketAddr,
+}
+
+/// `gateway`, with `server` (lines) added to its `[server]` section: TOML allows a
+/// table once, and the listen address is written there.
+pub(super) async fn gateway_with(
+    bins: &Bins,
+    rpc: std::net::SocketAddr,
+    server: &str,
+    sections: &str,
+    env: &[(&str, &str)],
+    dir: &Path,
+    name: &str,
+) -> Result<Gateway, String> {
     let (listen, metrics) = (free_addr(), free_addr());
     let mut text = String::new();
     let _ = write!(
         text,
-        "[server]\nlisten = \"{listen}\"\n\n[metrics]\nlisten = \"{metrics}\"\n\n\
+        "[server]\nlisten = \"{listen}\"\n{server}\n[metrics]\nlisten = \"{metrics}\"\n\n\
          [upstream]\nurl = \"http://{rpc}/\"\n\n{sections}"
     );
     let path = dir.join(format!("{name}.toml"));
@@ -133,9 +168,14 @@ pub(super) async fn gateway(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut gateway = Proc::spawn(cmd, name, dir, true)?;
-    wait_listening(listen, &mut gateway).await?;
-    Ok((gateway, format!("http://{listen}")))
+    let mut proc = Proc::spawn(cmd, name, dir, true)?;
+    wait_listening(listen, &mut proc).await?;
+    Ok(Gateway {
+        proc,
+        url: format!("http://{listen}"),
+        listen,
+        metrics,
+    })
 }
 
 /// Milliseconds with two decimals, for the tables.
