@@ -326,9 +326,10 @@ async fn fifty_clients_are_one_node_subscription_on_one_node_connection() {
 async fn the_head_follows_the_fanouts_own_new_block_subscription() {
     let h = spawn_gateway_with(SimNodeConfig::default(), |_| {}).await;
     let node = &h.node;
-    eventually("the hub holds the head's NewBlock subscription", || async move {
-        node.requests_for("subscribe") == 1
-    })
+    eventually(
+        "the hub holds the head's NewBlock subscription",
+        || async move { node.requests_for("subscribe") == 1 },
+    )
     .await;
     let produced = h.advance_block().await;
     assert_eq!(h.gateway.head().height(), Some(produced));
@@ -336,6 +337,10 @@ async fn the_head_follows_the_fanouts_own_new_block_subscription() {
     subscribed(&mut a, 1, "tm.event = 'NewBlock'").await;
     h.node.advance_block();
     assert_eq!(height_of(&next(&mut a).await.unwrap()), h.node.height());
-    assert_eq!(h.node.requests_for("subscribe"), 1, "one, shared with the head");
+    assert_eq!(
+        h.node.requests_for("subscribe"),
+        1,
+        "one, shared with the head"
+    );
     assert_eq!(metric(&h, "cometgate_ws_node_connections").await, 1.0);
 }
