@@ -38,16 +38,17 @@ pub(crate) async fn run(
         .clamp(Duration::from_millis(500), BACKOFF_MAX);
     let mut backoff = first_backoff;
     let mut ws_due = Instant::now();
+    if let Some(mut feed) = feed.take() {
+        tokio::select! {
+            () = follow_feed(&mut feed, &shared, &poller, config.poll_interval) => {}
+            () = stopped(&mut stop) => return,
+        }
+        tracing::info!("the fan-out hub is gone: the head follows the node's websocket itself");
+    }
     loop {
         if config.websocket && Instant::now() >= ws_due {
-            let follow = async {
-                match feed.as_mut() {
-                    Some(feed) => follow_feed(feed, &shared, &poller, &config).await,
-                    None => follow(&url, &shared, &poller, &config).await,
-                }
-            };
             let (delivered, why) = tokio::select! {
-                outcome = follow => outcome,
+                outcome = follow(&url, &shared, &poller, &config) => outcome,
                 () = stopped(&mut stop) => return,
             };
             if delivered {
@@ -128,42 +129,41 @@ async fn follow(
     (delivered, why)
 }
 
-/// As `follow`, from the fan-out's NewBlock subscription rather than a websocket of the
-/// head's own; it ends when that subscription is down or falls silent.
+/// Follows the fan-out's NewBlock subscription for as long as the hub lives. While
+/// the hub has lost the node the head is polled, and the feed resumes by itself when
+/// the hub subscribes again: there is nothing to dial, so nothing to back off from.
 async fn follow_feed(
     feed: &mut watch::Receiver<Option<u64>>,
     shared: &Shared,
     poller: &Poller,
-    config: &HeadConfig,
-) -> (bool, String) {
-    let mut status = tokio::time::interval(config.poll_interval);
+    every: Duration,
+) {
+    let mut status = tokio::time::interval(every);
     status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let silence = config.stall_after.max(config.poll_interval);
-    let mut last = Instant::now();
-    let mut delivered = false;
-    let why = loop {
+    loop {
         tokio::select! {
             changed = feed.changed() => {
                 if changed.is_err() {
-                    break "the fan-out hub is gone".to_owned();
+                    return;
                 }
-                let Some(height) = *feed.borrow_and_update() else {
-                    if delivered {
-                        break "the fan-out lost the node's websocket".to_owned();
+                match *feed.borrow_and_update() {
+                    Some(height) => {
+                        shared.set_source("websocket");
+                        shared.advance(height);
                     }
-                    continue;
-                };
-                last = Instant::now();
-                shared.set_source("websocket");
-                shared.advance(height);
-                delivered = true;
+                    None => shared.set_source("polling"),
+                }
             }
-            () = sleep_until(last + silence) => break format!("no event for {silence:?}"),
-            _ = status.tick() => shared.polled(&poller.poll(shared).await),
+            _ = status.tick() => {
+                let polled = poller.poll(shared).await;
+                shared.polled(&polled);
+                let fed = feed.borrow().is_some();
+                if !fed {
+                    shared.set_source(if polled.is_ok() { "polling" } else { "none" });
+                }
+            }
         }
-    };
-    shared.set_source("none");
-    (delivered, why)
+    }
 }
 
 /// The node's websocket endpoint for its RPC url (`http://h:p/` → `ws://h:p/websocket`).

@@ -18,6 +18,7 @@ pub(crate) struct WsMetrics {
     pub(crate) dropped: Counter,
     pub(crate) slow_cancellations: Counter,
     pub(crate) missed_blocks: Counter,
+    pub(crate) dial_failures: Counter,
     delivery: Option<Histogram>,
 }
 
@@ -66,6 +67,11 @@ impl WsMetrics {
                 "ws_slow_consumer_cancellations",
                 "Client subscriptions cancelled because the client was not reading its events fast enough",
                 &m.slow_cancellations,
+            ),
+            (
+                "ws_node_dial_failures",
+                "Dials of the fan-out's node websockets that failed (each is retried, backing off to 5 s)",
+                &m.dial_failures,
             ),
             (
                 "ws_missed_blocks",

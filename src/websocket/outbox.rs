@@ -43,7 +43,14 @@ impl Own {
     }
 
     fn len(&self, pieces: &[Piece]) -> usize {
-        self.slices(pieces).iter().map(|s| s.len()).sum()
+        pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Node(b) => b.len(),
+                Piece::Id => self.id.len(),
+                Piece::Query => self.query.len(),
+            })
+            .sum()
     }
 }
 
@@ -122,7 +129,10 @@ impl Outbox {
             return Err(Refused::Closed);
         }
         let size = item.bytes();
-        if q.items.len() >= self.max_messages || q.bytes + size > self.max_bytes {
+        // An empty queue takes any one event: a block larger than the byte bound is
+        // not the client's slowness.
+        let over = q.items.len() >= self.max_messages || q.bytes + size > self.max_bytes;
+        if over && !q.items.is_empty() {
             return Err(Refused::Full);
         }
         q.bytes += size;
@@ -207,6 +217,13 @@ mod tests {
         assert_eq!(taken.len(), 4);
         assert!(matches!(taken[3], Outgoing::Frame(_)), "order kept");
         assert_eq!(outbox.offer(event(90)), Ok(()), "taking frees the bytes");
+    }
+
+    #[test]
+    fn an_event_over_the_byte_bound_still_reaches_an_empty_queue() {
+        let outbox = Outbox::new(3, 100);
+        assert_eq!(outbox.offer(event(500)), Ok(()));
+        assert_eq!(outbox.offer(event(1)), Err(Refused::Full));
     }
 
     #[test]

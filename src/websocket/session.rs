@@ -285,13 +285,15 @@ where
         self.last_heard = Instant::now();
         let answer = match self.handler.on_message(data) {
             Verdict::Serve(call) => return Ok(Some(call)),
-            Verdict::Ignore | Verdict::Forward => return Ok(None),
+            Verdict::Ignore | Verdict::Forward => None,
             Verdict::Answer(answer) => Some(answer),
             Verdict::Subscription { id, call } => self.subs.call(&id, call),
         };
-        match answer {
-            Some(answer) if self.write(&[&answer]).await == Step::Stop => Err(()),
-            _ => Ok(None),
+        // Through the outbox, behind the hub's answers and events already queued: a
+        // client is answered in the order it asked, as by the node.
+        if let Some(answer) = answer {
+            self.subs.outbox.force(Outgoing::Frame(answer));
         }
+        Ok(None)
     }
 }

@@ -91,16 +91,19 @@ async fn two_spellings_share_one_node_subscription_and_each_client_gets_the_node
 }
 
 #[tokio::test]
-async fn the_node_subscription_ends_a_grace_after_its_last_client_leaves() {
-    let h = fanout(SimNodeConfig::default(), |_| {}).await;
+async fn a_client_back_within_the_grace_finds_the_node_subscription_still_there() {
+    // A grace no loaded machine can overrun: reuse is then certain.
+    let h = fanout(SimNodeConfig::default(), |c| {
+        c.websocket.unsubscribe_grace = Duration::from_secs(600);
+    })
+    .await;
     let mut a = ws_from(&h, "127.0.0.1").await.unwrap();
     subscribed(&mut a, 1, NEW_BLOCK).await;
     send(&mut a, call(2, "unsubscribe", json!({"query": NEW_BLOCK}))).await;
     assert_eq!(next(&mut a).await.unwrap()["result"], json!({}));
-
-    // Back within the grace: the node subscription is still there and is reused.
     subscribed(&mut a, 3, "tm.event = 'NewBlock'").await;
     assert_eq!(h.node.requests_for("subscribe"), 1);
+    assert_eq!(h.node.requests_for("unsubscribe"), 0);
     h.node.advance_block();
     let event = next(&mut a).await.unwrap();
     assert_eq!(
@@ -108,6 +111,21 @@ async fn the_node_subscription_ends_a_grace_after_its_last_client_leaves() {
         (json!(3), h.node.height())
     );
 
+    // Leaving what is not held gets the node's answer.
+    send(
+        &mut a,
+        call(6, "unsubscribe", json!({"query": "tm.event='Tx'"})),
+    )
+    .await;
+    let v = next(&mut a).await.unwrap();
+    assert_eq!(v["error"]["data"], "subscription not found", "{v}");
+}
+
+#[tokio::test]
+async fn the_node_subscription_ends_a_grace_after_its_last_client_leaves() {
+    let h = fanout(SimNodeConfig::default(), |_| {}).await;
+    let mut a = ws_from(&h, "127.0.0.1").await.unwrap();
+    subscribed(&mut a, 1, NEW_BLOCK).await;
     send(&mut a, call(4, "unsubscribe_all", json!({}))).await;
     assert_eq!(next(&mut a).await.unwrap()["result"], json!({}));
     let node = &h.node;
@@ -119,13 +137,11 @@ async fn the_node_subscription_ends_a_grace_after_its_last_client_leaves() {
     assert_eq!(metric(&h, "cometgate_ws_node_subscriptions").await, 0.0);
     subscribed(&mut a, 5, NEW_BLOCK).await;
     assert_eq!(h.node.requests_for("subscribe"), 2, "a new one at the node");
-
-    // Leaving what is not held gets the node's answer.
-    send(
-        &mut a,
-        call(6, "unsubscribe", json!({"query": "tm.event='Tx'"})),
-    )
-    .await;
+    h.node.advance_block();
+    assert_eq!(height_of(&next(&mut a).await.unwrap()), h.node.height());
+    send(&mut a, call(6, "unsubscribe_all", json!({}))).await;
+    assert_eq!(next(&mut a).await.unwrap()["result"], json!({}));
+    send(&mut a, call(7, "unsubscribe_all", json!({}))).await;
     let v = next(&mut a).await.unwrap();
     assert_eq!(v["error"]["data"], "subscription not found", "{v}");
 }
@@ -322,17 +338,24 @@ async fn fifty_clients_are_one_node_subscription_on_one_node_connection() {
     assert_eq!(metric(&h, "cometgate_ws_clients").await, 50.0);
 }
 
+/// A head that can only learn new blocks from the hub: its status polls are rarer than
+/// any test waits.
+fn head_fed_by_the_hub(c: &mut Config) {
+    c.head.websocket = true;
+    c.head.poll_interval = Duration::from_secs(60);
+    c.head.stall_after = Duration::from_secs(600);
+}
+
 #[tokio::test]
 async fn the_head_follows_the_fanouts_own_new_block_subscription() {
-    let h = spawn_gateway_with(SimNodeConfig::default(), |_| {}).await;
+    let h = spawn_gateway_with(SimNodeConfig::default(), head_fed_by_the_hub).await;
     let node = &h.node;
     eventually(
         "the hub holds the head's NewBlock subscription",
         || async move { node.requests_for("subscribe") == 1 },
     )
     .await;
-    let produced = h.advance_block().await;
-    assert_eq!(h.gateway.head().height(), Some(produced));
+    h.advance_block().await;
     let mut a = ws_from(&h, "127.0.0.1").await.unwrap();
     subscribed(&mut a, 1, "tm.event = 'NewBlock'").await;
     h.node.advance_block();
@@ -342,5 +365,53 @@ async fn the_head_follows_the_fanouts_own_new_block_subscription() {
         1,
         "one, shared with the head"
     );
-    assert_eq!(metric(&h, "cometgate_ws_node_connections").await, 1.0);
+    assert_eq!(
+        h.node.stats().ws_connections,
+        1,
+        "no websocket of the head's own"
+    );
+}
+
+#[tokio::test]
+async fn the_head_keeps_its_feed_across_a_node_outage() {
+    let h = spawn_gateway_with(SimNodeConfig::default(), head_fed_by_the_hub).await;
+    h.advance_block().await;
+    h.node.set_fault(Fault::Down);
+    let hh = &h;
+    eventually("the hub has failed to dial twice", || async move {
+        metric(hh, "cometgate_ws_node_dial_failures_total").await >= 2.0
+    })
+    .await;
+    h.node.set_fault(Fault::None);
+    eventually("the hub subscribes again", || async move {
+        metric(hh, "cometgate_ws_node_subscriptions").await == 1.0
+    })
+    .await;
+    // Only the feed can tell the head in time.
+    h.advance_block().await;
+}
+
+#[tokio::test]
+async fn a_block_larger_than_a_clients_byte_bound_still_reaches_it() {
+    let node = SimNodeConfig {
+        txs_per_block: 20,
+        tx_bytes: 1000,
+        ..SimNodeConfig::default()
+    };
+    let h = fanout(node, |c| {
+        c.websocket.max_message_bytes = ByteSize::kib(1);
+        c.websocket.client_buffer_bytes = ByteSize::kib(2);
+    })
+    .await;
+    let mut a = ws_from(&h, "127.0.0.1").await.unwrap();
+    subscribed(&mut a, 1, NEW_BLOCK).await;
+    for _ in 0..3 {
+        h.node.advance_block();
+        let event = next(&mut a).await.unwrap();
+        assert_eq!(height_of(&event), h.node.height(), "{}", event["error"]);
+    }
+    assert_eq!(
+        metric(&h, "cometgate_ws_slow_consumer_cancellations_total").await,
+        0.0
+    );
 }

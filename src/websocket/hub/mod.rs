@@ -211,17 +211,20 @@ impl Hub {
 
     fn close_if_still_empty(&self, topic: &Arc<Topic>, emptied: u64) {
         let mut state = self.lock();
-        if !topic.still_empty(emptied) {
+        // The node unsubscribes by query: only the topic still in the hub may be ended
+        // there, never a newer one on the same query.
+        if !topic.still_empty(emptied) || !self.forget(&mut state, topic) {
             return;
         }
-        self.forget(&mut state, topic);
+        topic.end();
         if let Some(conn) = state.conns.get(topic.conn) {
             let _ = conn.commands.send(Command::Unsubscribe(topic.clone()));
         }
     }
 
-    /// Takes `topic` out of the hub (it is no longer found by its query).
-    fn forget(&self, state: &mut State, topic: &Arc<Topic>) {
+    /// Takes `topic` out of the hub (it is no longer found by its query); false if it
+    /// was already out.
+    fn forget(&self, state: &mut State, topic: &Arc<Topic>) -> bool {
         let same = state
             .topics
             .get(&topic.key)
@@ -232,16 +235,18 @@ impl Hub {
                 conn.topics -= 1;
             }
         }
+        same
     }
 
-    /// The node refused or cancelled `topic`: its clients are told, and it is gone.
-    fn drop_topic(&self, topic: &Arc<Topic>, frame_for: impl Fn(&Subscriber) -> Bytes) {
+    /// The node refused `topic`: its clients are told, and it is gone. `frame_for`
+    /// words it for a subscriber that was already answered `{}` (true) or not.
+    fn drop_topic(&self, topic: &Arc<Topic>, frame_for: impl Fn(&Subscriber, bool) -> Bytes) {
         let mut state = self.lock();
         self.forget(&mut state, topic);
         drop(state);
         let gone = topic.end();
-        for sub in &gone {
-            let frame = frame_for(sub);
+        for (sub, answered) in &gone {
+            let frame = frame_for(sub, *answered);
             sub.outbox.force(Outgoing::Ended {
                 key: sub.key.clone(),
                 sub: sub.id,

@@ -39,6 +39,26 @@ struct Topics {
     live: HashSet<String>,
 }
 
+impl Topics {
+    /// A command while no node connection is up: only the map changes.
+    fn apply(&mut self, cmd: Command) {
+        match cmd {
+            Command::Subscribe(t) => drop(self.by_id.insert(t.node_id.clone(), t)),
+            Command::Unsubscribe(t) => drop(self.by_id.remove(&t.node_id)),
+        }
+    }
+}
+
+/// CometBFT's own wait for a websocket write; a node that takes no more is gone.
+const WRITE_WAIT: Duration = Duration::from_secs(10);
+
+async fn send(ws: &mut NodeSocket, msg: Message) -> Result<(), ()> {
+    match tokio::time::timeout(WRITE_WAIT, ws.send(msg)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
 enum Ended {
     /// The hub is gone: so is this connection.
     Exit,
@@ -67,6 +87,13 @@ async fn run(hub: Weak<Hub>, index: usize, mut commands: mpsc::UnboundedReceiver
             }
             Err(e) => {
                 tracing::warn!(connection = index, error = %e, "node websocket unreachable");
+                if let Some(hub) = hub.upgrade() {
+                    hub.metrics.dial_failures.inc();
+                }
+                // Subscribes that came in during the dial are refused with the rest.
+                while let Ok(cmd) = commands.try_recv() {
+                    topics.apply(cmd);
+                }
                 if !fail_waiting(&hub, &mut topics) {
                     return;
                 }
@@ -77,8 +104,7 @@ async fn run(hub: Weak<Hub>, index: usize, mut commands: mpsc::UnboundedReceiver
         let until = Instant::now() + backoff;
         while let Ok(cmd) = tokio::time::timeout_at(until, commands.recv()).await {
             match cmd {
-                Some(Command::Subscribe(t)) => drop(topics.by_id.insert(t.node_id.clone(), t)),
-                Some(Command::Unsubscribe(t)) => drop(topics.by_id.remove(&t.node_id)),
+                Some(cmd) => topics.apply(cmd),
                 None => return,
             }
         }
@@ -121,7 +147,7 @@ fn fail_waiting(hub: &Weak<Hub>, topics: &mut Topics) -> bool {
     topics.by_id.retain(|_, topic| {
         let keep = !topic.is_empty();
         if !keep {
-            hub.drop_topic(topic, |_| bytes::Bytes::new());
+            hub.drop_topic(topic, |_, _| bytes::Bytes::new());
         }
         keep
     });
@@ -151,7 +177,7 @@ async fn connected(
     let ended = 'conn: {
         for topic in topics.by_id.values() {
             let frame = subscribe_frame("subscribe", &topic.node_id, &topic.key);
-            if ws.send(frame).await.is_err() {
+            if send(&mut ws, frame).await.is_err() {
                 break 'conn Ended::Lost;
             }
         }
@@ -170,7 +196,9 @@ async fn connected(
                     match frame {
                         Some(Ok(msg @ Message::Text(_))) => {
                             let Some(hub) = hub.upgrade() else { break 'conn Ended::Exit };
-                            on_frame(&hub, topics, &msg.into_data(), last_heard);
+                            if on_frame(&hub, topics, &msg.into_data(), last_heard).is_err() {
+                                break 'conn Ended::Lost;
+                            }
                         }
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break 'conn Ended::Lost,
                         Some(Ok(_)) => {}
@@ -178,7 +206,7 @@ async fn connected(
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > PING_EVERY * 3
-                        || ws.send(Message::Ping(Default::default())).await.is_err()
+                        || send(&mut ws, Message::Ping(Default::default())).await.is_err()
                     {
                         break 'conn Ended::Lost;
                     }
@@ -216,10 +244,19 @@ async fn on_command(
             subscribe_frame("unsubscribe", &id, &topic.key)
         }
     };
-    ws.send(frame).await.map_err(|_| ())
+    send(ws, frame).await
 }
 
-fn on_frame(hub: &Arc<Hub>, topics: &mut Topics, frame: &bytes::Bytes, read_at: Instant) {
+/// Routes one node frame; `Err` when the node ended a live subscription, which it does
+/// when it shuts down ("CometBFT exited") or finds the gateway slow: the connection is
+/// then taken as lost, so that it and its topics are dialled and subscribed again
+/// while clients keep theirs.
+fn on_frame(
+    hub: &Arc<Hub>,
+    topics: &mut Topics,
+    frame: &bytes::Bytes,
+    read_at: Instant,
+) -> Result<(), ()> {
     match event::read(frame) {
         NodeFrame::Event { id, event } => {
             if let Some(topic) = topics.by_id.get(&id) {
@@ -236,20 +273,20 @@ fn on_frame(hub: &Arc<Hub>, topics: &mut Topics, frame: &bytes::Bytes, read_at: 
                 }
             }
         }
+        NodeFrame::Error { id, data } if topics.live.contains(&id) => {
+            tracing::warn!(error = %data, "the node ended a fan-out subscription: dialling again");
+            return Err(());
+        }
         NodeFrame::Error { id, data } => {
             let Some(topic) = topics.by_id.remove(&id) else {
-                return;
+                return Ok(());
             };
-            let was_live = topics.live.remove(&id);
-            if was_live {
-                hub.metrics.node_subscriptions.dec();
-            }
-            tracing::warn!(query = %topic.key, error = %data, "the node refused or ended a fan-out subscription");
-            // A subscription the node ended is passed on as it would have told each
-            // client; a refused subscribe is each waiting client's refusal.
-            hub.drop_topic(&topic, |sub| {
-                if was_live {
-                    event::error(&sub.own.id, -32000, "Server error", &data)
+            tracing::warn!(query = %topic.key, error = %data, "the node refused a fan-out subscription");
+            // Clients already answered `{}` (before a reconnect) see their subscription
+            // end; those still waiting see their subscribe refused.
+            hub.drop_topic(&topic, |sub, answered| {
+                if answered {
+                    event::cancelled(&sub.own.id, &data)
                 } else {
                     event::refused(&sub.own.id, &data)
                 }
@@ -257,4 +294,5 @@ fn on_frame(hub: &Arc<Hub>, topics: &mut Topics, frame: &bytes::Bytes, read_at: 
         }
         NodeFrame::Other => {}
     }
+    Ok(())
 }

@@ -41,6 +41,12 @@ struct Inner {
     feed: Option<watch::Sender<Option<u64>>>,
 }
 
+impl Inner {
+    fn is_empty(&self) -> bool {
+        self.subscribers.is_empty() && self.waiting.is_empty() && self.feed.is_none()
+    }
+}
+
 fn ack(sub: &Subscriber) -> Outgoing {
     Outgoing::Frame(event::answer(&sub.own.id, "{}"))
 }
@@ -70,12 +76,16 @@ impl Topic {
         }
     }
 
-    /// True if `id` was here.
+    /// True if `id` was here. One still waiting for the node gets its `{}` first: the
+    /// node answers a subscribe before the unsubscribe that follows it.
     pub(super) fn remove(&self, id: u64) -> bool {
         let mut inner = self.lock();
-        let before = inner.waiting.len();
-        inner.waiting.retain(|s| s.id != id);
-        inner.subscribers.remove(&id).is_some() || inner.waiting.len() != before
+        if let Some(at) = inner.waiting.iter().position(|s| s.id == id) {
+            let sub = inner.waiting.swap_remove(at);
+            sub.outbox.force(ack(&sub));
+            return true;
+        }
+        inner.subscribers.remove(&id).is_some()
     }
 
     /// Keeps the topic open for the gateway's own follower, which `feed` tells.
@@ -86,8 +96,7 @@ impl Topic {
     /// If nobody is left (and the topic was not ended), a mark for `still_empty`.
     pub(super) fn emptied(&self) -> Option<u64> {
         let mut inner = self.lock();
-        let held = !inner.subscribers.is_empty() || !inner.waiting.is_empty();
-        if inner.ended || held || inner.feed.is_some() {
+        if inner.ended || !inner.is_empty() {
             return None;
         }
         inner.emptied += 1;
@@ -96,19 +105,18 @@ impl Topic {
 
     pub(super) fn still_empty(&self, mark: u64) -> bool {
         let inner = self.lock();
-        inner.emptied == mark && inner.subscribers.is_empty() && inner.waiting.is_empty()
+        !inner.ended && inner.emptied == mark && inner.is_empty()
     }
 
-    /// Ends the topic: everyone in it, for the caller to tell.
-    pub(super) fn end(&self) -> Vec<Arc<Subscriber>> {
+    /// Ends the topic: everyone in it, for the caller to tell, each with whether it
+    /// had been answered `{}` already.
+    pub(super) fn end(&self) -> Vec<(Arc<Subscriber>, bool)> {
         let mut inner = self.lock();
         inner.ended = true;
         inner.live = false;
-        if let Some(feed) = &inner.feed {
-            feed.send_replace(None);
-        }
-        let mut gone: Vec<_> = inner.subscribers.drain().map(|(_, s)| s).collect();
-        gone.append(&mut inner.waiting);
+        inner.feed = None;
+        let mut gone: Vec<_> = inner.subscribers.drain().map(|(_, s)| (s, true)).collect();
+        gone.extend(inner.waiting.drain(..).map(|s| (s, false)));
         gone
     }
 
@@ -139,9 +147,9 @@ impl Topic {
         std::mem::take(&mut self.lock().waiting)
     }
 
+    /// Nobody holds it: no client, and not the head's feed.
     pub(super) fn is_empty(&self) -> bool {
-        let inner = self.lock();
-        inner.subscribers.is_empty() && inner.waiting.is_empty()
+        self.lock().is_empty()
     }
 
     /// Offers `event` to every subscriber; one whose outbox is full is cancelled as the
@@ -201,7 +209,7 @@ impl Topic {
     fn follow_height(&self, inner: &mut Inner, height: Option<u64>, hub: &Hub) {
         let Some(height) = height else { return };
         if let Some(last) = inner.last_height {
-            if height > last + 1 {
+            if height > last.saturating_add(1) {
                 let missed = height - last - 1;
                 hub.metrics().missed_blocks.inc_by(missed);
                 tracing::warn!(
