@@ -183,27 +183,31 @@ pub(crate) fn go_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-/// A JSON-RPC answer on one client's subscription id, in the node's shape.
+/// A JSON-RPC answer on one client's subscription id, as the node writes websocket
+/// answers: indented by two spaces (Go's `json.MarshalIndent`), in its field order.
 pub(crate) fn answer(id: &[u8], result: &str) -> Bytes {
-    let mut out = Vec::with_capacity(40 + id.len() + result.len());
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    let mut out = Vec::with_capacity(48 + id.len() + result.len());
+    out.extend_from_slice(b"{\n  \"jsonrpc\": \"2.0\",\n  \"id\": ");
     out.extend_from_slice(id);
-    out.extend_from_slice(b",\"result\":");
+    out.extend_from_slice(b",\n  \"result\": ");
     out.extend_from_slice(result.as_bytes());
-    out.push(b'}');
+    out.extend_from_slice(b"\n}");
     out.into()
 }
 
-/// An error in the node's shape: `code`, its `message`, and `data` as a string.
+/// An error in the node's shape (`code`, its `message`, `data` as a string), laid out
+/// as the node lays out websocket answers.
 pub(crate) fn error(id: &[u8], code: i32, message: &str, data: &str) -> Bytes {
-    let mut out = Vec::with_capacity(80 + id.len() + data.len());
-    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    let mut out = Vec::with_capacity(96 + id.len() + data.len());
+    out.extend_from_slice(b"{\n  \"jsonrpc\": \"2.0\",\n  \"id\": ");
     out.extend_from_slice(id);
-    out.extend_from_slice(format!(",\"error\":{{\"code\":{code},\"message\":").as_bytes());
+    out.extend_from_slice(
+        format!(",\n  \"error\": {{\n    \"code\": {code},\n    \"message\": ").as_bytes(),
+    );
     go_string(message, &mut out);
-    out.extend_from_slice(b",\"data\":");
+    out.extend_from_slice(b",\n    \"data\": ");
     go_string(data, &mut out);
-    out.extend_from_slice(b"}}");
+    out.extend_from_slice(b"\n  }\n}");
     out.into()
 }
 
@@ -315,11 +319,25 @@ mod tests {
     }
 
     #[test]
+    fn answers_are_laid_out_as_the_node_lays_out_websocket_answers() {
+        let ack = answer(br#""s1""#, "{}");
+        assert_eq!(
+            std::str::from_utf8(&ack).unwrap(),
+            "{\n  \"jsonrpc\": \"2.0\",\n  \"id\": \"s1\",\n  \"result\": {}\n}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&refused(b"2", "already subscribed")).unwrap();
+        assert_eq!(v["error"]["code"], -32603);
+        assert_eq!(v["error"]["message"], "Internal error");
+        assert_eq!(v["error"]["data"], "already subscribed");
+    }
+
+    #[test]
     fn cancellation_is_worded_as_the_node_words_it() {
         let frame = cancelled(b"1", "client is not pulling messages fast enough");
         assert_eq!(
             std::str::from_utf8(&frame).unwrap(),
-            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"Server error","data":"subscription was canceled (reason: client is not pulling messages fast enough)"}}"#
+            "{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 1,\n  \"error\": {\n    \"code\": -32000,\n    \"message\": \"Server error\",\n    \"data\": \"subscription was canceled (reason: client is not pulling messages fast enough)\"\n  }\n}"
         );
     }
 }
