@@ -37,6 +37,7 @@ pub use lanes::{LaneConfig, LanesConfig};
 pub use methods::MethodOverride;
 pub use node_guard::NodeGuardConfig;
 pub use rate_limit::{ApiKeyQuota, ClientIpHeader, LocalClients, RateLimitConfig};
+pub(crate) use read::read_ca_file;
 pub use shared::{OnError, SharedConfig};
 pub(crate) use units::format_duration;
 pub use units::ByteSize;
@@ -133,6 +134,9 @@ pub struct UpstreamConfig {
     pub pool_max_idle: usize,
     #[serde(serialize_with = "ser_duration")]
     pub pool_idle_timeout: Duration,
+    /// PEM certificates trusted for an `https://` node besides the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for UpstreamConfig {
@@ -148,6 +152,7 @@ impl Default for UpstreamConfig {
             max_inflight_bytes: ByteSize::mib(64),
             pool_max_idle: 64,
             pool_idle_timeout: secs(90),
+            ca_file: None,
         }
     }
 }

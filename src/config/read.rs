@@ -81,9 +81,30 @@ fn upstream(s: &mut Section, p: &mut Problems, c: &mut UpstreamConfig) {
     s.read(p, "max_inflight_bytes", &mut c.max_inflight_bytes, size);
     s.read(p, "pool_max_idle", &mut c.pool_max_idle, unsigned);
     s.read(p, "pool_idle_timeout", &mut c.pool_idle_timeout, duration);
+    s.read(p, "ca_file", &mut c.ca_file, |v| {
+        let path = std::path::PathBuf::from(string(v)?);
+        read_ca_file(&path).map(|_| Some(path))
+    });
 }
 
-/// The node's RPC address, normalised to `http://authority/` so the rest of
+/// The certificates of a PEM file: read and checked when the config is loaded, so a
+/// bad file is a config error naming its key, not a failure at the first call.
+pub(crate) fn read_ca_file(
+    path: &std::path::Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect();
+    let certs = certs.map_err(|e| format!("{} is not PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+/// The node's RPC address, normalised to `http[s]://authority/` so the rest of
 /// the code can append paths without re-checking the shape.
 pub(crate) fn upstream_url(v: &Value) -> Result<http::Uri, String> {
     let text = string(v)?;
@@ -92,17 +113,17 @@ pub(crate) fn upstream_url(v: &Value) -> Result<http::Uri, String> {
         .trim()
         .parse()
         .map_err(|_| bad("expected e.g. \"http://127.0.0.1:26657\""))?;
-    match uri.scheme_str() {
-        Some("http") | Some("tcp") => {}
-        Some("https") => {
-            return Err(bad(
-                "https is not supported; the node is expected on a private address",
-            ))
-        }
+    let scheme = match uri.scheme_str() {
+        Some("http") | Some("tcp") => "http",
+        Some("https") => "https",
         Some("unix") => return Err(bad("unix sockets are not supported")),
-        Some(other) => return Err(bad(&format!("unsupported scheme \"{other}\", use http://"))),
+        Some(other) => {
+            return Err(bad(&format!(
+                "unsupported scheme \"{other}\", use http:// or https://"
+            )))
+        }
         None => return Err(bad("missing scheme, write e.g. \"http://127.0.0.1:26657\"")),
-    }
+    };
     let authority = uri.authority().ok_or_else(|| bad("missing host"))?;
     if authority.host().is_empty() {
         return Err(bad("missing host"));
@@ -119,7 +140,7 @@ pub(crate) fn upstream_url(v: &Value) -> Result<http::Uri, String> {
         ));
     }
     http::Uri::builder()
-        .scheme("http")
+        .scheme(scheme)
         .authority(authority.clone())
         .path_and_query("/")
         .build()
@@ -207,6 +228,10 @@ mod tests {
             "http://10.0.0.2:26657/"
         );
         assert_eq!(url("http://node").unwrap(), "http://node/");
+        assert_eq!(
+            url("https://archive.example:443").unwrap(),
+            "https://archive.example:443/"
+        );
         assert_eq!(url("http://[::1]:26657").unwrap(), "http://[::1]:26657/");
     }
 
@@ -215,7 +240,6 @@ mod tests {
         for bad in [
             "not a url",
             "127.0.0.1:26657",
-            "https://node:443",
             "unix:///var/run/node.sock",
             "ws://node:26657",
             "http://node:26657/rpc",

@@ -37,6 +37,7 @@ const RESTART_REQUIRED: &[StartupKey] = startup_keys! {
     "upstream.max_inflight_bytes" => upstream.max_inflight_bytes;
     "upstream.pool_max_idle" => upstream.pool_max_idle;
     "upstream.pool_idle_timeout" => upstream.pool_idle_timeout;
+    "upstream.ca_file" => upstream.ca_file;
     "cache.max_bytes" => cache.max_bytes;
     "head.websocket" => head.websocket;
     "head.poll_interval" => head.poll_interval;

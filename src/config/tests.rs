@@ -210,9 +210,9 @@ fn bad_values_name_their_key() {
         "integer",
     );
     assert_error(
-        "[upstream]\nurl = \"https://node\"",
-        "upstream.url",
-        "https",
+        "[upstream]\nurl = \"https://node\"\nca_file = \"/nonexistent/ca.pem\"",
+        "upstream.ca_file",
+        "cannot read",
     );
     assert_error(
         "[upstream]\nurl = \"http://node/rpc\"",
@@ -530,4 +530,17 @@ fn an_api_key_may_carry_its_own_caps() {
         "rate_limit.api_keys[0].max_concurrent_per_client",
         "at least 1",
     );
+}
+
+#[test]
+fn a_ca_file_must_hold_pem_certificates() {
+    let dir = std::env::temp_dir();
+    let empty = dir.join(format!("cometgate-empty-ca-{}.pem", std::process::id()));
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let text = format!(
+        "[upstream]\nurl = \"https://node\"\nca_file = {:?}",
+        empty.display().to_string()
+    );
+    assert_error(&text, "upstream.ca_file", "no certificate");
+    let _ = std::fs::remove_file(&empty);
 }

@@ -48,7 +48,7 @@ use crate::metrics::Metrics;
 use crate::recent::{CacheCounts, Recent};
 use crate::reply::Chunks;
 use crate::shared::SharedTier;
-use crate::upstream::Upstream;
+use crate::upstream::{tls, Upstream};
 use crate::websocket::{Hub, Relays};
 
 use access_log::AccessLog;
@@ -80,31 +80,39 @@ impl Gateway {
     /// Builds the gateway and starts following the node's head.
     pub fn new(config: Config) -> Arc<Gateway> {
         let metrics = Metrics::new();
-        let hub = ws::hub(&config, metrics.ws.clone());
+        let tls = tls::client_config(config.upstream.ca_file.as_deref());
+        let hub = ws::hub(&config, metrics.ws.clone(), &tls);
         // With a fan-out, the head follows its NewBlock subscription: the node then
         // encodes each block once for the gateway, not once for each.
         let feed = hub
             .as_ref()
             .filter(|_| config.head.websocket)
             .and_then(|hub| hub.new_blocks());
-        let head = Head::spawn_fed(&config.upstream.url, &config.head, feed);
-        Gateway::build(config, head, metrics, hub)
+        let head = Head::spawn_fed(&config.upstream.url, &config.head, feed, tls.clone());
+        Gateway::build(config, head, metrics, hub, tls)
     }
 
     /// As `new`, with a head supplied by the caller (tests drive it by hand).
     pub fn with_head(config: Config, head: Head) -> Arc<Gateway> {
         let metrics = Metrics::new();
-        let hub = ws::hub(&config, metrics.ws.clone());
-        Gateway::build(config, head, metrics, hub)
+        let tls = tls::client_config(config.upstream.ca_file.as_deref());
+        let hub = ws::hub(&config, metrics.ws.clone(), &tls);
+        Gateway::build(config, head, metrics, hub, tls)
     }
 
-    fn build(config: Config, head: Head, metrics: Metrics, hub: Option<Arc<Hub>>) -> Arc<Gateway> {
+    fn build(
+        config: Config,
+        head: Head,
+        metrics: Metrics,
+        hub: Option<Arc<Hub>>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Arc<Gateway> {
         let inflight = metrics.upstream_inflight(config.upstream.max_inflight_bytes.as_u64());
         let shared_metrics = metrics.shared.clone();
         let admission = Arc::new(Admission::new(&config));
         let shared = SharedTier::new(&config.shared, shared_metrics, admission.clone());
         let gateway = Arc::new(Gateway {
-            upstream: Upstream::new(&config.upstream, inflight),
+            upstream: Upstream::new(&config.upstream, inflight, tls),
             breaker: Breaker::new(),
             admission,
             cache: Cache::new(&config.cache, head.clone()),

@@ -20,7 +20,11 @@ use crate::reply::{self, Chunks};
 use crate::websocket::{self, Handler, Hub, HubSettings, SubscriptionCall, Verdict, WsMetrics};
 
 /// The fan-out hub, in fanout mode; it dials the node only once a client subscribes.
-pub(super) fn hub(config: &Config, metrics: WsMetrics) -> Option<Arc<Hub>> {
+pub(super) fn hub(
+    config: &Config,
+    metrics: WsMetrics,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Option<Arc<Hub>> {
     let w = &config.websocket;
     (w.mode == WsMode::Fanout).then(|| {
         let settings = HubSettings {
@@ -30,6 +34,7 @@ pub(super) fn hub(config: &Config, metrics: WsMetrics) -> Option<Arc<Hub>> {
             max_connections: w.max_node_connections,
             grace: w.unsubscribe_grace,
             max_frame_bytes: config.upstream.max_response_bytes.as_usize(),
+            tls: tls.clone(),
         };
         Hub::new(settings, metrics)
     })
@@ -65,6 +70,7 @@ pub(super) async fn upgrade(
         client_buffer_bytes: w.client_buffer_bytes.as_usize(),
         max_subscriptions: w.max_subscriptions_per_connection,
         max_query_bytes: w.max_query_bytes,
+        tls: gw.upstream.tls().clone(),
     };
     let upstream = match &gw.hub {
         Some(hub) => websocket::Upstream::Fanout(hub.clone()),

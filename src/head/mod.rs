@@ -135,7 +135,8 @@ impl Head {
     /// Starts following the node at `upstream` (its RPC url). Must be called inside a
     /// tokio runtime.
     pub fn spawn(upstream: &http::Uri, config: &HeadConfig) -> Head {
-        Head::spawn_fed(upstream, config, None)
+        let tls = crate::upstream::tls::client_config(None);
+        Head::spawn_fed(upstream, config, None, tls)
     }
 
     /// As `spawn`; with a `feed` of NewBlock heights (the fan-out's own subscription,
@@ -144,6 +145,7 @@ impl Head {
         upstream: &http::Uri,
         config: &HeadConfig,
         feed: Option<watch::Receiver<Option<u64>>>,
+        tls: Arc<rustls::ClientConfig>,
     ) -> Head {
         let head = Head::with_stall_after(config.stall_after);
         let shared = Arc::clone(&head.handle.shared);
@@ -153,6 +155,7 @@ impl Head {
             upstream.clone(),
             config.clone(),
             feed,
+            tls,
             stop,
         ));
         head

@@ -1,12 +1,12 @@
 //! `status` polling: the head while the websocket is down, and `catching_up` and the
 //! chain id always (NewBlock events carry neither).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
@@ -29,16 +29,14 @@ pub(crate) struct StatusInfo {
 }
 
 pub(crate) struct Poller {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<crate::upstream::tls::Connector, Full<Bytes>>,
     url: Uri,
     timeout: Duration,
 }
 
 impl Poller {
-    pub(super) fn new(url: &Uri, timeout: Duration) -> Poller {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
-        connector.set_nodelay(true);
+    pub(super) fn new(url: &Uri, timeout: Duration, tls: &Arc<rustls::ClientConfig>) -> Poller {
+        let connector = crate::upstream::tls::connector(tls, timeout);
         Poller {
             client: Client::builder(TokioExecutor::new()).build(connector),
             url: url.clone(),

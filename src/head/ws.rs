@@ -27,11 +27,12 @@ pub(crate) async fn run(
     upstream: Uri,
     config: HeadConfig,
     mut feed: Option<watch::Receiver<Option<u64>>>,
+    tls: Arc<rustls::ClientConfig>,
     mut stop: watch::Receiver<bool>,
 ) {
     // A poll still unanswered when the next is due has failed: a node that no longer
     // serves HTTP shows within two intervals, whatever upstream.timeout says.
-    let poller = Poller::new(&upstream, config.poll_interval);
+    let poller = Poller::new(&upstream, config.poll_interval, &tls);
     let url = websocket_url(&upstream);
     let first_backoff = config
         .poll_interval
@@ -48,7 +49,7 @@ pub(crate) async fn run(
     loop {
         if config.websocket && Instant::now() >= ws_due {
             let (delivered, why) = tokio::select! {
-                outcome = follow(&url, &shared, &poller, &config) => outcome,
+                outcome = follow(&url, &tls, &shared, &poller, &config) => outcome,
                 () = stopped(&mut stop) => return,
             };
             if delivered {
@@ -81,16 +82,22 @@ pub(crate) async fn run(
 /// it delivered any, and why it ended.
 async fn follow(
     url: &str,
+    tls: &Arc<rustls::ClientConfig>,
     shared: &Shared,
     poller: &Poller,
     config: &HeadConfig,
 ) -> (bool, String) {
-    let mut socket =
-        match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url)).await {
-            Ok(Ok((socket, _))) => socket,
-            Ok(Err(e)) => return (false, e.to_string()),
-            Err(_) => return (false, "connect timed out".into()),
-        };
+    let dial = tokio_tungstenite::connect_async_tls_with_config(
+        url,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(tls.clone())),
+    );
+    let mut socket = match tokio::time::timeout(CONNECT_TIMEOUT, dial).await {
+        Ok(Ok((socket, _))) => socket,
+        Ok(Err(e)) => return (false, e.to_string()),
+        Err(_) => return (false, "connect timed out".into()),
+    };
     if let Err(e) = socket.send(Message::text(SUBSCRIBE)).await {
         return (false, e.to_string());
     }

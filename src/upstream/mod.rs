@@ -13,6 +13,7 @@
 
 mod budget;
 mod read;
+pub(crate) mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use prometheus_client::metrics::gauge::Gauge;
@@ -84,7 +84,8 @@ struct RawAnswer<'a> {
 
 #[derive(Clone)]
 pub(crate) struct Upstream {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<tls::Connector, Full<Bytes>>,
+    tls: Arc<rustls::ClientConfig>,
     url: Uri,
     timeout: Duration,
     max_response: ByteSize,
@@ -94,16 +95,19 @@ pub(crate) struct Upstream {
 
 impl Upstream {
     /// `inflight` is the gauge the budget keeps at the bytes it has reserved.
-    pub(crate) fn new(cfg: &UpstreamConfig, inflight: Gauge) -> Upstream {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.connect_timeout));
-        connector.set_nodelay(true);
+    pub(crate) fn new(
+        cfg: &UpstreamConfig,
+        inflight: Gauge,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Upstream {
+        let connector = tls::connector(&tls, cfg.connect_timeout);
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(cfg.pool_max_idle)
             .pool_idle_timeout(cfg.pool_idle_timeout)
             .build(connector);
         Upstream {
             client,
+            tls,
             url: cfg.url.clone(),
             timeout: cfg.timeout,
             max_response: cfg.max_response_bytes,
@@ -120,6 +124,12 @@ impl Upstream {
 
     pub(crate) fn url(&self) -> &Uri {
         &self.url
+    }
+
+    /// The TLS client config for everything else that talks to the node (the head,
+    /// websockets).
+    pub(crate) fn tls(&self) -> &Arc<rustls::ClientConfig> {
+        &self.tls
     }
 
     fn fresh_id(&self) -> u64 {

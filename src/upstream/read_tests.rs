@@ -62,7 +62,7 @@ fn upstream(url: &str, budget: ByteSize) -> Upstream {
         max_inflight_bytes: budget,
         ..UpstreamConfig::default()
     };
-    Upstream::new(&config, Default::default())
+    Upstream::new(&config, Default::default(), super::tls::client_config(None))
 }
 
 fn sized(size: usize) -> Canonical {

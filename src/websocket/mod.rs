@@ -81,6 +81,8 @@ pub(crate) struct Settings {
     pub client_buffer_bytes: usize,
     pub max_subscriptions: usize,
     pub max_query_bytes: usize,
+    /// For a node reached over `wss://` (relay).
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 /// Resolves when shutdown starts. The watch's guard is not `Send`, so it is dropped
@@ -145,8 +147,12 @@ pub(crate) fn handshake_key(req: &Request<Incoming>) -> Option<HeaderValue> {
 /// Opens the node's side first, so a dead node fails the handshake instead of leaving
 /// the client an open socket to nowhere.
 pub(crate) async fn dial(settings: &Settings) -> Result<NodeSocket, Rejection> {
-    let dial =
-        tokio_tungstenite::connect_async_with_config(settings.node_url.as_str(), None, false);
+    let dial = tokio_tungstenite::connect_async_tls_with_config(
+        settings.node_url.as_str(),
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(settings.tls.clone())),
+    );
     match tokio::time::timeout(settings.connect_timeout, dial).await {
         Ok(Ok((node, _))) => Ok(node),
         Ok(Err(e)) => {
@@ -159,12 +165,16 @@ pub(crate) async fn dial(settings: &Settings) -> Result<NodeSocket, Rejection> {
     }
 }
 
-/// `http://host:port/` -> `ws://host:port/websocket`.
+/// `http://host:port/` -> `ws://host:port/websocket` (`https` -> `wss`).
 pub(crate) fn node_url(upstream: &http::Uri) -> String {
+    let scheme = match upstream.scheme_str() {
+        Some("https") => "wss",
+        _ => "ws",
+    };
     let authority = upstream
         .authority()
         .map_or("127.0.0.1:26657", |a| a.as_str());
-    format!("ws://{authority}/websocket")
+    format!("{scheme}://{authority}/websocket")
 }
 
 /// Where an accepted connection's subscriptions go.

@@ -30,3 +30,4 @@ mod security;
 mod shapes;
 mod shared;
 mod slow_clients;
+mod tls;

@@ -291,14 +291,7 @@ async fn hop_by_hop_and_client_headers_never_reach_the_node() {
     config.metrics.listen = None;
     let head = Head::manual();
     head.set(10);
-    let gateway = Gateway::with_head(config, head);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(cometgate::server::run(
-        listener,
-        gateway,
-        std::future::pending(),
-    ));
+    let addr = serve(Gateway::with_head(config, head)).await;
 
     let body = r#"{"jsonrpc":"2.0","id":"mine","method":"health"}"#;
     let request = format!(

@@ -263,6 +263,18 @@ pub async fn send(
 
 /// A second operator listener on every interface (as in Docker), for the access rules
 /// that apply off loopback: its port.
+/// Serves `gateway` on a fresh loopback port until the test ends; its address.
+pub async fn serve(gateway: std::sync::Arc<Gateway>) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(cometgate::server::run(
+        listener,
+        gateway,
+        std::future::pending(),
+    ));
+    addr
+}
+
 pub async fn spawn_wide_ops(h: &Harness) -> u16 {
     let wide = TcpListener::bind("0.0.0.0:0").await.expect("bind");
     let port = wide.local_addr().expect("addr").port();

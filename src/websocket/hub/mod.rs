@@ -44,6 +44,8 @@ pub(crate) struct HubSettings {
     pub grace: Duration,
     /// The largest node frame read (an event carries a whole block).
     pub max_frame_bytes: usize,
+    /// For a node reached over `wss://`.
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 /// One client's subscription to one topic.

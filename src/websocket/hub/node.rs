@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::Connector;
 
 use super::event::{self, NodeFrame};
 use super::topic::Topic;
@@ -116,10 +117,11 @@ async fn dial(settings: &HubSettings) -> Result<NodeSocket, String> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(settings.max_frame_bytes))
         .max_frame_size(Some(settings.max_frame_bytes));
-    let dial = tokio_tungstenite::connect_async_with_config(
+    let dial = tokio_tungstenite::connect_async_tls_with_config(
         settings.node_url.as_str(),
         Some(config),
         false,
+        Some(Connector::Rustls(settings.tls.clone())),
     );
     match tokio::time::timeout(settings.connect_timeout, dial).await {
         Ok(Ok((ws, _))) => Ok(ws),
