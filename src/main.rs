@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
-use cometgate::config::{Config, ConfigErrors};
+use cometgate::config::{Config, ConfigErrors, WsMode};
 use cometgate::gateway::Gateway;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
@@ -208,14 +208,17 @@ async fn serve(cli: Cli, config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Every connection is a file descriptor, a websocket relay two, and the node pool more;
-/// systemd's default soft limit of 1024 is far below what the defaults allow. The soft
-/// limit is raised to the hard one, and a limit still short of the config is named.
+/// Every connection is a file descriptor, a websocket relay two (a fan-out client one,
+/// the hub's node websockets a few), and the node pool more; systemd's default soft
+/// limit of 1024 is far below what the defaults allow. The soft limit is raised to the
+/// hard one, and a limit still short of the config is named.
 fn raise_open_files_limit(config: &Config) {
-    let wanted = config.server.max_connections
-        + 2 * config.websocket.max_connections
-        + config.upstream.max_concurrency
-        + 64;
+    let w = &config.websocket;
+    let websockets = match w.mode {
+        WsMode::Relay => 2 * w.max_connections,
+        WsMode::Fanout => w.max_connections + w.max_node_connections,
+    };
+    let wanted = config.server.max_connections + websockets + config.upstream.max_concurrency + 64;
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
