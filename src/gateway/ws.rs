@@ -126,10 +126,16 @@ impl Handler for Messages {
         };
         if self.gw.hub.is_some() {
             // The hub holds subscriptions and applies the node's own checks to them.
-            let query = || query_of(&call.params).unwrap_or_default().to_owned();
+            let query = match call.method.as_str() {
+                "subscribe" | "unsubscribe" => match query_param(&call.params) {
+                    Ok(query) => query.to_owned(),
+                    Err(r) => return refuse(&self.gw, Some(id), &r),
+                },
+                _ => String::new(),
+            };
             let call = match call.method.as_str() {
-                "subscribe" => SubscriptionCall::Subscribe(query()),
-                "unsubscribe" => SubscriptionCall::Unsubscribe(query()),
+                "subscribe" => SubscriptionCall::Subscribe(query),
+                "unsubscribe" => SubscriptionCall::Unsubscribe(query),
                 "unsubscribe_all" => SubscriptionCall::UnsubscribeAll,
                 _ => {
                     return Verdict::Serve(
@@ -178,6 +184,28 @@ async fn serve(gw: Arc<Gateway>, client: ClientKey, call: Call) -> Option<Bytes>
     let mut parts = Vec::with_capacity(3);
     reply::entry(&mut parts, Some(&served.id), &served.outcome, call.form);
     Some(parts.concat().into())
+}
+
+/// The `query` of a subscription call as the node reads it: absent or null is the empty
+/// query (which then fails to parse), anything but a string fails to convert.
+fn query_param(params: &Params) -> Result<&str, Rejection> {
+    let value = match params {
+        Params::Named(map) => map.get("query"),
+        Params::Positional(items) => items.first(),
+        _ => None,
+    };
+    let kind = match value {
+        None | Some(serde_json::Value::Null) => return Ok(""),
+        Some(serde_json::Value::String(s)) => return Ok(s),
+        Some(serde_json::Value::Bool(_)) => "bool",
+        Some(serde_json::Value::Number(_)) => "number",
+        Some(serde_json::Value::Array(_)) => "array",
+        Some(serde_json::Value::Object(_)) => "object",
+    };
+    Err(Rejection::InvalidParams(format!(
+        "error converting json params to arguments: json: cannot unmarshal {kind} into Go \
+         value of type string"
+    )))
 }
 
 /// The `query` of a subscription call, by name or first position.

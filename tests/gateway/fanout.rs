@@ -183,6 +183,12 @@ async fn malformed_overlong_and_repeated_queries_get_the_nodes_errors_without_re
         let data = v["error"]["data"].as_str().unwrap();
         assert!(data.starts_with(starts), "{query:?}: {data}");
     }
+    // A query that is not a string fails to convert, as on the node.
+    send(&mut a, call(9, "subscribe", json!({"query": 5}))).await;
+    let v = next(&mut a).await.unwrap();
+    assert_eq!(v["error"]["code"], -32602, "{v}");
+    let data = v["error"]["data"].as_str().unwrap();
+    assert!(data.contains("cannot unmarshal number"), "{data}");
     assert_eq!(h.node.requests_for("subscribe"), 0);
     subscribed(&mut a, 10, NEW_BLOCK).await;
     send(&mut a, subscribe(11, "tm.event = 'NewBlock'")).await;
