@@ -146,7 +146,9 @@ impl Handler for Messages {
             let id = Bytes::copy_from_slice(id.as_bytes());
             return Verdict::Subscription { id, call };
         }
-        match (call.method.as_str(), query_of(&call.params)) {
+        // An empty or non-string query is the node's to refuse: nothing to count.
+        let query = query_param(&call.params).ok().filter(|q| !q.is_empty());
+        match (call.method.as_str(), query) {
             ("subscribe", Some(query)) => match self.conn.add_subscription(query) {
                 Ok(()) => Verdict::Forward,
                 Err(r) => refuse(&self.gw, call.id.as_ref(), &r),
@@ -206,13 +208,4 @@ fn query_param(params: &Params) -> Result<&str, Rejection> {
         "error converting json params to arguments: json: cannot unmarshal {kind} into Go \
          value of type string"
     )))
-}
-
-/// The `query` of a subscription call, by name or first position.
-fn query_of(params: &Params) -> Option<&str> {
-    match params {
-        Params::Named(map) => map.get("query").and_then(|q| q.as_str()),
-        Params::Positional(items) => items.first().and_then(|q| q.as_str()),
-        _ => None,
-    }
 }

@@ -29,24 +29,36 @@ fn header(len: usize, out: &mut [u8; 10]) -> usize {
     }
 }
 
+/// The most parts one frame is written from: an event is at most five (the node's
+/// bytes around the client's id and query).
+const MAX_PARTS: usize = 7;
+
 /// Writes `parts` as one text frame. The caller has flushed its websocket library
-/// first, so that no frame of its own is half-written underneath.
-pub(crate) async fn write_text<W>(io: &mut W, parts: &[&[u8]]) -> io::Result<()>
+/// first, so that no frame of its own is half-written underneath. The slices live on
+/// the stack: a fan-out writes one frame per client per event.
+pub(crate) async fn write_text<'p, W>(
+    io: &mut W,
+    parts: impl IntoIterator<Item = &'p [u8]>,
+) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {
-    let len = parts.iter().map(|p| p.len()).sum();
+    let mut held: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+    let mut n = 0;
+    for part in parts.into_iter().filter(|p| !p.is_empty()) {
+        let slot = held.get_mut(n).ok_or(io::ErrorKind::InvalidInput)?;
+        *slot = part;
+        n += 1;
+    }
+    let len = held[..n].iter().map(|p| p.len()).sum();
     let mut head = [0u8; 10];
     let head_len = header(len, &mut head);
-    let mut slices = Vec::with_capacity(parts.len() + 1);
-    slices.push(IoSlice::new(&head[..head_len]));
-    slices.extend(
-        parts
-            .iter()
-            .filter(|p| !p.is_empty())
-            .map(|p| IoSlice::new(p)),
-    );
-    let mut slices = &mut slices[..];
+    let mut slices = [IoSlice::new(&[]); MAX_PARTS + 1];
+    slices[0] = IoSlice::new(&head[..head_len]);
+    for (slot, part) in slices[1..].iter_mut().zip(&held[..n]) {
+        *slot = IoSlice::new(part);
+    }
+    let mut slices = &mut slices[..=n];
     while !slices.is_empty() {
         let n = io.write_vectored(slices).await?;
         if n == 0 {
@@ -72,7 +84,7 @@ mod tests {
             let (mut server, client) = tokio::io::duplex(1 << 20);
             let body = "x".repeat(len);
             let (a, b) = body.split_at(len / 3);
-            write_text(&mut server, &[a.as_bytes(), b"", b.as_bytes()])
+            write_text(&mut server, [a.as_bytes(), b"", b.as_bytes()])
                 .await
                 .unwrap();
             let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;

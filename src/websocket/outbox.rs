@@ -31,26 +31,16 @@ pub(crate) struct Own {
 
 impl Own {
     /// The slices of one event's frame for this subscription.
-    pub(crate) fn slices<'a>(&'a self, pieces: &'a [Piece]) -> Vec<&'a [u8]> {
-        pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Node(b) => &b[..],
-                Piece::Id => &self.id[..],
-                Piece::Query => &self.query[..],
-            })
-            .collect()
+    pub(crate) fn slices<'a>(&'a self, pieces: &'a [Piece]) -> impl Iterator<Item = &'a [u8]> {
+        pieces.iter().map(|p| match p {
+            Piece::Node(b) => &b[..],
+            Piece::Id => &self.id[..],
+            Piece::Query => &self.query[..],
+        })
     }
 
     fn len(&self, pieces: &[Piece]) -> usize {
-        pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Node(b) => b.len(),
-                Piece::Id => self.id.len(),
-                Piece::Query => self.query.len(),
-            })
-            .sum()
+        self.slices(pieces).map(<[u8]>::len).sum()
     }
 }
 

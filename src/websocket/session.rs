@@ -175,7 +175,7 @@ pub(super) async fn run<C, H>(
                 s.close(CloseCode::Away, "cometgate is shutting down").await
             }
             Some(answer) = calls.next(), if !calls.is_empty() => match answer {
-                Some(answer) => s.write(&[&answer]).await,
+                Some(answer) => s.write([&answer[..]]).await,
                 None => Step::Go,
             },
             _ = outbox.ready() => {
@@ -206,7 +206,7 @@ where
     H: Handler,
 {
     /// Our own frame, after whatever the library has buffered (a pong) is out.
-    async fn write(&mut self, parts: &[&[u8]]) -> Step {
+    async fn write<'p>(&mut self, parts: impl IntoIterator<Item = &'p [u8]>) -> Step {
         if self.ws.flush().await.is_err() {
             return Step::Stop;
         }
@@ -220,17 +220,17 @@ where
         let mut items = std::mem::take(batch);
         for item in items.drain(..) {
             let step = match item {
-                Outgoing::Frame(frame) => self.write(&[&frame]).await,
+                Outgoing::Frame(frame) => self.write([&frame[..]]).await,
                 Outgoing::Ended { key, sub, frame } => {
                     self.subs.ended(&key, sub);
-                    self.write(&[&frame]).await
+                    self.write([&frame[..]]).await
                 }
                 Outgoing::Event {
                     own,
                     pieces,
                     read_at,
                 } => {
-                    let step = self.write(&own.slices(&pieces)).await;
+                    let step = self.write(own.slices(&pieces)).await;
                     metrics.delivered_in(read_at.elapsed());
                     step
                 }
