@@ -96,6 +96,15 @@ impl Breaker {
         }
     }
 
+    /// How long until the next call may probe the node (zero while closed).
+    pub(crate) fn retry_after(&self) -> Duration {
+        let inner = self.lock();
+        match inner.state {
+            BreakerState::Closed => Duration::ZERO,
+            _ => inner.until.saturating_duration_since(Instant::now()),
+        }
+    }
+
     /// Whether a call may go to the node now.
     pub(crate) fn admit(&self) -> Result<Probe<'_>, Rejection> {
         let mut inner = self.lock();

@@ -51,6 +51,7 @@ pub mod logging;
 pub mod methods;
 mod metrics;
 pub mod ops;
+mod pool;
 mod recent;
 pub mod reply;
 pub mod server;

@@ -16,6 +16,8 @@ pub(crate) struct ChainParams {
     pub(crate) events_per_tx: usize,
     pub(crate) tx_bytes: usize,
     pub(crate) validators: usize,
+    /// The block store's lowest height: 1, or more on a pruned node.
+    pub(crate) base: u64,
 }
 
 /// Sent to websocket subscribers once a block is committed.
@@ -223,6 +225,7 @@ mod tests {
             events_per_tx: 1,
             tx_bytes: 40,
             validators: 1,
+            base: 1,
         }
     }
 

@@ -20,6 +20,9 @@ pub struct SimNodeConfig {
     pub block_interval: Duration,
     /// Height of the head at start; at least 1.
     pub start_height: u64,
+    /// The lowest height the node still has (`earliest_block_height`); above 1 it is a
+    /// pruned node, which answers lower heights with "height H is not available".
+    pub earliest_height: u64,
     /// Seed of every generated hash, signature and time.
     pub seed: u64,
     pub chain_id: String,
@@ -74,6 +77,7 @@ impl Default for SimNodeConfig {
             control_listen: None,
             block_interval: Duration::ZERO,
             start_height: 10,
+            earliest_height: 1,
             seed: 0,
             chain_id: "dockerchain".to_string(),
             txs_per_block: 2,

@@ -74,6 +74,7 @@ impl Node {
                 events_per_tx: cfg.events_per_tx,
                 tx_bytes: cfg.tx_bytes,
                 validators: cfg.validators.max(1),
+                base: cfg.earliest_height.max(1),
             },
             cfg.start_height.max(1),
         );

@@ -11,6 +11,7 @@ mod error;
 mod lanes;
 mod methods;
 mod node_guard;
+mod nodes;
 mod rate_limit;
 mod read;
 mod reload;
@@ -36,6 +37,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use lanes::{LaneConfig, LanesConfig};
 pub use methods::MethodOverride;
 pub use node_guard::NodeGuardConfig;
+pub use nodes::NodeConfig;
 pub use rate_limit::{ApiKeyQuota, ClientIpHeader, LocalClients, RateLimitConfig};
 pub(crate) use read::read_ca_file;
 pub use shared::{OnError, SharedConfig};
@@ -47,7 +49,7 @@ pub use websocket::{WebSocketConfig, WsMode};
 /// the config that tunes them.
 pub use crate::methods::Lane;
 
-use render::{ser_duration, ser_metrics_listen, ser_uri};
+use render::{ser_duration, ser_metrics_listen};
 
 const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -114,28 +116,31 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Rendered by `nodes`: the `url` shorthand and `nodes` never appear together.
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
-    /// Always `http://host[:port]/`: "tcp://" (CometBFT's laddr spelling) is
-    /// normalised to http, and the path is always "/".
-    #[serde(serialize_with = "ser_uri")]
+    /// The one-node shorthand. Always `http[s]://host[:port]/`: "tcp://" (CometBFT's
+    /// laddr spelling) is normalised to http, and the path is always "/".
     pub url: http::Uri,
-    /// Whole request, connect included.
-    #[serde(serialize_with = "ser_duration")]
+    /// Several nodes; empty means the one at `url`. Read through `node_list`.
+    pub nodes: Vec<NodeConfig>,
+    /// A node further than this behind the best head is not asked "latest" questions.
+    pub max_lag_blocks: u64,
+    /// A heavy read still unanswered after this long is also sent to a second node, and
+    /// the first answer wins; `None` never hedges.
+    pub hedge_after: Option<Duration>,
+    /// Whole request, connect included; a retry on another node fits in the same time.
     pub timeout: Duration,
-    #[serde(serialize_with = "ser_duration")]
     pub connect_timeout: Duration,
-    /// Total node requests in flight, both lanes together.
+    /// Total node requests in flight, both lanes and every node together.
     pub max_concurrency: usize,
     pub max_response_bytes: ByteSize,
     /// Bytes of node answers being read at once, all calls together. A read that would
     /// pass it waits; an answer larger than the whole budget takes all of it alone.
     pub max_inflight_bytes: ByteSize,
     pub pool_max_idle: usize,
-    #[serde(serialize_with = "ser_duration")]
     pub pool_idle_timeout: Duration,
-    /// PEM certificates trusted for an `https://` node besides the system's roots.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// PEM certificates trusted for an `https://` node at `url` besides the system's roots.
     pub ca_file: Option<std::path::PathBuf>,
 }
 
@@ -143,6 +148,9 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
             url: http::Uri::from_static("http://127.0.0.1:26657/"),
+            nodes: Vec::new(),
+            max_lag_blocks: 2,
+            hedge_after: None,
             timeout: secs(10),
             connect_timeout: secs(2),
             max_concurrency: 64,
@@ -319,7 +327,7 @@ impl Config {
 
     /// Key paths that differ between `self` and `new` but only take effect
     /// after a restart, in file order: server.listen,
-    /// server.max_connections, server.max_pending_connections, upstream.url,
+    /// server.max_connections, server.max_pending_connections,
     /// upstream.timeout, upstream.connect_timeout,
     /// upstream.max_response_bytes, upstream.max_inflight_bytes, upstream.pool_max_idle,
     /// upstream.pool_idle_timeout, cache.max_bytes, head.websocket,

@@ -85,6 +85,11 @@ fn upstream(s: &mut Section, p: &mut Problems, c: &mut UpstreamConfig) {
         let path = std::path::PathBuf::from(string(v)?);
         read_ca_file(&path).map(|_| Some(path))
     });
+    s.read(p, "max_lag_blocks", &mut c.max_lag_blocks, unsigned);
+    s.read(p, "hedge_after", &mut c.hedge_after, |v| {
+        duration(v).map(Some)
+    });
+    super::nodes::read(s, p, &mut c.nodes);
 }
 
 /// The certificates of a PEM file: read and checked when the config is loaded, so a

@@ -30,14 +30,12 @@ const RESTART_REQUIRED: &[StartupKey] = startup_keys! {
     "server.listen" => server.listen;
     "server.max_connections" => server.max_connections;
     "server.max_pending_connections" => server.max_pending_connections;
-    "upstream.url" => upstream.url;
     "upstream.timeout" => upstream.timeout;
     "upstream.connect_timeout" => upstream.connect_timeout;
     "upstream.max_response_bytes" => upstream.max_response_bytes;
     "upstream.max_inflight_bytes" => upstream.max_inflight_bytes;
     "upstream.pool_max_idle" => upstream.pool_max_idle;
     "upstream.pool_idle_timeout" => upstream.pool_idle_timeout;
-    "upstream.ca_file" => upstream.ca_file;
     "cache.max_bytes" => cache.max_bytes;
     "head.websocket" => head.websocket;
     "head.poll_interval" => head.poll_interval;
@@ -100,12 +98,13 @@ mod tests {
         new.server.listen = "0.0.0.0:1".parse().unwrap();
         new.metrics.listen = None;
         new.cache.max_bytes = ByteSize::gib(1);
+        new.upstream.timeout = Duration::from_secs(3);
         new.upstream.url = http::Uri::from_static("http://10.0.0.2:26657/");
         assert_eq!(
             old.restart_required_changes(&new),
             [
                 "server.listen",
-                "upstream.url",
+                "upstream.timeout",
                 "cache.max_bytes",
                 "metrics.listen"
             ]
@@ -116,12 +115,18 @@ mod tests {
     fn a_reload_keeps_running_values_of_startup_keys() {
         let running = Config::default();
         let mut new = running.clone();
+        new.upstream.timeout = Duration::from_secs(3);
         new.upstream.url = http::Uri::from_static("http://10.0.0.2:26657/");
         new.rate_limit.burst = 500;
-        assert_eq!(keep_running(&running, &mut new), ["upstream.url"]);
+        assert_eq!(keep_running(&running, &mut new), ["upstream.timeout"]);
         assert_eq!(
-            new.upstream.url, running.upstream.url,
+            new.upstream.timeout, running.upstream.timeout,
             "still the running one"
+        );
+        assert_eq!(
+            new.upstream.url.to_string(),
+            "http://10.0.0.2:26657/",
+            "the node list reloads"
         );
         assert_eq!(new.rate_limit.burst, 500, "reloadable keys apply");
         assert!(running.restart_required_changes(&new).is_empty());

@@ -311,18 +311,40 @@ fn addresses_do_not_loop(c: &Config, p: &mut Problems) {
             || format!("conflicts with server.listen ({})", s.listen),
         );
     }
-    check(
-        p,
-        !points_at(&u.url, s.listen),
-        "upstream.url",
-        &["server.listen"],
-        || {
-            format!(
+    let urls = match u.nodes.is_empty() {
+        true => vec![("upstream.url".to_owned(), &u.url)],
+        false => (u.nodes.iter().enumerate())
+            .map(|(i, n)| (format!("upstream.nodes[{i}].url"), &n.url))
+            .collect(),
+    };
+    for (path, url) in urls {
+        check(
+            p,
+            !points_at(url, s.listen),
+            &path,
+            &["server.listen"],
+            || {
+                format!(
             "points at cometgate's own server.listen ({}); move the node to another address or port",
             s.listen
         )
-        },
-    );
+            },
+        );
+    }
+    if let Some(hedge) = u.hedge_after {
+        check(
+            p,
+            hedge >= Duration::from_millis(1) && hedge < u.timeout,
+            "upstream.hedge_after",
+            &["upstream.timeout"],
+            || {
+                format!(
+                    "must be at least 1ms and below upstream.timeout ({}); leave it unset to never hedge",
+                    super::format_duration(u.timeout)
+                )
+            },
+        );
+    }
 }
 
 /// Whether binding both would collide: same port, and the same address or

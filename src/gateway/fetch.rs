@@ -143,8 +143,8 @@ fn heaviest<'a>(mut misses: impl Iterator<Item = &'a Miss>) -> Lane {
 }
 
 impl Gateway {
-    /// One node call for `calls`: breaker, a lane slot held only while the node works
-    /// (charged to `client`, the caller that leads the fetch), then the upstream. One
+    /// One node call for `calls`: the breakers, a lane slot held only while the node works
+    /// (charged to `client`, the caller that leads the fetch), then the pool. One
     /// result per call, in order, and the node's latency if it was asked.
     async fn node_call(
         &self,
@@ -153,10 +153,9 @@ impl Gateway {
         calls: &[&Canonical],
     ) -> (Vec<Result<Answer, Rejection>>, Option<Duration>) {
         let every = |r: Rejection| vec![Err(r); calls.len()];
-        let _probe = match self.breaker.admit() {
-            Ok(probe) => probe,
-            Err(r) => return (every(r), None),
-        };
+        if let Err(r) = self.pool.admit() {
+            return (every(r), None);
+        }
         let queued = Instant::now();
         // A batch is charged as what it is to the node: one call of its own.
         let method = match calls {
@@ -171,12 +170,8 @@ impl Gateway {
         self.metrics.lane_waited(lane, waited);
         self.recent.lane_waited(super::refuse::scope(lane), waited);
         let started = Instant::now();
-        let result = match calls {
-            [one] => self.upstream.call(one).await.map(|a| vec![a]),
-            many => self.upstream.call_batch(many).await,
-        };
+        let result = self.pool.call(lane, calls).await;
         let elapsed = started.elapsed();
-        self.breaker.record(lane, &result);
         self.metrics.node_call(method, elapsed, result.is_ok());
         self.recent.node_call(elapsed);
         let results = match result {

@@ -37,7 +37,6 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::admission::Admission;
-use crate::breaker::Breaker;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::error::Rejection;
@@ -45,10 +44,11 @@ use crate::guard::Guard;
 use crate::head::Head;
 use crate::jsonrpc::Call;
 use crate::metrics::Metrics;
+use crate::pool::Pool;
 use crate::recent::{CacheCounts, Recent};
 use crate::reply::Chunks;
 use crate::shared::SharedTier;
-use crate::upstream::{tls, Upstream};
+use crate::upstream::Upstream;
 use crate::websocket::{Hub, Relays};
 
 use access_log::AccessLog;
@@ -58,8 +58,8 @@ pub(crate) use pipeline::Admitted;
 /// read through `config()` on each request, so a reload applies to the next one.
 pub struct Gateway {
     config: ArcSwap<Config>,
-    upstream: Upstream,
-    breaker: Breaker,
+    /// The nodes, and which one takes each node call.
+    pool: Arc<Pool>,
     admission: Arc<Admission>,
     cache: Cache,
     head: Head,
@@ -77,27 +77,38 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Builds the gateway and starts following the node's head.
+    /// Builds the gateway and starts following the nodes' heads.
     pub fn new(config: Config) -> Arc<Gateway> {
         let metrics = Metrics::new();
-        let tls = tls::client_config(config.upstream.ca_file.as_deref());
-        let hub = ws::hub(&config, metrics.ws.clone(), &tls);
-        // With a fan-out, the head follows its NewBlock subscription: the node then
-        // encodes each block once for the gateway, not once for each.
+        let slot = Arc::new(std::sync::OnceLock::new());
+        let hub = ws::hub(&config, metrics.ws.clone(), &slot);
+        // With a fan-out, a lone node's head follows its NewBlock subscription: the node
+        // then encodes each block once for the gateway, not once for each.
         let feed = hub
             .as_ref()
             .filter(|_| config.head.websocket)
             .and_then(|hub| hub.new_blocks());
-        let head = Head::spawn_fed(&config.upstream.url, &config.head, feed, tls.clone());
-        Gateway::build(config, head, metrics, hub, tls)
+        let head = Head::derived(config.head.stall_after);
+        let budget = Gateway::budget(&config, &metrics);
+        let pool = Pool::spawn(&config, budget, feed, &head);
+        let _ = slot.set(Arc::downgrade(&pool));
+        Gateway::build(config, head, metrics, hub, pool)
     }
 
-    /// As `new`, with a head supplied by the caller (tests drive it by hand).
+    /// As `new`, with one node whose head the caller supplies (tests drive it by hand).
     pub fn with_head(config: Config, head: Head) -> Arc<Gateway> {
         let metrics = Metrics::new();
-        let tls = tls::client_config(config.upstream.ca_file.as_deref());
-        let hub = ws::hub(&config, metrics.ws.clone(), &tls);
-        Gateway::build(config, head, metrics, hub, tls)
+        let slot = Arc::new(std::sync::OnceLock::new());
+        let hub = ws::hub(&config, metrics.ws.clone(), &slot);
+        let budget = Gateway::budget(&config, &metrics);
+        let pool = Pool::with_head(&config, budget, head.clone());
+        let _ = slot.set(Arc::downgrade(&pool));
+        Gateway::build(config, head, metrics, hub, pool)
+    }
+
+    fn budget(config: &Config, metrics: &Metrics) -> Arc<crate::upstream::Budget> {
+        let inflight = metrics.upstream_inflight(config.upstream.max_inflight_bytes.as_u64());
+        Upstream::budget(&config.upstream, inflight)
     }
 
     fn build(
@@ -105,15 +116,13 @@ impl Gateway {
         head: Head,
         metrics: Metrics,
         hub: Option<Arc<Hub>>,
-        tls: Arc<rustls::ClientConfig>,
+        pool: Arc<Pool>,
     ) -> Arc<Gateway> {
-        let inflight = metrics.upstream_inflight(config.upstream.max_inflight_bytes.as_u64());
         let shared_metrics = metrics.shared.clone();
         let admission = Arc::new(Admission::new(&config));
         let shared = SharedTier::new(&config.shared, shared_metrics, admission.clone());
         let gateway = Arc::new(Gateway {
-            upstream: Upstream::new(&config.upstream, inflight, tls),
-            breaker: Breaker::new(),
+            pool,
             admission,
             cache: Cache::new(&config.cache, head.clone()),
             head,
@@ -182,8 +191,13 @@ impl Gateway {
         &self.guard
     }
 
-    pub fn breaker(&self) -> &Breaker {
-        &self.breaker
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// The nodes' breakers as one: closed while any node's is.
+    pub fn breaker_state(&self) -> crate::breaker::BreakerState {
+        self.pool.breaker_state()
     }
 
     /// Swaps in a validated config. Requests in flight finish under the settings they
@@ -193,6 +207,7 @@ impl Gateway {
         let old = self.config.load_full();
         let (new, restart) = old.reloadable(new);
         self.admission.reconfigure(&new);
+        self.pool.reconfigure(&new);
         self.cache.reconfigure(&new.cache);
         self.demand.set_limit(new.cache.refresh_ahead);
         self.guard.reconfigure(&new.node_guard);

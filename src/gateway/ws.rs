@@ -3,7 +3,7 @@
 //! and relayed to the node); any other call is served through the pipeline (admission,
 //! caps, cache, lanes), so the websocket is no way around them.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -16,25 +16,46 @@ use crate::admission::{ClientKey, WsConnection};
 use crate::config::{Config, WsMode};
 use crate::error::{Rejection, Transport};
 use crate::jsonrpc::{batch_len, parse_body, Call, Envelope, Params};
+use crate::pool::Pool;
 use crate::reply::{self, Chunks};
-use crate::websocket::{self, Handler, Hub, HubSettings, SubscriptionCall, Verdict, WsMetrics};
+use crate::upstream::tls;
+use crate::websocket::{
+    self, Handler, Hub, HubSettings, NodeTarget, SubscriptionCall, Verdict, WsMetrics,
+};
 
-/// The fan-out hub, in fanout mode; it dials the node only once a client subscribes.
+/// The fan-out hub, in fanout mode; it dials a node only once a client subscribes, and
+/// each dial goes to a node the pool (set in `pool` once built) finds eligible for
+/// "latest", so subscriptions move on when their node is lost.
 pub(super) fn hub(
     config: &Config,
     metrics: WsMetrics,
-    tls: &Arc<rustls::ClientConfig>,
+    pool: &Arc<OnceLock<Weak<Pool>>>,
 ) -> Option<Arc<Hub>> {
     let w = &config.websocket;
     (w.mode == WsMode::Fanout).then(|| {
+        let pool = pool.clone();
+        let first = config.upstream.node_list().remove(0);
+        let fallback = (
+            websocket::node_url(&first.url),
+            tls::client_config(first.ca_file.as_deref()),
+        );
+        let target = NodeTarget::new(move || {
+            let node = pool
+                .get()
+                .and_then(Weak::upgrade)
+                .and_then(|p| p.websocket_node());
+            match node {
+                Some(node) => (websocket::node_url(&node.config.url), node.tls.clone()),
+                None => fallback.clone(),
+            }
+        });
         let settings = HubSettings {
-            node_url: websocket::node_url(&config.upstream.url),
+            target,
             connect_timeout: config.upstream.connect_timeout,
             per_connection: w.node_subscriptions_per_connection,
             max_connections: w.max_node_connections,
             grace: w.unsubscribe_grace,
             max_frame_bytes: config.upstream.max_response_bytes.as_usize(),
-            tls: tls.clone(),
         };
         Hub::new(settings, metrics)
     })
@@ -61,8 +82,14 @@ pub(super) async fn upgrade(
         Err(r) => return refuse(log, r),
     };
     let w = &config.websocket;
+    let Some(node) = gw.pool.websocket_node() else {
+        return refuse(
+            log,
+            Rejection::UpstreamUnavailable("no node can serve a websocket".into()),
+        );
+    };
     let settings = websocket::Settings {
-        node_url: websocket::node_url(gw.upstream.url()),
+        node_url: websocket::node_url(&node.config.url),
         connect_timeout: config.upstream.connect_timeout,
         max_message_bytes: w.max_message_bytes.as_usize(),
         ping_interval: w.ping_interval,
@@ -70,7 +97,7 @@ pub(super) async fn upgrade(
         client_buffer_bytes: w.client_buffer_bytes.as_usize(),
         max_subscriptions: w.max_subscriptions_per_connection,
         max_query_bytes: w.max_query_bytes,
-        tls: gw.upstream.tls().clone(),
+        tls: node.tls.clone(),
     };
     let upstream = match &gw.hub {
         Some(hub) => websocket::Upstream::Fanout(hub.clone()),

@@ -44,10 +44,20 @@ pub(crate) struct Shared {
     stall_after: Duration,
     /// Moves on each time the node reports a different chain id.
     generation: AtomicU64,
+    /// Where heights seen in answers go instead (`derived`): the one node's own head, or
+    /// nowhere while several nodes answer, since an answer does not say whose it was.
+    forward: Mutex<Option<Forward>>,
+}
+
+enum Forward {
+    To(Head),
+    Nowhere,
 }
 
 struct State {
     advanced_at: Option<Instant>,
+    /// The node's lowest block, from `status`; `None` until a poll brings it.
+    earliest: Option<u64>,
     catching_up: bool,
     chain_id: Option<String>,
     source: &'static str,
@@ -61,6 +71,7 @@ impl Shared {
             height: watch::Sender::new(None),
             state: Mutex::new(State {
                 advanced_at: None,
+                earliest: None,
                 catching_up: false,
                 chain_id: None,
                 source: "none",
@@ -68,6 +79,7 @@ impl Shared {
             }),
             stall_after,
             generation: AtomicU64::new(0),
+            forward: Mutex::new(None),
         }
     }
 
@@ -233,7 +245,58 @@ impl Head {
 
     /// A height seen passing through the gateway; only ever raises the head.
     pub(crate) fn observe(&self, height: u64) {
-        self.handle.shared.advance(height);
+        let forward = self.handle.shared.forward.lock();
+        match &*forward.unwrap_or_else(PoisonError::into_inner) {
+            None => self.handle.shared.advance(height),
+            Some(Forward::To(node)) => node.observe(height),
+            Some(Forward::Nowhere) => {}
+        }
+    }
+
+    /// A head set by its owner from the heads of several nodes (the pool's consensus),
+    /// never by answers it sees: those go to `forward_to`.
+    pub(crate) fn derived(stall_after: Duration) -> Head {
+        let head = Head::with_stall_after(stall_after);
+        *head
+            .handle
+            .shared
+            .forward
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Forward::Nowhere);
+        head
+    }
+
+    /// For a `derived` head: the node head that answers' heights now belong to.
+    pub(crate) fn forward_to(&self, node: Option<Head>) {
+        let mut forward = self
+            .handle
+            .shared
+            .forward
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if forward.is_some() {
+            *forward = Some(node.map_or(Forward::Nowhere, Forward::To));
+        }
+    }
+
+    /// What the derived head's owner read from its nodes: the consensus height, and
+    /// whether every node is catching up. Takes the path `status` takes, so a new chain
+    /// id moves the generation on.
+    pub(crate) fn set_consensus(&self, height: u64, catching_up: bool, chain_id: String) {
+        self.handle
+            .shared
+            .record_status(height, catching_up, chain_id);
+    }
+
+    /// Why no node can serve "latest" now, for the derived head's owner, which says so
+    /// in its own words; `None` when one can.
+    pub(crate) fn set_failure(&self, failure: Option<String>) {
+        self.handle.shared.state().rpc_failure = failure;
+    }
+
+    /// The node's lowest block (its pruning base), once `status` has said.
+    pub(crate) fn earliest(&self) -> Option<u64> {
+        self.handle.shared.state().earliest
     }
 
     /// "websocket" | "polling" | "none".

@@ -24,6 +24,8 @@ const USER_AGENT: &str = concat!("cometgate/", env!("CARGO_PKG_VERSION"), " head
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct StatusInfo {
     pub height: u64,
+    /// The node's lowest block (its pruning base).
+    pub earliest: u64,
     pub catching_up: bool,
     pub chain_id: String,
 }
@@ -51,6 +53,7 @@ impl Poller {
             .map_err(|_| format!("status timed out after {:?}", self.timeout))??;
         let info = parse_status(&body)?;
         shared.record_status(info.height, info.catching_up, info.chain_id);
+        shared.state().earliest = Some(info.earliest);
         Ok(())
     }
 
@@ -92,6 +95,7 @@ pub(crate) fn parse_status(body: &[u8]) -> Result<StatusInfo, String> {
     let result = envelope.result.ok_or("status answered an error")?;
     Ok(StatusInfo {
         height: result.sync_info.latest_block_height.value(),
+        earliest: result.sync_info.earliest_block_height.value(),
         catching_up: result.sync_info.catching_up,
         chain_id: result.node_info.network.to_string(),
     })
@@ -143,6 +147,7 @@ mod tests {
             info,
             StatusInfo {
                 height: 232,
+                earliest: 1,
                 catching_up: false,
                 chain_id: "dockerchain".into()
             }

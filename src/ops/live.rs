@@ -26,6 +26,7 @@ impl fmt::Debug for Live {
 impl Collector for Live {
     fn encode(&self, mut out: DescriptorEncoder) -> fmt::Result {
         head(&self.0, &mut out)?;
+        super::nodes::metrics(&self.0, &mut out)?;
         process(&mut out)?;
         lanes(&self.0, &mut out)?;
         guard(&self.0, &mut out)?;
@@ -122,7 +123,7 @@ fn head(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
         "Time since the head last advanced (-1: never seen)",
         head.age().map_or(-1.0, |d| d.as_secs_f64()),
     )?;
-    let holding_off = gw.breaker().holding_off();
+    let holding_off = gw.pool().holding_off();
     gauge(
         out,
         "node_up",

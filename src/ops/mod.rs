@@ -22,6 +22,7 @@ use crate::server::{serve_connection, Admitted, Gate, Http, Listener, Policy};
 
 mod explain;
 mod live;
+mod nodes;
 mod page;
 mod state;
 mod top;
@@ -171,6 +172,16 @@ async fn route(gw: &Arc<Gateway>, loopback: bool, req: Request<Incoming>) -> Res
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
+        (Method::GET, "/admin/nodes") => {
+            let mut r = text(
+                StatusCode::OK,
+                format!("{}\n", nodes::json(gw)),
+                "application/json",
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
         (Method::GET, p) if page::is_page(p) => page::serve(p),
         (Method::GET, "/admin/config") => text(
             StatusCode::OK,
@@ -234,8 +245,8 @@ fn node_problems(gw: &Gateway) -> Vec<String> {
     if head.catching_up() {
         problems.push("the node is catching up".into());
     }
-    if gw.breaker().holding_off() {
-        problems.push("the node is failing (circuit open)".into());
+    if gw.pool().holding_off() {
+        problems.push("every node is failing (circuit open)".into());
     }
     problems
 }
@@ -279,6 +290,19 @@ fn redacted_config(gw: &Gateway) -> String {
     }
     if config.metrics.admin_token.is_some() {
         config.metrics.admin_token = Some("<redacted>".into());
+    }
+    // A provider's user:password in a node's URL stays in the file.
+    let hide = |url: &mut http::Uri| {
+        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+            let public = crate::pool::public_url(url).replacen("://", "://redacted@", 1);
+            if let Ok(hidden) = public.parse() {
+                *url = hidden;
+            }
+        }
+    };
+    hide(&mut config.upstream.url);
+    for node in &mut config.upstream.nodes {
+        hide(&mut node.url);
     }
     config.to_toml_string()
 }

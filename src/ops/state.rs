@@ -37,28 +37,23 @@ pub(super) fn state(gw: &Gateway) -> Value {
     })
 }
 
-/// The one upstream node. Once there are several, `lag_blocks` is each one's distance
-/// behind the highest head among them; with one it is 0 by definition.
+/// The nodes as one (the gateway's head, their breakers together), and each of them
+/// under `nodes`, with its own lag behind the best head.
 fn node(gw: &Gateway, window: &Window) -> Value {
     let head = gw.head();
     let admission = gw.admission().snapshot();
     let guard = gw.guard().snapshot();
-    let url = &gw.config().upstream.url;
+    let nodes = gw.pool().snapshot();
     let latency = &window.totals.node_latency;
-    let breaker = match gw.breaker().state() {
+    let breaker = match gw.pool().breaker_state() {
         BreakerState::Closed => "closed",
         BreakerState::Open => "open",
         BreakerState::HalfOpen => "half_open",
     };
     let problems = super::node_problems(gw);
     json!({
-        // Scheme, host and port only: a URL's user:password must not reach a page.
-        "url": format!(
-            "{}://{}{}",
-            url.scheme_str().unwrap_or("http"),
-            url.host().unwrap_or(""),
-            url.port_u16().map(|p| format!(":{p}")).unwrap_or_default()
-        ),
+        "url": nodes.first().map(|n| n.url.clone()),
+        "nodes": nodes,
         "up": problems.is_empty(),
         "problems": problems,
         "head_height": head.height(),

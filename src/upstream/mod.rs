@@ -15,6 +15,8 @@ mod budget;
 mod read;
 pub(crate) mod tls;
 
+pub(crate) use budget::Budget;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,7 +87,6 @@ struct RawAnswer<'a> {
 #[derive(Clone)]
 pub(crate) struct Upstream {
     client: Client<tls::Connector, Full<Bytes>>,
-    tls: Arc<rustls::ClientConfig>,
     url: Uri,
     timeout: Duration,
     max_response: ByteSize,
@@ -94,10 +95,11 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    /// `inflight` is the gauge the budget keeps at the bytes it has reserved.
+    /// A client of the node at `url`. Every node's answers share the one `budget`.
     pub(crate) fn new(
         cfg: &UpstreamConfig,
-        inflight: Gauge,
+        url: Uri,
+        budget: Arc<Budget>,
         tls: Arc<rustls::ClientConfig>,
     ) -> Upstream {
         let connector = tls::connector(&tls, cfg.connect_timeout);
@@ -107,11 +109,10 @@ impl Upstream {
             .build(connector);
         Upstream {
             client,
-            tls,
-            url: cfg.url.clone(),
+            url,
             timeout: cfg.timeout,
             max_response: cfg.max_response_bytes,
-            budget: budget::Budget::new(cfg.max_inflight_bytes.as_u64(), inflight),
+            budget,
             next_id: Arc::new(AtomicU64::new(1)),
         }
     }
@@ -122,31 +123,41 @@ impl Upstream {
         self.budget.reserved()
     }
 
-    pub(crate) fn url(&self) -> &Uri {
-        &self.url
-    }
-
-    /// The TLS client config for everything else that talks to the node (the head,
-    /// websockets).
-    pub(crate) fn tls(&self) -> &Arc<rustls::ClientConfig> {
-        &self.tls
-    }
-
     fn fresh_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The budget every node's answers share; `inflight` is the gauge it keeps at the
+    /// bytes it has reserved.
+    pub(crate) fn budget(cfg: &UpstreamConfig, inflight: Gauge) -> Arc<Budget> {
+        Budget::new(cfg.max_inflight_bytes.as_u64(), inflight)
+    }
+
     /// One call, sent in canonical form under a fresh id of the gateway's.
+    #[cfg(test)]
     pub(crate) async fn call(&self, call: &Canonical) -> Result<Answer, Rejection> {
+        self.call_within(call, self.timeout).await
+    }
+
+    /// As `call`, given up after `timeout` (what is left of the caller's deadline).
+    pub(crate) async fn call_within(
+        &self,
+        call: &Canonical,
+        timeout: Duration,
+    ) -> Result<Answer, Rejection> {
         let id = self.fresh_id();
-        let body = self.post(call.upstream_body(id)).await?;
+        let body = self.post(call.upstream_body(id), timeout).await?;
         let raw: RawAnswer =
             serde_json::from_slice(&body).map_err(|e| invalid(format!("not JSON-RPC: {e}")))?;
         answer_for(&body, raw, id)
     }
 
     /// Several calls as one upstream batch; answers come back in the calls' order.
-    pub(crate) async fn call_batch(&self, calls: &[&Canonical]) -> Result<Vec<Answer>, Rejection> {
+    pub(crate) async fn call_batch(
+        &self,
+        calls: &[&Canonical],
+        timeout: Duration,
+    ) -> Result<Vec<Answer>, Rejection> {
         // One reservation, so a concurrent call's id never lands inside our range.
         let first = self
             .next_id
@@ -160,12 +171,12 @@ impl Upstream {
             body.extend_from_slice(&call.upstream_body(first + i as u64));
         }
         body.push(b']');
-        let answer = self.post(Bytes::from(body)).await?;
+        let answer = self.post(Bytes::from(body), timeout).await?;
         batch_answers(&answer, first, calls.len())
     }
 
     /// POSTs a body and reads the answer under the timeout and the response cap.
-    async fn post(&self, body: Bytes) -> Result<Bytes, Rejection> {
+    async fn post(&self, body: Bytes, timeout: Duration) -> Result<Bytes, Rejection> {
         let request = Request::builder()
             .method(Method::POST)
             .uri(self.url.clone())
@@ -173,7 +184,7 @@ impl Upstream {
             .header(header::ACCEPT, "application/json")
             .body(Full::new(body))
             .map_err(|e| Rejection::UpstreamUnavailable(e.to_string()))?;
-        match tokio::time::timeout(self.timeout, self.exchange(request)).await {
+        match tokio::time::timeout(timeout, self.exchange(request)).await {
             Ok(result) => result,
             Err(_) => Err(Rejection::UpstreamTimeout(self.timeout)),
         }

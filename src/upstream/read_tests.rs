@@ -62,7 +62,13 @@ fn upstream(url: &str, budget: ByteSize) -> Upstream {
         max_inflight_bytes: budget,
         ..UpstreamConfig::default()
     };
-    Upstream::new(&config, Default::default(), super::tls::client_config(None))
+    let budget = Upstream::budget(&config, Default::default());
+    Upstream::new(
+        &config,
+        config.url.clone(),
+        budget,
+        super::tls::client_config(None),
+    )
 }
 
 fn sized(size: usize) -> Canonical {

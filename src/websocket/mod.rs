@@ -34,7 +34,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::error::Rejection;
 use crate::reply::Chunks;
 
-pub(crate) use hub::{Hub, HubSettings};
+pub(crate) use hub::{Hub, HubSettings, NodeTarget};
 pub(crate) use metrics::WsMetrics;
 
 /// Calls one connection may have in the pipeline at once; past it the connection stops

@@ -163,8 +163,14 @@ where
             }
             Some(Ok(msg @ (Message::Text(_) | Message::Binary(_)))) => self.send_client(msg).await,
             Some(Ok(_)) => Step::Go,
+            // The node went away without a close: 1012 tells the client to connect
+            // again, which reaches a node that answers.
             Some(Err(_)) | None => {
-                let _ = self.client.send(Message::Close(None)).await;
+                let frame = CloseFrame {
+                    code: CloseCode::Restart,
+                    reason: "lost the node's websocket; connect again".into(),
+                };
+                let _ = self.client.send(Message::Close(Some(frame))).await;
                 Step::Stop
             }
         }

@@ -65,7 +65,7 @@ async fn until_breaker_closes(h: &Harness) {
     eventually("the breaker closes again", || async move {
         let height = NEXT.fetch_add(1, Ordering::Relaxed);
         h.post(&block(height, 1)).await;
-        h.gateway.breaker().state() == BreakerState::Closed
+        h.gateway.breaker_state() == BreakerState::Closed
     })
     .await;
 }
@@ -131,7 +131,7 @@ async fn each_node_fault_is_a_well_formed_error_in_time_and_is_not_cached() {
         assert_eq!(rpc_view(&healed.json()), rpc_view(&expected), "{fault:?}");
         assert_eq!(healed.json()["id"], 78);
     }
-    assert_eq!(h.gateway.breaker().state(), BreakerState::Closed);
+    assert_eq!(h.gateway.breaker_state(), BreakerState::Closed);
 }
 
 #[tokio::test]
@@ -261,7 +261,7 @@ async fn the_breaker_spares_a_failing_node_serves_stale_and_probes_it_back() {
         node_calls <= 20,
         "{node_calls} of {clients} requests hammered the failing node"
     );
-    assert_ne!(h.gateway.breaker().state(), BreakerState::Closed);
+    assert_ne!(h.gateway.breaker_state(), BreakerState::Closed);
 
     // Meanwhile the "latest" entry stands in, marked stale.
     let stale = h.post(abci).await;
@@ -282,7 +282,7 @@ async fn the_breaker_spares_a_failing_node_serves_stale_and_probes_it_back() {
         "breaker: recovered {:?} after the node came back",
         started.elapsed()
     );
-    assert_eq!(h.gateway.breaker().state(), BreakerState::Closed);
+    assert_eq!(h.gateway.breaker_state(), BreakerState::Closed);
 }
 
 #[tokio::test]
@@ -381,7 +381,7 @@ async fn requests_the_node_refuses_as_too_large_are_the_clients_error_and_spare_
         let data = v["error"]["data"].as_str().unwrap_or_default();
         assert!(data.contains("request body too large"), "{v}");
     }
-    assert_eq!(h.gateway.breaker().state(), BreakerState::Closed);
+    assert_eq!(h.gateway.breaker_state(), BreakerState::Closed);
     let v = h.post(&block(3, 99)).await.json();
     assert!(
         v.get("result").is_some(),

@@ -324,7 +324,7 @@ async fn readiness_returns_after_the_node_recovers_even_with_no_client_traffic()
         h.post(&body).await;
     }
     assert_ne!(
-        h.gateway.breaker().state(),
+        h.gateway.breaker_state(),
         cometgate::breaker::BreakerState::Closed
     );
     assert_eq!(
@@ -347,7 +347,7 @@ async fn readiness_returns_after_the_node_recovers_even_with_no_client_traffic()
         "the next call probes and closes it"
     );
     assert_eq!(
-        h.gateway.breaker().state(),
+        h.gateway.breaker_state(),
         cometgate::breaker::BreakerState::Closed
     );
 }

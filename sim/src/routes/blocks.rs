@@ -49,7 +49,7 @@ pub(super) fn blockchain(node: &Node, args: &Args) -> Result<Value, String> {
 }
 
 pub(super) fn block(node: &Node, args: &Args) -> Result<Value, String> {
-    let h = get_height(node.chain.head(), args, 0)?;
+    let h = get_height(node.chain.head(), node.chain.params.base, args, 0)?;
     Ok(blockgen::result_block(&node.chain, h))
 }
 
@@ -62,14 +62,14 @@ pub(super) fn block_by_hash(node: &Node, args: &Args) -> Value {
 }
 
 pub(super) fn block_results(node: &Node, args: &Args) -> Result<Value, String> {
-    let h = get_height(node.chain.head(), args, 0)?;
+    let h = get_height(node.chain.head(), node.chain.params.base, args, 0)?;
     Ok(blockgen::block_results(&node.chain, h))
 }
 
 /// The head's commit is the node's own seen commit: `canonical: false`.
 pub(super) fn commit(node: &Node, args: &Args) -> Result<Value, String> {
     let head = node.chain.head();
-    let h = get_height(head, args, 0)?;
+    let h = get_height(head, node.chain.params.base, args, 0)?;
     let txs = node.chain.txs(h);
     Ok(json!({
         "canonical": h != head,
@@ -81,7 +81,7 @@ pub(super) fn commit(node: &Node, args: &Args) -> Result<Value, String> {
 }
 
 pub(super) fn header(node: &Node, args: &Args) -> Result<Value, String> {
-    let h = get_height(node.chain.head(), args, 0)?;
+    let h = get_height(node.chain.head(), node.chain.params.base, args, 0)?;
     let txs = node.chain.txs(h);
     Ok(json!({"header": blockgen::header(&node.chain, h, &txs)}))
 }

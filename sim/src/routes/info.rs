@@ -12,16 +12,17 @@ use crate::node::Node;
 pub(super) fn status(node: &Node) -> Value {
     let chain = &node.chain;
     let head = chain.head();
+    let base = chain.params.base.min(head);
     let mut v = fixtures::status();
     v["node_info"]["network"] = json!(chain.params.chain_id);
     let val = &blockgen::validators(chain)[0];
     v["validator_info"] = json!({"address": val.address, "pub_key": pub_key_json(&val.pub_key), "voting_power": val.power.to_string()});
     v["sync_info"] = json!({
         "catching_up": false,
-        "earliest_app_hash": hex_upper(&blockgen::app_hash_bytes(chain, 0)),
-        "earliest_block_hash": chain.block_hash(1),
-        "earliest_block_height": "1",
-        "earliest_block_time": blockgen::block_time(chain, 1),
+        "earliest_app_hash": hex_upper(&blockgen::app_hash_bytes(chain, base - 1)),
+        "earliest_block_hash": chain.block_hash(base),
+        "earliest_block_height": base.to_string(),
+        "earliest_block_time": blockgen::block_time(chain, base),
         "latest_app_hash": hex_upper(&blockgen::app_hash_bytes(chain, head - 1)),
         "latest_block_hash": chain.block_hash(head),
         "latest_block_height": head.to_string(),
@@ -66,14 +67,14 @@ pub(super) fn dump_consensus_state(node: &Node) -> Value {
 
 /// Validators and params are known one height past the head (`latestUncommittedHeight`).
 pub(super) fn consensus_params(node: &Node, args: &Args) -> Result<Value, String> {
-    let h = get_height(node.chain.head() + 1, args, 0)?;
+    let h = get_height(node.chain.head() + 1, node.chain.params.base, args, 0)?;
     let mut v = fixtures::consensus_params();
     v["block_height"] = json!(h.to_string());
     Ok(v)
 }
 
 pub(super) fn validators(node: &Node, args: &Args) -> Result<Value, String> {
-    let h = get_height(node.chain.head() + 1, args, 0)?;
+    let h = get_height(node.chain.head() + 1, node.chain.params.base, args, 0)?;
     let all = blockgen::validators(&node.chain);
     let per = per_page(args, 2);
     let pg = page(args, 1, per, all.len())?;

@@ -293,8 +293,9 @@ pub(crate) async fn exec(node: &Node, route: &Route, args: &Args) -> Result<Valu
     }
 }
 
-/// `getHeight`: explicit heights must be in `[base, latest]`; absent means latest.
-pub(crate) fn get_height(latest: u64, args: &Args, i: usize) -> Result<u64, String> {
+/// `getHeight`: explicit heights must be in `[base, latest]` (`base` is the block
+/// store's lowest height, above 1 on a pruned node); absent means latest.
+pub(crate) fn get_height(latest: u64, base: u64, args: &Args, i: usize) -> Result<u64, String> {
     let Some(h) = args.int(i) else {
         return Ok(latest);
     };
@@ -304,6 +305,11 @@ pub(crate) fn get_height(latest: u64, args: &Args, i: usize) -> Result<u64, Stri
     if h as u64 > latest {
         return Err(format!(
             "height {h} must be less than or equal to the current blockchain height {latest}"
+        ));
+    }
+    if (h as u64) < base {
+        return Err(format!(
+            "height {h} is not available, lowest height is {base}"
         ));
     }
     Ok(h as u64)

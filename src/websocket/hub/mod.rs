@@ -36,16 +36,37 @@ use topic::Topic;
 /// What the hub runs under, fixed at startup.
 #[derive(Clone, Debug)]
 pub(crate) struct HubSettings {
-    /// The node's websocket, `ws://host:port/websocket`.
-    pub node_url: String,
+    /// Where each dial goes: the node's websocket (`ws://host:port/websocket`) and its
+    /// TLS settings, asked anew at every dial so a lost node's subscriptions move on.
+    pub target: NodeTarget,
     pub connect_timeout: Duration,
     pub per_connection: usize,
     pub max_connections: usize,
     pub grace: Duration,
     /// The largest node frame read (an event carries a whole block).
     pub max_frame_bytes: usize,
-    /// For a node reached over `wss://`.
-    pub tls: Arc<rustls::ClientConfig>,
+}
+
+/// Picks the node a hub connection dials.
+#[derive(Clone)]
+pub(crate) struct NodeTarget(Arc<dyn Fn() -> (String, Arc<rustls::ClientConfig>) + Send + Sync>);
+
+impl NodeTarget {
+    pub(crate) fn new(
+        pick: impl Fn() -> (String, Arc<rustls::ClientConfig>) + Send + Sync + 'static,
+    ) -> NodeTarget {
+        NodeTarget(Arc::new(pick))
+    }
+
+    pub(crate) fn pick(&self) -> (String, Arc<rustls::ClientConfig>) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for NodeTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeTarget")
+    }
 }
 
 /// One client's subscription to one topic.

@@ -117,11 +117,12 @@ async fn dial(settings: &HubSettings) -> Result<NodeSocket, String> {
     let config = WebSocketConfig::default()
         .max_message_size(Some(settings.max_frame_bytes))
         .max_frame_size(Some(settings.max_frame_bytes));
+    let (url, tls) = settings.target.pick();
     let dial = tokio_tungstenite::connect_async_tls_with_config(
-        settings.node_url.as_str(),
+        url.as_str(),
         Some(config),
         false,
-        Some(Connector::Rustls(settings.tls.clone())),
+        Some(Connector::Rustls(tls)),
     );
     match tokio::time::timeout(settings.connect_timeout, dial).await {
         Ok(Ok((ws, _))) => Ok(ws),

@@ -11,6 +11,8 @@ use super::{Hub, Subscriber};
 use crate::websocket::outbox::{Outgoing, Refused};
 
 /// What the node says when it cancels a subscriber that falls behind.
+/// How far below the last delivered height a NewBlock is a repeat rather than a new chain.
+const REPEAT_WINDOW: u64 = 100;
 const SLOW: &str = "client is not pulling messages fast enough";
 
 pub(super) struct Topic {
@@ -162,7 +164,9 @@ impl Topic {
             return false;
         }
         if self.new_block {
-            self.follow_height(&mut inner, event.height, hub);
+            if !self.follow_height(&mut inner, event.height, hub) {
+                return false;
+            }
             if let (Some(feed), Some(height)) = (&inner.feed, event.height) {
                 feed.send_replace(Some(height));
             }
@@ -206,9 +210,20 @@ impl Topic {
         left > 0
     }
 
-    fn follow_height(&self, inner: &mut Inner, height: Option<u64>, hub: &Hub) {
-        let Some(height) = height else { return };
+    /// Whether a NewBlock event at `height` is news. After its node was lost, the
+    /// subscription may come back on a node a block or two behind the last one: the
+    /// blocks clients already have are not sent again. Far lower heights are another
+    /// chain starting over, and are followed.
+    fn follow_height(&self, inner: &mut Inner, height: Option<u64>, hub: &Hub) -> bool {
+        let Some(height) = height else { return true };
         if let Some(last) = inner.last_height {
+            if height <= last && last - height <= REPEAT_WINDOW {
+                return false;
+            }
+            if height < last {
+                inner.last_height = Some(height);
+                return true;
+            }
             if height > last.saturating_add(1) {
                 let missed = height - last - 1;
                 hub.metrics().missed_blocks.inc_by(missed);
@@ -223,5 +238,6 @@ impl Topic {
             }
         }
         inner.last_height = Some(inner.last_height.map_or(height, |l| l.max(height)));
+        true
     }
 }

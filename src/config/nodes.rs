@@ -1,0 +1,212 @@
+//! `[[upstream.nodes]]`: the nodes behind the gateway. `upstream.url` (with
+//! `upstream.ca_file`) stays the one-node shorthand; a file sets one or the other.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use toml::Value;
+
+use super::read::{read_ca_file, upstream_url};
+use super::render::ser_uri;
+use super::walk::{string, unsigned, Problems, Section};
+use super::UpstreamConfig;
+
+/// One node the gateway may send calls to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct NodeConfig {
+    /// Normalised as `upstream.url` is: `http[s]://host[:port]/`.
+    #[serde(serialize_with = "ser_uri")]
+    pub url: http::Uri,
+    /// Its share of the calls among eligible nodes that are equally fast and busy.
+    pub weight: u32,
+    /// Node calls in flight on this node at most; unset, only `upstream.max_concurrency`
+    /// (all nodes together) bounds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<usize>,
+    /// PEM certificates trusted for this node besides the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl NodeConfig {
+    pub fn new(url: http::Uri) -> NodeConfig {
+        NodeConfig {
+            url,
+            weight: 1,
+            max_concurrency: None,
+            ca_file: None,
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// The nodes in effect: the `[[upstream.nodes]]` tables, or the one `upstream.url`.
+    pub fn node_list(&self) -> Vec<NodeConfig> {
+        if self.nodes.is_empty() {
+            vec![NodeConfig {
+                ca_file: self.ca_file.clone(),
+                ..NodeConfig::new(self.url.clone())
+            }]
+        } else {
+            self.nodes.clone()
+        }
+    }
+}
+
+/// Reads `upstream.nodes`; refuses it next to `upstream.url` or `upstream.ca_file`,
+/// which would leave the reader guessing which node was meant.
+pub(super) fn read(s: &mut Section, p: &mut Problems, out: &mut Vec<NodeConfig>) {
+    let path = s.path_of("nodes");
+    let Some(value) = s.value("nodes") else {
+        return;
+    };
+    for shorthand in ["url", "ca_file"] {
+        if s.contains(shorthand) {
+            p.report(
+                &path,
+                format!(
+                    "set either upstream.nodes or upstream.{shorthand}, not both \
+                     (upstream.url is the one-node shorthand)"
+                ),
+            );
+            return;
+        }
+    }
+    let Value::Array(entries) = value else {
+        p.report(
+            &path,
+            format!(
+                "expected [[upstream.nodes]] tables, got {}",
+                value.type_str()
+            ),
+        );
+        return;
+    };
+    if entries.is_empty() {
+        p.report(&path, "must list at least one node");
+        return;
+    }
+    let mut seen = BTreeSet::new();
+    let mut nodes = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let entry_path = format!("{path}[{i}]");
+        if !entry.is_table() {
+            p.report(
+                &entry_path,
+                format!("expected a table, got {}", entry.type_str()),
+            );
+            continue;
+        }
+        if let Some(node) = node(p, entry_path, entry, &mut seen) {
+            nodes.push(node);
+        }
+    }
+    *out = nodes;
+}
+
+fn node(
+    p: &mut Problems,
+    entry_path: String,
+    entry: &Value,
+    seen: &mut BTreeSet<String>,
+) -> Option<NodeConfig> {
+    let mut s = Section::of(p, entry_path, Some(entry));
+    let url = s.require(p, "url", upstream_url);
+    let mut weight = 1u32;
+    s.read(p, "weight", &mut weight, unsigned);
+    if weight == 0 {
+        p.report(&s.path_of("weight"), "must be at least 1");
+    }
+    let mut max_concurrency = None;
+    s.read(p, "max_concurrency", &mut max_concurrency, |v| {
+        unsigned(v).map(Some)
+    });
+    if max_concurrency == Some(0) {
+        p.report(&s.path_of("max_concurrency"), "must be at least 1");
+    }
+    let mut ca_file = None;
+    s.read(p, "ca_file", &mut ca_file, |v| {
+        let path = PathBuf::from(string(v)?);
+        read_ca_file(&path).map(|_| Some(path))
+    });
+    if let Some(url) = &url {
+        if !seen.insert(url.to_string()) {
+            p.report(
+                &s.path_of("url"),
+                "duplicate node (each url may appear once)",
+            );
+        }
+    }
+    s.finish(p);
+    Some(NodeConfig {
+        url: url?,
+        weight,
+        max_concurrency,
+        ca_file,
+    })
+}
+
+impl Serialize for UpstreamConfig {
+    /// As it reads back: `nodes` replaces `url` and `ca_file` when set.
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use super::render::{ser_duration, ser_opt_duration};
+        use super::ByteSize;
+        use std::time::Duration;
+
+        fn ser_opt_uri<S: serde::Serializer>(
+            uri: &Option<&http::Uri>,
+            ser: S,
+        ) -> Result<S::Ok, S::Error> {
+            match uri {
+                Some(uri) => ser.collect_str(uri),
+                None => ser.serialize_none(),
+            }
+        }
+
+        #[derive(Serialize)]
+        struct View<'a> {
+            #[serde(
+                skip_serializing_if = "Option::is_none",
+                serialize_with = "ser_opt_uri"
+            )]
+            url: Option<&'a http::Uri>,
+            #[serde(serialize_with = "ser_duration")]
+            timeout: Duration,
+            #[serde(serialize_with = "ser_duration")]
+            connect_timeout: Duration,
+            max_concurrency: usize,
+            max_response_bytes: ByteSize,
+            max_inflight_bytes: ByteSize,
+            pool_max_idle: usize,
+            #[serde(serialize_with = "ser_duration")]
+            pool_idle_timeout: Duration,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ca_file: Option<&'a PathBuf>,
+            max_lag_blocks: u64,
+            #[serde(
+                skip_serializing_if = "Option::is_none",
+                serialize_with = "ser_opt_duration"
+            )]
+            hedge_after: Option<Duration>,
+            #[serde(skip_serializing_if = "<[NodeConfig]>::is_empty")]
+            nodes: &'a [NodeConfig],
+        }
+        let shorthand = self.nodes.is_empty();
+        View {
+            url: shorthand.then_some(&self.url),
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            max_concurrency: self.max_concurrency,
+            max_response_bytes: self.max_response_bytes,
+            max_inflight_bytes: self.max_inflight_bytes,
+            pool_max_idle: self.pool_max_idle,
+            pool_idle_timeout: self.pool_idle_timeout,
+            ca_file: self.ca_file.as_ref().filter(|_| shorthand),
+            max_lag_blocks: self.max_lag_blocks,
+            hedge_after: self.hedge_after,
+            nodes: &self.nodes,
+        }
+        .serialize(ser)
+    }
+}
