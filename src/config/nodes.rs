@@ -18,7 +18,8 @@ pub struct NodeConfig {
     /// Normalised as `upstream.url` is: `http[s]://host[:port]/`.
     #[serde(serialize_with = "ser_uri")]
     pub url: http::Uri,
-    /// Its share of the calls among eligible nodes that are equally fast and busy.
+    /// Its share of the calls: among equally fast nodes, one of weight 3 is given calls
+    /// until it holds three times as many in flight as one of weight 1.
     pub weight: u32,
     /// Node calls in flight on this node at most; unset, only `upstream.max_concurrency`
     /// (all nodes together) bounds it.
@@ -208,5 +209,85 @@ impl Serialize for UpstreamConfig {
             nodes: &self.nodes,
         }
         .serialize(ser)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const NODES: &str = r#"
+[upstream]
+max_lag_blocks = 4
+hedge_after = "300ms"
+
+[[upstream.nodes]]
+url = "tcp://10.0.0.1:26657"
+
+[[upstream.nodes]]
+url = "http://10.0.0.2:26657"
+weight = 3
+max_concurrency = 16
+"#;
+
+    fn errors(text: &str) -> String {
+        Config::from_toml_str(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn nodes_read_normalised_and_render_back_to_themselves() {
+        let c = Config::from_toml_str(NODES).unwrap();
+        let nodes = c.upstream.node_list();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[0].url.to_string(), "http://10.0.0.1:26657/");
+        assert_eq!((nodes[0].weight, nodes[0].max_concurrency), (1, None));
+        assert_eq!((nodes[1].weight, nodes[1].max_concurrency), (3, Some(16)));
+        assert_eq!(c.upstream.max_lag_blocks, 4);
+        let rendered = c.to_toml_string();
+        assert!(
+            !rendered.contains("\nurl = \"http://127.0.0.1"),
+            "{rendered}"
+        );
+        assert_eq!(Config::from_toml_str(&rendered).unwrap(), c);
+    }
+
+    #[test]
+    fn the_shorthand_is_one_node() {
+        let c = Config::from_toml_str("[upstream]\nurl = \"http://10.0.0.9:1\"\n").unwrap();
+        let nodes = c.upstream.node_list();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].url.to_string(), "http://10.0.0.9:1/");
+        assert_eq!(Config::from_toml_str(&c.to_toml_string()).unwrap(), c);
+    }
+
+    #[test]
+    fn bad_nodes_are_named_by_their_place() {
+        let dup =
+            "[[upstream.nodes]]\nurl = \"http://a:1\"\n[[upstream.nodes]]\nurl = \"http://a:1/\"\n";
+        assert!(
+            errors(dup).contains("upstream.nodes[1].url"),
+            "{}",
+            errors(dup)
+        );
+        let zero = "[[upstream.nodes]]\nurl = \"http://a:1\"\nweight = 0\n";
+        assert!(errors(zero).contains("upstream.nodes[0].weight: must be at least 1"));
+        let typo = "[[upstream.nodes]]\nurl = \"http://a:1\"\nwieght = 2\n";
+        assert!(
+            errors(typo).contains("did you mean \"weight\""),
+            "{}",
+            errors(typo)
+        );
+        let missing = "[[upstream.nodes]]\nweight = 2\n";
+        assert!(errors(missing).contains("upstream.nodes[0].url: missing required key"));
+        let empty = "[upstream]\nnodes = []\n";
+        assert!(errors(empty).contains("at least one node"));
+        let both = "[upstream]\nca_file = \"/x\"\n[[upstream.nodes]]\nurl = \"http://a:1\"\n";
+        assert!(errors(both).contains("not both"), "{}", errors(both));
+        let hedge = "[upstream]\nhedge_after = \"20s\"\n";
+        assert!(
+            errors(hedge).contains("upstream.hedge_after"),
+            "{}",
+            errors(hedge)
+        );
     }
 }

@@ -123,15 +123,15 @@ impl Node {
             let chain = head.chain_id().unwrap_or_default();
             return Err(Why::OtherChain(chain));
         }
+        if self.breaker.holding_off() {
+            return Err(Why::CircuitOpen);
+        }
         if let Some(why) = head.rpc_failure() {
             return Err(Why::Down(why));
         }
         let Some(latest) = head.height() else {
             return Err(Why::NoHead);
         };
-        if self.breaker.holding_off() {
-            return Err(Why::CircuitOpen);
-        }
         if need.latest {
             if head.catching_up() {
                 return Err(Why::CatchingUp);
@@ -177,6 +177,7 @@ impl PeakEwma {
     }
 
     fn observe(&mut self, sample: Duration, now: Instant) {
+        self.ns = self.estimate_at(now);
         let sample = sample.as_nanos() as f64;
         if sample >= self.ns {
             self.ns = sample;
@@ -190,8 +191,18 @@ impl PeakEwma {
         self.at = Some(now);
     }
 
+    /// The estimate, drifting back to `FIRST_ESTIMATE` while nothing is measured: a
+    /// node avoided for a bad spell is tried again, and measured anew, within seconds.
     fn estimate_ns(&self) -> f64 {
-        self.ns
+        self.estimate_at(Instant::now())
+    }
+
+    fn estimate_at(&self, now: Instant) -> f64 {
+        let Some(at) = self.at else { return self.ns };
+        let idle = now.saturating_duration_since(at).as_secs_f64();
+        let keep = (-idle / DECAY.as_secs_f64()).exp();
+        let first = FIRST_ESTIMATE.as_nanos() as f64;
+        self.ns * keep + first.min(self.ns) * (1.0 - keep)
     }
 }
 
@@ -204,10 +215,11 @@ mod tests {
         let t0 = Instant::now();
         let mut e = PeakEwma::new();
         e.observe(Duration::from_millis(200), t0);
-        assert_eq!(e.estimate_ns(), 200e6, "a peak replaces the estimate");
-        e.observe(Duration::from_millis(10), t0 + Duration::from_millis(10));
+        assert_eq!(e.estimate_at(t0), 200e6, "a peak replaces the estimate");
+        let soon = t0 + Duration::from_millis(10);
+        e.observe(Duration::from_millis(10), soon);
         assert!(
-            e.estimate_ns() > 190e6,
+            e.estimate_at(soon) > 190e6,
             "one fast sample right after barely moves it"
         );
         let mut at = t0;
@@ -215,6 +227,17 @@ mod tests {
             at += Duration::from_secs(1);
             e.observe(Duration::from_millis(10), at);
         }
-        assert!(e.estimate_ns() < 11e6, "{}", e.estimate_ns());
+        assert!(e.estimate_at(at) < 11e6, "{}", e.estimate_at(at));
+    }
+
+    #[test]
+    fn a_node_left_alone_after_failing_is_tried_again() {
+        let t0 = Instant::now();
+        let mut e = PeakEwma::new();
+        e.observe(FAILURE_PENALTY, t0);
+        assert_eq!(e.estimate_at(t0), 1e9);
+        let later = e.estimate_at(t0 + DECAY * 4);
+        assert!(later < 30e6, "{later}");
+        assert!(later >= FIRST_ESTIMATE.as_nanos() as f64);
     }
 }

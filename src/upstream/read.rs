@@ -9,7 +9,6 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::budget::{Budget, FIRST_CHUNK};
-use super::invalid;
 use crate::config::ByteSize;
 use crate::error::Rejection;
 
@@ -45,7 +44,8 @@ pub(super) async fn body(
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             tracing::debug!(error = ?e, "upstream body failed");
-            invalid("the connection broke mid-answer".into())
+            // The connection failed, not the node's answer: another node may answer.
+            Rejection::UpstreamUnavailable("the connection broke mid-answer".into())
         })?;
         let Ok(data) = frame.into_data() else {
             continue;

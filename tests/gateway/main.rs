@@ -19,6 +19,7 @@ mod listeners;
 mod live_page;
 mod logging;
 mod metrics_text;
+mod nodes;
 mod ops;
 mod pipeline;
 mod props;

@@ -1,0 +1,412 @@
+//! Issue #16: several nodes behind one gateway. Three simulated nodes; what each node
+//! was asked is read from its own counters.
+
+use std::time::Duration;
+
+use cometgate::config::{Config, NodeConfig, WsMode};
+use cometgate_sim::{Fault, SimNode, SimNodeConfig};
+use futures_util::future::join_all;
+use futures_util::StreamExt;
+use http::Method;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::admission::ws::{next, send, subscribe, ws_from};
+use crate::support::*;
+
+/// Node `a` is the harness's own; `b` and `c` are beside it.
+struct Three {
+    h: Harness,
+    b: SimNode,
+    c: SimNode,
+}
+
+impl Three {
+    async fn start(
+        a: SimNodeConfig,
+        b: SimNodeConfig,
+        c: SimNodeConfig,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Three {
+        let b = frozen_node(b).await;
+        let c = frozen_node(c).await;
+        let urls = [b.url(), c.url()];
+        let h = spawn_gateway_with(a, |config| {
+            let mut nodes = vec![NodeConfig::new(config.upstream.url.clone())];
+            nodes.extend(urls.iter().map(|u| NodeConfig::new(u.parse().unwrap())));
+            config.upstream.nodes = nodes;
+            tweak(config);
+        })
+        .await;
+        Three { h, b, c }
+    }
+
+    fn nodes(&self) -> [&SimNode; 3] {
+        [&self.h.node, &self.b, &self.c]
+    }
+
+    fn reset(&self) {
+        self.nodes().iter().for_each(|n| n.reset_counters());
+    }
+
+    /// `/admin/nodes`' entry for `node`.
+    async fn state_of(&self, node: &SimNode) -> Value {
+        let all = self.h.ops(Method::GET, "/admin/nodes", "").await.json();
+        let url = format!("{}/", node.url());
+        all["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["url"] == url.as_str())
+            .unwrap_or_else(|| panic!("{url} not in {all}"))
+            .clone()
+    }
+
+    /// Waits until every node's `status` has been read (heads and pruning bases known).
+    async fn settled(&self) {
+        for node in self.nodes() {
+            eventually("every node's status is known", || async {
+                self.state_of(node).await["earliest_height"].is_u64()
+            })
+            .await;
+        }
+    }
+
+    /// `calls` concurrent calls of `body(i)`, each answered with a result, never an error.
+    async fn all_succeed(&self, calls: usize, body: impl Fn(usize) -> String) {
+        let h = &self.h;
+        let replies = join_all((0..calls).map(|i| {
+            let body = body(i);
+            async move { h.post(&body).await.json() }
+        }))
+        .await;
+        for (i, reply) in replies.iter().enumerate() {
+            assert!(reply.get("result").is_some(), "call {i}: {reply}");
+        }
+    }
+}
+
+fn frozen_at(height: u64) -> SimNodeConfig {
+    SimNodeConfig {
+        start_height: height,
+        ..SimNodeConfig::default()
+    }
+}
+
+fn block(height: u64) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"block","params":{{"height":"{height}"}}}}"#)
+}
+
+fn call(method: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{}}}}"#)
+}
+
+#[tokio::test]
+async fn a_lagging_node_is_never_asked_latest_or_above_its_head() {
+    let t = Three::start(frozen_at(10), frozen_at(10), frozen_at(10), |c| {
+        c.cache.enabled = false;
+    })
+    .await;
+    for _ in 0..10 {
+        t.h.node.advance_block();
+        t.b.advance_block();
+    }
+    t.h.wait_for_head(20).await;
+    eventually("c is seen 10 blocks behind", || async {
+        t.state_of(&t.c).await["why_not"] == "10 blocks behind the best head"
+    })
+    .await;
+    t.reset();
+    for _ in 0..3 {
+        t.all_succeed(10, |i| block(11 + i as u64)).await;
+        for method in [
+            "block",
+            "block_results",
+            "abci_info",
+            "commit",
+            "validators",
+        ] {
+            t.all_succeed(4, |_| call(method)).await;
+        }
+    }
+    let served = |n: &SimNode| {
+        [
+            "block",
+            "block_results",
+            "abci_info",
+            "commit",
+            "validators",
+        ]
+        .iter()
+        .map(|m| n.requests_for(m))
+        .sum::<u64>()
+    };
+    assert_eq!(served(&t.c), 0, "the lagging node was asked");
+    assert_eq!(served(&t.h.node) + served(&t.b), 90);
+    assert_eq!(t.h.gateway.head().height(), Some(20));
+}
+
+#[tokio::test]
+async fn a_pruned_node_is_never_asked_below_its_base_and_an_archive_node_answers() {
+    let pruned = SimNodeConfig {
+        earliest_height: 300,
+        ..frozen_at(400)
+    };
+    let t = Three::start(frozen_at(400), pruned.clone(), pruned, |_| {}).await;
+    t.settled().await;
+    t.reset();
+    t.all_succeed(20, |i| block(5 + i as u64)).await;
+    assert_eq!(t.b.requests_for("block") + t.c.requests_for("block"), 0);
+    assert_eq!(
+        t.h.node.requests_for("block"),
+        20,
+        "the archive node answers"
+    );
+    // Heights every node holds are shared out.
+    t.all_succeed(30, |i| block(350 + i as u64)).await;
+    assert!(t.b.requests_for("block") + t.c.requests_for("block") > 0);
+
+    // With the archive node gone, a pruned node answers what it says of a height it
+    // does not have: the node's own error.
+    t.h.node.set_fault(Fault::Down);
+    eventually("the archive node is seen down", || async {
+        t.state_of(&t.h.node).await["up"] == false
+    })
+    .await;
+    let reply = t.h.post(&block(3)).await.json();
+    assert_eq!(
+        reply["error"]["data"], "height 3 is not available, lowest height is 300",
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn killing_a_node_under_steady_reads_loses_no_call_and_it_comes_back() {
+    let t = Three::start(frozen_at(50), frozen_at(50), frozen_at(50), |c| {
+        c.cache.enabled = false;
+    })
+    .await;
+    t.settled().await;
+    let reads = |round: usize| {
+        let t = &t;
+        async move {
+            t.all_succeed(60, |i| match i % 3 {
+                0 => block(10 + ((i + round) % 40) as u64),
+                1 => call("abci_info"),
+                _ => call("block"),
+            })
+            .await
+        }
+    };
+    reads(0).await;
+    assert!(t.b.requests_for("block") > 0, "b is in rotation");
+    t.b.set_fault(Fault::Down);
+    for round in 1..=5 {
+        reads(round).await;
+    }
+    let moved =
+        t.h.metric("cometgate_upstream_node_retries_total", &[])
+            .await;
+    assert!(moved > 0.0, "calls in flight on b were retried elsewhere");
+    t.b.set_fault(Fault::None);
+    eventually("b is eligible again", || async {
+        t.state_of(&t.b).await["eligible"] == true
+    })
+    .await;
+    t.reset();
+    eventually("b takes calls again", || async {
+        reads(9).await;
+        t.b.requests_for("block") + t.b.requests_for("abci_info") > 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_node_gets_measurably_less_traffic() {
+    let t = Three::start(frozen_at(50), frozen_at(50), frozen_at(50), |c| {
+        c.cache.enabled = false;
+    })
+    .await;
+    t.settled().await;
+    t.c.set_fault(Fault::Slow(Duration::from_millis(60)));
+    // Until its first answers come back, the slow node looks like the others.
+    t.all_succeed(20, |_| call("abci_info")).await;
+    t.reset();
+    for _ in 0..10 {
+        t.all_succeed(20, |_| call("abci_info")).await;
+    }
+    let [a, b, c] = t.nodes().map(|n| n.requests_for("abci_info"));
+    assert_eq!(a + b + c, 200);
+    assert!(c * 3 < a.min(b), "slow c took {c}, a {a}, b {b}");
+}
+
+#[tokio::test]
+async fn a_node_restarted_on_another_chain_is_ejected() {
+    let t = Three::start(frozen_at(50), frozen_at(50), frozen_at(50), |c| {
+        c.cache.enabled = false;
+    })
+    .await;
+    t.settled().await;
+    let addr = t.c.addr();
+    let Three { h, b, c } = t;
+    c.shutdown().await;
+    let c = frozen_node(SimNodeConfig {
+        listen: addr,
+        chain_id: "otherchain".into(),
+        ..frozen_at(50)
+    })
+    .await;
+    let t = Three { h, b, c };
+    eventually("c is ejected", || async {
+        t.state_of(&t.c).await["why_not"] == r#"ejected: serves chain "otherchain""#
+    })
+    .await;
+    let label = format!("node=\"{}/\"", t.c.url());
+    assert_eq!(
+        t.h.metric("cometgate_upstream_node_ejections_total", &[&label])
+            .await,
+        1.0
+    );
+    t.reset();
+    t.all_succeed(30, |_| call("abci_info")).await;
+    assert_eq!(t.c.requests_for("abci_info"), 0);
+    let ready = t.h.ops(Method::GET, "/readyz", "").await;
+    assert_eq!(ready.status, http::StatusCode::OK, "two nodes still serve");
+}
+
+#[tokio::test]
+async fn a_broadcast_is_never_sent_twice_even_when_its_node_fails_mid_call() {
+    let t = Three::start(frozen_at(50), frozen_at(50), frozen_at(50), |c| {
+        c.cache.enabled = false;
+    })
+    .await;
+    t.settled().await;
+    // A node holds one fault at a time: broadcasts fail first, reads after.
+    for node in t.nodes() {
+        node.set_fault_for("broadcast_tx_sync", Fault::ResetMidBody);
+    }
+    t.reset();
+    let total = |m: &str| t.nodes().iter().map(|n| n.requests_for(m)).sum::<u64>();
+    let tx = r#"{"jsonrpc":"2.0","id":1,"method":"broadcast_tx_sync","params":{"tx":"dHgx"}}"#;
+    for sent in 1..=5 {
+        let reply = t.h.post(tx).await.json();
+        assert!(reply.get("error").is_some(), "{reply}");
+        assert_eq!(total("broadcast_tx_sync"), sent, "a broadcast went twice");
+    }
+    // A read failing the same way is retried once on another node, never more.
+    for node in t.nodes() {
+        node.set_fault_for("abci_info", Fault::ResetMidBody);
+    }
+    let reply = t.h.post(&call("abci_info")).await.json();
+    assert!(reply.get("error").is_some(), "{reply}");
+    assert_eq!(total("abci_info"), 2);
+}
+
+#[test]
+fn nodes_and_url_together_are_refused_naming_both() {
+    let text = "[upstream]\nurl = \"http://127.0.0.1:1\"\n\n[[upstream.nodes]]\nurl = \"http://127.0.0.1:2\"\n";
+    let errors = Config::from_toml_str(text).unwrap_err().to_string();
+    assert!(errors.contains("upstream.nodes"), "{errors}");
+    assert!(errors.contains("upstream.url"), "{errors}");
+}
+
+const NEW_BLOCK: &str = "tm.event='NewBlock'";
+
+fn height_of(event: &Value) -> u64 {
+    event["result"]["data"]["value"]["block"]["header"]["height"]
+        .as_str()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("not a NewBlock event: {event}"))
+}
+
+impl Three {
+    fn advance_all(&self) {
+        self.nodes().iter().for_each(|n| n.advance_block());
+    }
+
+    /// The node the gateway's (or a relayed client's) websocket subscription is on: the
+    /// heads follow by polling, so it is the only one with a subscription.
+    async fn subscribed_node(&self) -> usize {
+        let mut found = None;
+        eventually("one node holds the subscription", || {
+            let holders: Vec<usize> = (0..3)
+                .filter(|i| self.nodes()[*i].stats().ws_subscriptions > 0)
+                .collect();
+            found = holders.first().copied().filter(|_| holders.len() == 1);
+            std::future::ready(found.is_some())
+        })
+        .await;
+        found.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn fanned_out_subscriptions_move_to_another_node_when_theirs_is_lost() {
+    let t = Three::start(frozen_at(50), frozen_at(50), frozen_at(50), |c| {
+        c.head.websocket = false;
+        c.websocket.mode = WsMode::Fanout;
+    })
+    .await;
+    t.settled().await;
+    let mut ws = ws_from(&t.h, "127.0.0.1").await.unwrap();
+    send(&mut ws, subscribe(7, NEW_BLOCK)).await;
+    assert_eq!(
+        next(&mut ws).await.unwrap()["result"],
+        serde_json::json!({})
+    );
+    let holder = t.subscribed_node().await;
+    t.advance_all();
+    assert_eq!(height_of(&next(&mut ws).await.unwrap()), 51);
+
+    t.nodes()[holder].set_fault(Fault::Down);
+    eventually("the subscription is made again on another node", || {
+        let elsewhere = (0..3).any(|i| i != holder && t.nodes()[i].stats().ws_subscriptions > 0);
+        std::future::ready(elsewhere)
+    })
+    .await;
+    t.advance_all();
+    let event = next(&mut ws).await.unwrap();
+    assert_eq!(event["id"], 7, "the client's own id, still");
+    assert_eq!(height_of(&event), 52, "the next block, from another node");
+}
+
+#[tokio::test]
+async fn relayed_clients_are_told_to_reconnect_when_their_node_is_lost() {
+    let t = Three::start(frozen_at(50), frozen_at(50), frozen_at(50), |c| {
+        c.head.websocket = false;
+        c.websocket.mode = WsMode::Relay;
+    })
+    .await;
+    t.settled().await;
+    let mut ws = ws_from(&t.h, "127.0.0.1").await.unwrap();
+    send(&mut ws, subscribe(1, NEW_BLOCK)).await;
+    assert_eq!(
+        next(&mut ws).await.unwrap()["result"],
+        serde_json::json!({})
+    );
+    let holder = t.subscribed_node().await;
+    t.nodes()[holder].set_fault(Fault::Down);
+    let close = loop {
+        let msg = tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("closed in time");
+        match msg {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    let frame = close.expect("a close code");
+    assert_eq!(u16::from(frame.code), 1012, "{frame:?}");
+    // Connecting again reaches a node that answers.
+    eventually("the lost node is seen down", || async {
+        t.state_of(t.nodes()[holder]).await["up"] == false
+    })
+    .await;
+    let mut again = ws_from(&t.h, "127.0.0.1").await.unwrap();
+    send(&mut again, subscribe(2, NEW_BLOCK)).await;
+    assert_eq!(
+        next(&mut again).await.unwrap()["result"],
+        serde_json::json!({})
+    );
+}
