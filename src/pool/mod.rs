@@ -315,9 +315,8 @@ impl Pool {
             ),
             None => None,
         };
-        let _inflight = node.start();
-        let started = Instant::now();
-        let within = deadline.saturating_duration_since(started);
+        let inflight = node.start();
+        let within = deadline.saturating_duration_since(Instant::now());
         let result = match calls {
             [one] => node
                 .upstream
@@ -327,8 +326,7 @@ impl Pool {
             many => node.upstream.call_batch(many, within).await,
         };
         node.breaker.record(lane, &result);
-        let sick = matches!(&result, Err(r) if route::node_failed(r));
-        node.measured(started.elapsed(), !sick);
+        inflight.finish(matches!(&result, Err(r) if route::node_failed(r)));
         drop(probe);
         result
     }

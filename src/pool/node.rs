@@ -46,12 +46,29 @@ pub(crate) struct Counts {
     pub(crate) ejections: AtomicU64,
 }
 
-/// Counts a call in flight on a node for as long as it lives.
-pub(super) struct InFlight<'a>(&'a AtomicUsize);
+/// Counts a call in flight on a node for as long as it lives, and times it. A call
+/// given up (a hedge answered first) counts its time so far: the node took at least
+/// that long, and must not keep looking fast.
+pub(super) struct InFlight<'a> {
+    node: &'a Node,
+    started: Instant,
+    finished: bool,
+}
+
+impl InFlight<'_> {
+    /// The call's outcome: `sick` when the node failed it.
+    pub(super) fn finish(mut self, sick: bool) {
+        self.finished = true;
+        self.node.measured(self.started.elapsed(), !sick);
+    }
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if !self.finished {
+            self.node.measured(self.started.elapsed(), true);
+        }
+        self.node.inflight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -87,10 +104,14 @@ impl Node {
     pub(super) fn start(&self) -> InFlight<'_> {
         self.inflight.fetch_add(1, Ordering::Relaxed);
         self.counts.calls.fetch_add(1, Ordering::Relaxed);
-        InFlight(&self.inflight)
+        InFlight {
+            node: self,
+            started: Instant::now(),
+            finished: false,
+        }
     }
 
-    pub(super) fn measured(&self, elapsed: Duration, ok: bool) {
+    fn measured(&self, elapsed: Duration, ok: bool) {
         let sample = if ok {
             elapsed
         } else {

@@ -62,6 +62,13 @@ impl Three {
             .clone()
     }
 
+    /// `field` of `/admin/nodes`, summed over the nodes.
+    async fn total(&self, field: &str) -> u64 {
+        let all = self.h.ops(Method::GET, "/admin/nodes", "").await.json();
+        let nodes = all["nodes"].as_array().unwrap().iter();
+        nodes.map(|n| n[field].as_u64().unwrap()).sum()
+    }
+
     /// Waits until every node's `status` has been read (heads and pruning bases known).
     async fn settled(&self) {
         for node in self.nodes() {
@@ -72,17 +79,20 @@ impl Three {
         }
     }
 
-    /// `calls` concurrent calls of `body(i)`, each answered with a result, never an error.
     async fn all_succeed(&self, calls: usize, body: impl Fn(usize) -> String) {
-        let h = &self.h;
-        let replies = join_all((0..calls).map(|i| {
-            let body = body(i);
-            async move { h.post(&body).await.json() }
-        }))
-        .await;
-        for (i, reply) in replies.iter().enumerate() {
-            assert!(reply.get("result").is_some(), "call {i}: {reply}");
-        }
+        all_succeed(&self.h, calls, body).await
+    }
+}
+
+/// `calls` concurrent calls of `body(i)`, each answered with a result, never an error.
+async fn all_succeed(h: &Harness, calls: usize, body: impl Fn(usize) -> String) {
+    let replies = join_all((0..calls).map(|i| {
+        let body = body(i);
+        async move { h.post(&body).await.json() }
+    }))
+    .await;
+    for (i, reply) in replies.iter().enumerate() {
+        assert!(reply.get("result").is_some(), "call {i}: {reply}");
     }
 }
 
@@ -204,10 +214,10 @@ async fn killing_a_node_under_steady_reads_loses_no_call_and_it_comes_back() {
     for round in 1..=5 {
         reads(round).await;
     }
-    let moved =
-        t.h.metric("cometgate_upstream_node_retries_total", &[])
-            .await;
-    assert!(moved > 0.0, "calls in flight on b were retried elsewhere");
+    assert!(
+        t.total("retries_taken").await > 0,
+        "calls on b were retried elsewhere"
+    );
     t.b.set_fault(Fault::None);
     eventually("b is eligible again", || async {
         t.state_of(&t.b).await["eligible"] == true
@@ -408,5 +418,73 @@ async fn relayed_clients_are_told_to_reconnect_when_their_node_is_lost() {
     assert_eq!(
         next(&mut again).await.unwrap()["result"],
         serde_json::json!({})
+    );
+}
+
+#[tokio::test]
+async fn the_node_list_reloads_without_dropping_a_call() {
+    let added = frozen_node(frozen_at(10)).await;
+    let h = spawn_gateway_with(frozen_at(10), |c| c.cache.enabled = false).await;
+    let first = h.gateway.config().upstream.url.clone();
+    let mut both = (*h.gateway.config()).clone();
+    both.upstream.nodes = vec![
+        NodeConfig::new(first.clone()),
+        NodeConfig::new(added.url().parse().unwrap()),
+    ];
+    let mut only_added = both.clone();
+    only_added.upstream.nodes.remove(0);
+    let traffic = async {
+        for round in 0..30 {
+            all_succeed(&h, 10, |i| block(1 + ((i + round) % 10) as u64)).await;
+        }
+    };
+    let reloads = async {
+        tokio::task::yield_now().await;
+        assert!(
+            h.gateway.reload(both).is_empty(),
+            "nothing waits for a restart"
+        );
+        eventually("the added node takes calls", || async {
+            added.requests_for("block") > 0
+        })
+        .await;
+        h.gateway.reload(only_added);
+    };
+    tokio::join!(traffic, reloads);
+    h.node.reset_counters();
+    all_succeed(&h, 10, |i| block(1 + i as u64)).await;
+    assert_eq!(
+        h.node.requests_for("block"),
+        0,
+        "the removed node is asked no more"
+    );
+}
+
+#[tokio::test]
+async fn a_heavy_read_its_node_sits_on_is_hedged_to_another() {
+    let t = Three::start(frozen_at(50), frozen_at(50), frozen_at(50), |c| {
+        c.cache.enabled = false;
+        c.upstream.hedge_after = Some(Duration::from_millis(50));
+        // The node that hangs is everyone's first choice.
+        c.upstream.nodes[0].weight = 1000;
+    })
+    .await;
+    t.settled().await;
+    t.h.node.set_fault_for("block_results", Fault::Hang);
+    for height in 1..=5 {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"block_results","params":{{"height":"{height}"}}}}"#
+        );
+        all_succeed(&t.h, 1, |_| body.clone()).await;
+    }
+    let answered = t.b.requests_for("block_results") + t.c.requests_for("block_results");
+    assert_eq!(answered, 5, "every read was answered by a second node");
+    assert_eq!(t.total("hedges_taken").await, 5);
+    let label = format!("node=\"{}/\"", t.b.url());
+    let b_took = t.b.requests_for("block_results") as f64;
+    assert_eq!(
+        t.h.metric("cometgate_upstream_node_hedges_total", &[&label])
+            .await,
+        b_took
     );
 }
