@@ -104,17 +104,16 @@ cleanup() { compose down >/dev/null 2>&1 || true; podman network rm -f "${PROJEC
 trap cleanup EXIT
 log "podman-compose build"
 compose build
-for service in node cometgate; do
-  podman image exists "${PROJECT}_$service" || fail "podman-compose build did not build $service"
-done
+podman image exists "${PROJECT}_cometgate" || fail "podman-compose build did not build cometgate"
+podman image exists cometgate-sim:compose || fail "podman-compose build did not build the node"
 log "podman-compose up -d (RPC on $COMETGATE_PORT, metrics on $COMETGATE_METRICS_PORT)"
 compose up -d
 container_of() {
   podman ps -a --filter "label=com.docker.compose.project=$PROJECT" \
     --filter "label=com.docker.compose.service=$1" --format '{{.Names}}' | head -n 1
 }
-gw=$(container_of cometgate); node=$(container_of node)
-[[ -n "$gw" && -n "$node" ]] || { podman ps -a; fail "the compose services did not start"; }
+gw=$(container_of cometgate); node=$(container_of node); node2=$(container_of node2)
+[[ -n "$gw" && -n "$node" && -n "$node2" ]] || { podman ps -a; fail "the compose services did not start"; }
 logs() { podman logs "$gw" 2>&1 | tail -20; podman logs "$node" 2>&1 | tail -5; }
 
 # 7. The image: non-root, with a HEALTHCHECK.
@@ -143,8 +142,20 @@ for _ in $(seq 50); do
 done
 grep -q '"latest_block_height"' <<<"$answer" || { logs; fail "no status through cometgate on $COMETGATE_PORT: $answer"; }
 log "status answered through cometgate on the published port"
-published=$(podman port "$node")
-[[ -z "$published" ]] || fail "the node's port is published: $published"
+# Both nodes are asked "latest" questions: each has a head, on the same chain, in step.
+eligible=""
+for _ in $(seq 100); do
+  eligible=$(curl -fsS -m 2 "http://127.0.0.1:$COMETGATE_METRICS_PORT/metrics" |
+    grep -c '^cometgate_upstream_node_eligible{node="http://node2\?:26657/"} 1$' || true)
+  [[ "$eligible" == 2 ]] && break
+  sleep 0.2
+done
+[[ "$eligible" == 2 ]] || { logs; fail "not both nodes are eligible: $eligible"; }
+log "both nodes are eligible"
+for n in "$node" "$node2"; do
+  published=$(podman port "$n")
+  [[ -z "$published" ]] || fail "a node's port is published: $published"
+done
 gw_ports=$(podman port "$gw")
 grep -q "26657/tcp -> .*:$COMETGATE_PORT" <<<"$gw_ports" ||
   fail "cometgate's 26657 is not published: $gw_ports"
@@ -157,13 +168,13 @@ compose down || fail "podman-compose down failed"
 trap cleanup EXIT
 codes=$(podman events --stream=false --since "$since" --filter event=died \
   --format '{{.Name}} {{.ContainerExitCode}}')
-for c in "$gw" "$node"; do
+for c in "$gw" "$node" "$node2"; do
   code=$(awk -v c="$c" '$1 == c { print $2 }' <<<"$codes" | tail -n 1)
   [[ "$code" == 0 ]] || fail "$c: exit code '${code:-none seen}' on down (137 = killed); events: $codes"
 done
 [[ -z "$(podman ps -a --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}')" ]] ||
   fail "containers left after down"
-podman image rm -f "${PROJECT}_node" "${PROJECT}_cometgate" >/dev/null 2>&1 || true
+podman image rm -f cometgate-sim:compose "${PROJECT}_cometgate" >/dev/null 2>&1 || true
 
 # 10. docker-compose.replicas.yml as written: the two replicas reach the compose file's
 #     Redis, an answer one replica fetched is served by the other as "shared", and `down`

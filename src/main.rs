@@ -172,7 +172,13 @@ async fn serve(cli: Cli, config: Config) -> std::io::Result<()> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         listen = %cometgate::server::local_addr(&listener),
-        upstream = %config.upstream.url,
+        // Host and port only: a provider's user:password stays out of the log.
+        nodes = ?config
+            .upstream
+            .node_list()
+            .iter()
+            .map(|n| format!("{}:{}", n.url.host().unwrap_or(""), n.url.port_u16().unwrap_or(80)))
+            .collect::<Vec<_>>(),
         metrics = ?ops_listener.as_ref().map(cometgate::server::local_addr),
         "cometgate started"
     );
@@ -218,7 +224,11 @@ fn raise_open_files_limit(config: &Config) {
         WsMode::Relay => 2 * w.max_connections,
         WsMode::Fanout => w.max_connections + w.max_node_connections,
     };
-    let wanted = config.server.max_connections + websockets + config.upstream.max_concurrency + 64;
+    // Each node keeps its own idle connections, and its head a poll and a websocket.
+    let u = &config.upstream;
+    let nodes = u.node_list().len();
+    let upstream = u.max_concurrency + nodes * (u.pool_max_idle.min(u.max_concurrency) + 2);
+    let wanted = config.server.max_connections + websockets + upstream + 64;
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

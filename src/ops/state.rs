@@ -28,7 +28,7 @@ pub(super) fn state(gw: &Gateway) -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "resident_memory_bytes": super::process_rss().map(|b| b.as_u64()),
         },
-        "nodes": [node(gw, &window)],
+        "nodes": nodes(gw, &window),
         "lanes": lanes(gw, &window.totals),
         "refusals_outside_lanes": reasons(window.totals.refusals(Scope::Other)),
         "clients": clients(gw),
@@ -37,8 +37,42 @@ pub(super) fn state(gw: &Gateway) -> Value {
     })
 }
 
-/// The nodes as one (the gateway's head, their breakers together), and each of them
-/// under `nodes`, with its own lag behind the best head.
+/// One entry per node. With one node it is the gateway's own view of it; with several,
+/// each entry is that node's (its head, lag, breaker, calls in flight, why it is not
+/// asked), and the last-minute call figures, which are the pool's, are left out.
+fn nodes(gw: &Gateway, window: &Window) -> Value {
+    let pooled = node(gw, window);
+    let nodes = gw.pool().snapshot();
+    if nodes.len() == 1 {
+        return json!([pooled]);
+    }
+    let entries = nodes.into_iter().map(|n| {
+        let mut entry = pooled.clone();
+        let own = json!({
+            "url": n.url,
+            "up": n.eligible,
+            "problems": n.why_not.into_iter().collect::<Vec<_>>(),
+            "head_height": n.latest_height,
+            "lag_blocks": n.lag,
+            "catching_up": n.catching_up,
+            "chain_id": n.chain_id,
+            "in_flight": n.in_flight,
+            "breaker": n.breaker,
+            "node_calls": null,
+            "latency_p50_seconds": null,
+            "latency_p99_seconds": null,
+            "latency_ewma_seconds": n.latency_ms / 1000.0,
+            "calls_total": n.calls,
+        });
+        if let (Some(entry), Value::Object(own)) = (entry.as_object_mut(), own) {
+            entry.extend(own);
+        }
+        entry
+    });
+    Value::Array(entries.collect())
+}
+
+/// The nodes as one: the gateway's head, their breakers together, the pool's calls.
 fn node(gw: &Gateway, window: &Window) -> Value {
     let head = gw.head();
     let admission = gw.admission().snapshot();
@@ -53,7 +87,6 @@ fn node(gw: &Gateway, window: &Window) -> Value {
     let problems = super::node_problems(gw);
     json!({
         "url": nodes.first().map(|n| n.url.clone()),
-        "nodes": nodes,
         "up": problems.is_empty(),
         "problems": problems,
         "head_height": head.height(),
