@@ -53,11 +53,18 @@ fn every_shipped_config_passes_check_config_without_warnings() {
         Some("redis://redis:6379"),
         "the replicas share through the compose file's Redis"
     );
+    // The replicas' compose file runs one node, the single container's two.
+    let one_node = |c: &Config| cometgate::config::UpstreamConfig {
+        nodes: Vec::new(),
+        url: c.upstream.node_list()[0].url.clone(),
+        ..c.upstream.clone()
+    };
     assert_eq!(
-        (&replicas.upstream, &replicas.rate_limit, &replicas.server),
-        (&docker.upstream, &docker.rate_limit, &docker.server),
+        (one_node(replicas), &replicas.rate_limit, &replicas.server),
+        (one_node(docker), &docker.rate_limit, &docker.server),
         "a replica is the single container plus the shared Redis"
     );
+    assert_eq!(docker.upstream.node_list().len(), 2);
     assert_eq!(shipped.rate_limit.local_clients, LocalClients::Unlimited);
     let key = &lcd.rate_limit.api_keys[0];
     assert_eq!(lcd.rate_limit.local_clients, LocalClients::Limited);
