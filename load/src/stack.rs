@@ -121,6 +121,12 @@ pub async fn start_node(
     cfg.listen = free_addr();
     cfg.control_listen = Some(free_addr());
     cfg.metrics_listen = metrics.then(free_addr);
+    start_node_at(bins, &cfg, dir).await
+}
+
+/// A node on the addresses `cfg` names: a node restarted where it was.
+pub async fn start_node_at(bins: &Bins, cfg: &SimNodeConfig, dir: &Path) -> Result<Node, String> {
+    let cfg = cfg.clone();
     let path = dir.join("simnode.json");
     let text = serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())?;
     std::fs::write(&path, text).map_err(|e| e.to_string())?;

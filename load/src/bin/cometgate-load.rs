@@ -63,15 +63,16 @@ enum Command {
     },
     /// The memory budget and refresh-ahead benches: big answers under each allocator,
     /// idle connections against nginx, the latency around each block with
-    /// refresh-ahead off, "wait" and "previous", and websocket fan-out to 10,000
-    /// clients; writes LEAN.md and lean.json (and WS-FANOUT.md for ws-fanout).
+    /// refresh-ahead off, "wait" and "previous", websocket fan-out to 10,000 clients,
+    /// and failover across three nodes; writes LEAN.md and lean.json (and WS-FANOUT.md
+    /// for ws-fanout).
     Lean {
         #[arg(long)]
         quick: bool,
         #[arg(long, default_value = "lean-report")]
         out: PathBuf,
-        /// `memory`, `connections`, `entries`, `refresh`, `replicas` or `ws-fanout` (all
-        /// when absent).
+        /// `memory`, `connections`, `entries`, `refresh`, `replicas`, `ws-fanout` or
+        /// `failover` (all when absent).
         #[arg(long)]
         only: Vec<String>,
     },

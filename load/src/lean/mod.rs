@@ -21,9 +21,13 @@
 //!   delivery latency against a subscriber on the node, every block in order, what the
 //!   node holds (connections, subscriptions) and the gateway's RSS per client; also
 //!   written on its own as `WS-FANOUT.md`, `ws-fanout.json` and a chart.
+//! - `failover`: three nodes behind one gateway under the explorer's load, one killed
+//!   for a third of the run and started again: client success, p99 around the kill, and
+//!   each node's share of node calls per second (a chart).
 
 mod connections;
 mod entries;
+mod failover;
 mod memory;
 mod refresh;
 mod replicas;
@@ -41,7 +45,7 @@ use crate::stack::{start_node, Bins, Node};
 pub struct Options {
     pub quick: bool,
     pub out: PathBuf,
-    /// `memory`, `connections`, `entries`, `refresh`, `replicas`, `ws-fanout`, or all
+    /// `memory`, `connections`, `entries`, `refresh`, `replicas`, `ws-fanout`, `failover`, or all
     /// when empty.
     pub only: Vec<String>,
 }
@@ -81,6 +85,12 @@ pub async fn lean(opts: Options) -> Result<(), String> {
         let (text, value) = refresh::run(&bins, opts.quick, &work.join("refresh")).await?;
         md.push_str(&text);
         json.insert("refresh".into(), value);
+    }
+    if wants("failover") {
+        let dir = work.join("failover");
+        let (text, value) = failover::run(&bins, opts.quick, &dir, &opts.out).await?;
+        md.push_str(&text);
+        json.insert("failover".into(), value);
     }
     if wants("ws-fanout") {
         let dir = work.join("ws-fanout");
@@ -151,12 +161,27 @@ pub(super) async fn gateway_with(
     dir: &Path,
     name: &str,
 ) -> Result<Gateway, String> {
+    let upstream = format!("[upstream]\nurl = \"http://{rpc}/\"\n");
+    gateway_for(bins, &upstream, server, sections, env, dir, name).await
+}
+
+/// `gateway_with`, its nodes given by `upstream` (an `[upstream]` table, or
+/// `[[upstream.nodes]]` tables).
+pub(super) async fn gateway_for(
+    bins: &Bins,
+    upstream: &str,
+    server: &str,
+    sections: &str,
+    env: &[(&str, &str)],
+    dir: &Path,
+    name: &str,
+) -> Result<Gateway, String> {
     let (listen, metrics) = (free_addr(), free_addr());
     let mut text = String::new();
     let _ = write!(
         text,
         "[server]\nlisten = \"{listen}\"\n{server}\n[metrics]\nlisten = \"{metrics}\"\n\n\
-         [upstream]\nurl = \"http://{rpc}/\"\n\n{sections}"
+         {upstream}\n{sections}"
     );
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, &text).map_err(|e| e.to_string())?;
