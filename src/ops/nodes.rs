@@ -22,45 +22,45 @@ pub(super) fn json(gw: &Gateway) -> serde_json::Value {
     })
 }
 
-type Read = fn(&NodeSnapshot) -> f64;
+type Read = fn(&NodeSnapshot) -> i64;
 
 const GAUGES: &[(&str, &str, Read)] = &[
     (
         "upstream_node_head_height",
         "The node's latest block height (0: none seen)",
-        |n| n.latest_height.unwrap_or(0) as f64,
+        |n| n.latest_height.unwrap_or(0) as i64,
     ),
     (
         "upstream_node_earliest_height",
         "The node's lowest block, its pruning base (0: not known yet)",
-        |n| n.earliest_height.unwrap_or(0) as f64,
+        |n| n.earliest_height.unwrap_or(0) as i64,
     ),
     (
         "upstream_node_lag_blocks",
         "Blocks the node is behind the best head among the nodes",
-        |n| n.lag.unwrap_or(0) as f64,
+        |n| n.lag.unwrap_or(0) as i64,
     ),
     (
         "upstream_node_up",
         "1 when the node answers status, has a head and is on the pool's chain",
-        |n| f64::from(u8::from(n.up)),
+        |n| i64::from(n.up),
     ),
     (
         "upstream_node_eligible",
         "1 when the node is asked \"latest\" questions now (see /admin/nodes for why not)",
-        |n| f64::from(u8::from(n.eligible)),
+        |n| i64::from(n.eligible),
     ),
     (
         "upstream_node_in_flight",
         "Node calls in flight on the node",
-        |n| n.in_flight as f64,
-    ),
-    (
-        "upstream_node_latency_seconds",
-        "The node's peak-EWMA latency, what choosing among nodes reads",
-        |n| n.latency_ms / 1000.0,
+        |n| n.in_flight as i64,
     ),
 ];
+
+const LATENCY: (&str, &str) = (
+    "upstream_node_latency_seconds",
+    "The node's peak-EWMA latency, what choosing among nodes reads",
+);
 
 type Count = fn(&NodeSnapshot) -> u64;
 
@@ -98,6 +98,11 @@ pub(super) fn metrics(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result 
             let labels = [("node", node.url.as_str())];
             ConstGauge::new(read(node)).encode(metric.encode_family(&labels)?)?;
         }
+    }
+    let mut metric = out.encode_descriptor(LATENCY.0, LATENCY.1, None, MetricType::Gauge)?;
+    for node in &nodes {
+        let labels = [("node", node.url.as_str())];
+        ConstGauge::new(node.latency_ms / 1000.0).encode(metric.encode_family(&labels)?)?;
     }
     for (name, help, count) in COUNTERS {
         let mut metric = out.encode_descriptor(name, help, None, MetricType::Counter)?;

@@ -142,7 +142,8 @@ async fn wait_all_eligible(ops: &Client) -> Result<(), String> {
             let text = String::from_utf8_lossy(&body);
             let up = text
                 .lines()
-                .filter(|l| l.starts_with("cometgate_upstream_node_eligible{") && l.ends_with(" 1"))
+                .filter(|l| l.starts_with("cometgate_upstream_node_eligible{"))
+                .filter(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) == Some(1.0))
                 .count();
             if up == NODES {
                 return Ok(());
