@@ -37,7 +37,7 @@ pub use error::{ConfigError, ConfigErrors};
 pub use lanes::{LaneConfig, LanesConfig};
 pub use methods::MethodOverride;
 pub use node_guard::NodeGuardConfig;
-pub use nodes::NodeConfig;
+pub use nodes::{HedgeAfter, NodeConfig};
 pub use rate_limit::{ApiKeyQuota, ClientIpHeader, LocalClients, RateLimitConfig};
 pub(crate) use read::read_ca_file;
 pub use shared::{OnError, SharedConfig};
@@ -126,9 +126,10 @@ pub struct UpstreamConfig {
     pub nodes: Vec<NodeConfig>,
     /// A node further than this behind the best head is not asked "latest" questions.
     pub max_lag_blocks: u64,
-    /// A heavy read still unanswered after this long is also sent to a second node, and
-    /// the first answer wins; `None` never hedges.
-    pub hedge_after: Option<Duration>,
+    /// A heavy read still unanswered after this long (or the heavy lane's latency at a
+    /// quantile) is also sent to a second node, and the first answer wins; `None` never
+    /// hedges.
+    pub hedge_after: Option<HedgeAfter>,
     /// Whole request, connect included; a retry on another node fits in the same time.
     pub timeout: Duration,
     pub connect_timeout: Duration,

@@ -41,6 +41,40 @@ impl NodeConfig {
     }
 }
 
+/// When a heavy read still unanswered is also sent to a second node.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HedgeAfter {
+    /// After this long.
+    Fixed(std::time::Duration),
+    /// After the heavy lane's recent node latency at this quantile (0.95 for "p95"):
+    /// only the slowest calls are sent twice, whatever the node's speed.
+    Quantile(f64),
+}
+
+impl std::fmt::Display for HedgeAfter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HedgeAfter::Fixed(d) => f.write_str(&super::format_duration(*d)),
+            HedgeAfter::Quantile(q) => write!(f, "p{}", q * 100.0),
+        }
+    }
+}
+
+/// `"500ms"`, or a quantile written `"p95"` (from p50 to p99.9).
+pub(super) fn hedge_after(v: &Value) -> Result<Option<HedgeAfter>, String> {
+    let text = string(v)?;
+    if let Some(q) = text.strip_prefix('p') {
+        let q: f64 = q
+            .parse()
+            .map_err(|_| format!("invalid quantile \"{text}\": write e.g. \"p95\""))?;
+        if !(50.0..=99.9).contains(&q) {
+            return Err(format!("quantile \"{text}\" must be from p50 to p99.9"));
+        }
+        return Ok(Some(HedgeAfter::Quantile(q / 100.0)));
+    }
+    super::walk::duration(v).map(|d| Some(HedgeAfter::Fixed(d)))
+}
+
 impl UpstreamConfig {
     /// The nodes in effect: the `[[upstream.nodes]]` tables, or the one `upstream.url`.
     pub fn node_list(&self) -> Vec<NodeConfig> {
@@ -151,7 +185,7 @@ fn node(
 impl Serialize for UpstreamConfig {
     /// As it reads back: `nodes` replaces `url` and `ca_file` when set.
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use super::render::{ser_duration, ser_opt_duration};
+        use super::render::ser_duration;
         use super::ByteSize;
         use std::time::Duration;
 
@@ -185,11 +219,8 @@ impl Serialize for UpstreamConfig {
             #[serde(skip_serializing_if = "Option::is_none")]
             ca_file: Option<&'a PathBuf>,
             max_lag_blocks: u64,
-            #[serde(
-                skip_serializing_if = "Option::is_none",
-                serialize_with = "ser_opt_duration"
-            )]
-            hedge_after: Option<Duration>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            hedge_after: Option<String>,
             #[serde(skip_serializing_if = "<[NodeConfig]>::is_empty")]
             nodes: &'a [NodeConfig],
         }
@@ -205,7 +236,7 @@ impl Serialize for UpstreamConfig {
             pool_idle_timeout: self.pool_idle_timeout,
             ca_file: self.ca_file.as_ref().filter(|_| shorthand),
             max_lag_blocks: self.max_lag_blocks,
-            hedge_after: self.hedge_after,
+            hedge_after: self.hedge_after.map(|h| h.to_string()),
             nodes: &self.nodes,
         }
         .serialize(ser)

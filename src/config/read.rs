@@ -86,9 +86,12 @@ fn upstream(s: &mut Section, p: &mut Problems, c: &mut UpstreamConfig) {
         read_ca_file(&path).map(|_| Some(path))
     });
     s.read(p, "max_lag_blocks", &mut c.max_lag_blocks, unsigned);
-    s.read(p, "hedge_after", &mut c.hedge_after, |v| {
-        duration(v).map(Some)
-    });
+    s.read(
+        p,
+        "hedge_after",
+        &mut c.hedge_after,
+        super::nodes::hedge_after,
+    );
     super::nodes::read(s, p, &mut c.nodes);
 }
 

@@ -331,7 +331,7 @@ fn addresses_do_not_loop(c: &Config, p: &mut Problems) {
             },
         );
     }
-    if let Some(hedge) = u.hedge_after {
+    if let Some(super::HedgeAfter::Fixed(hedge)) = u.hedge_after {
         check(
             p,
             hedge >= Duration::from_millis(1) && hedge < u.timeout,

@@ -20,6 +20,7 @@
 
 mod choose;
 mod consensus;
+mod hedge;
 mod node;
 mod route;
 mod snapshot;
@@ -34,7 +35,7 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::breaker::BreakerState;
-use crate::config::{Config, HeadConfig, NodeConfig, UpstreamConfig};
+use crate::config::{Config, HeadConfig, HedgeAfter, NodeConfig, UpstreamConfig};
 use crate::error::Rejection;
 use crate::head::Head;
 use crate::methods::{Canonical, Lane};
@@ -49,7 +50,7 @@ pub(crate) use snapshot::{public_url, NodeSnapshot};
 struct Settings {
     timeout: Duration,
     max_lag: u64,
-    hedge_after: Option<Duration>,
+    hedge_after: Option<HedgeAfter>,
 }
 
 impl Settings {
@@ -73,6 +74,8 @@ pub(crate) struct Pool {
     chain: Mutex<Option<String>>,
     /// Wakes `consensus` when the node list changes.
     reloaded: Notify,
+    /// The heavy lane's recent node latency, for `hedge_after = "p95"`.
+    heavy: hedge::HeavyLatency,
 }
 
 impl Pool {
@@ -127,6 +130,7 @@ impl Pool {
             head: config.head.clone(),
             chain: Mutex::new(None),
             reloaded: Notify::new(),
+            heavy: hedge::HeavyLatency::default(),
         }
     }
 
@@ -239,9 +243,9 @@ impl Pool {
         let deadline = Instant::now() + settings.timeout;
         let repeatable = route::idempotent(calls);
         let first = self.choose(&need, None)?;
-        let hedge = settings
-            .hedge_after
-            .filter(|_| repeatable && lane == Lane::Heavy);
+        let hedge = (settings.hedge_after)
+            .filter(|_| repeatable && lane == Lane::Heavy)
+            .and_then(|h| self.heavy.delay(h));
         let result = match hedge {
             Some(after) => {
                 self.hedged(&first, &need, lane, calls, deadline, after)
@@ -316,7 +320,8 @@ impl Pool {
             None => None,
         };
         let inflight = node.start();
-        let within = deadline.saturating_duration_since(Instant::now());
+        let started = Instant::now();
+        let within = deadline.saturating_duration_since(started);
         let result = match calls {
             [one] => node
                 .upstream
@@ -327,6 +332,9 @@ impl Pool {
         };
         node.breaker.record(lane, &result);
         inflight.finish(matches!(&result, Err(r) if route::node_failed(r)));
+        if lane == Lane::Heavy && result.is_ok() {
+            self.heavy.record(started.elapsed());
+        }
         drop(probe);
         result
     }

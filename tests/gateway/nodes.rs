@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cometgate::config::{Config, NodeConfig, WsMode};
+use cometgate::config::{Config, HedgeAfter, NodeConfig, WsMode};
 use cometgate_sim::{Fault, SimNode, SimNodeConfig};
 use futures_util::future::join_all;
 use futures_util::StreamExt;
@@ -238,7 +238,8 @@ async fn a_slow_node_gets_measurably_less_traffic() {
     })
     .await;
     t.settled().await;
-    t.c.set_fault(Fault::Slow(Duration::from_millis(60)));
+    // Far slower than the others are even when busy with every call of a round.
+    t.c.set_fault(Fault::Slow(Duration::from_millis(300)));
     // Until its first answers come back, the slow node looks like the others.
     t.all_succeed(20, |_| call("abci_info")).await;
     t.reset();
@@ -462,29 +463,52 @@ async fn the_node_list_reloads_without_dropping_a_call() {
 
 #[tokio::test]
 async fn a_heavy_read_its_node_sits_on_is_hedged_to_another() {
+    hedged(HedgeAfter::Fixed(Duration::from_millis(50)), 0).await;
+}
+
+#[tokio::test]
+async fn hedging_at_a_quantile_waits_for_enough_heavy_calls_then_hedges_the_slow_ones() {
+    hedged(HedgeAfter::Quantile(0.9), 25).await;
+}
+
+fn heavy(height: u64) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"block_results","params":{{"height":"{height}"}}}}"#
+    )
+}
+
+/// The node everyone asks first sits on heavy reads once `warmup` of them went well.
+async fn hedged(after: HedgeAfter, warmup: u64) {
     let t = Three::start(frozen_at(50), frozen_at(50), frozen_at(50), |c| {
         c.cache.enabled = false;
-        c.upstream.hedge_after = Some(Duration::from_millis(50));
+        c.upstream.hedge_after = Some(after);
         // The node that hangs is everyone's first choice.
         c.upstream.nodes[0].weight = 1000;
     })
     .await;
     t.settled().await;
+    for height in 1..=warmup {
+        all_succeed(&t.h, 1, |_| heavy(height)).await;
+    }
+    // A quantile hedges the slowest tenth of healthy calls too: counted from here.
+    let label = format!("node=\"{}/\"", t.b.url());
+    let hedges = t.total("hedges_taken").await;
+    let to_b =
+        t.h.metric("cometgate_upstream_node_hedges_total", &[&label])
+            .await;
+    t.reset();
     t.h.node.set_fault_for("block_results", Fault::Hang);
     for height in 1..=5 {
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"block_results","params":{{"height":"{height}"}}}}"#
-        );
-        all_succeed(&t.h, 1, |_| body.clone()).await;
+        all_succeed(&t.h, 1, |_| heavy(height)).await;
     }
     let answered = t.b.requests_for("block_results") + t.c.requests_for("block_results");
     assert_eq!(answered, 5, "every read was answered by a second node");
-    assert_eq!(t.total("hedges_taken").await, 5);
-    let label = format!("node=\"{}/\"", t.b.url());
+    assert_eq!(t.total("hedges_taken").await - hedges, 5);
     let b_took = t.b.requests_for("block_results") as f64;
     assert_eq!(
         t.h.metric("cometgate_upstream_node_hedges_total", &[&label])
-            .await,
+            .await
+            - to_b,
         b_took
     );
 }
