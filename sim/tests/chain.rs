@@ -306,3 +306,28 @@ where
         }
     }
 }
+
+#[tokio::test]
+async fn a_pruned_node_says_its_base_and_refuses_below_it() {
+    let n = SimNode::start(SimNodeConfig {
+        start_height: 400,
+        earliest_height: 300,
+        ..SimNodeConfig::default()
+    })
+    .await
+    .unwrap();
+    let status = get(n.addr(), "/status").await.json();
+    assert_eq!(
+        status["result"]["sync_info"]["earliest_block_height"],
+        "300"
+    );
+    for method in ["block", "block_results", "commit", "header", "validators"] {
+        let below = call(n.addr(), method, json!({"height": "299"})).await;
+        assert_eq!(
+            below["error"]["data"], "height 299 is not available, lowest height is 300",
+            "{method}: {below}"
+        );
+        let at = call(n.addr(), method, json!({"height": "300"})).await;
+        assert!(at.get("result").is_some(), "{method}: {at}");
+    }
+}

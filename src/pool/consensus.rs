@@ -87,11 +87,13 @@ impl Pool {
             derived.set_consensus(height, false, chain);
         }
         let why = match nodes.as_slice() {
-            // One node: its own words, as readiness has always given them.
-            [one] => one.check(&LATEST, &view).err().map(|w| match w {
-                super::Why::Down(why) => why,
-                other => other.to_string(),
-            }),
+            // One node: its own words, as readiness has always given them. No head yet
+            // and an open circuit, readiness says itself.
+            [one] => match one.check(&LATEST, &view) {
+                Err(super::Why::Down(why)) => Some(why),
+                Err(super::Why::NoHead | super::Why::CircuitOpen) | Ok(()) => None,
+                Err(other) => Some(other.to_string()),
+            },
             many => Some(format!(
                 "no node can serve the head ({})",
                 many.iter()

@@ -11,7 +11,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
-use cometgate::config::{Config, WsMode};
+use cometgate::config::{Config, NodeConfig, WsMode};
 use cometgate::gateway::Gateway;
 use cometgate_sim::SimNodeConfig;
 
@@ -170,4 +170,43 @@ async fn a_node_whose_certificate_nobody_vouches_for_is_not_talked_to() {
     .json();
     assert_eq!(reply["error"]["code"], -32603, "{reply}");
     assert_eq!(node.requests_for("block"), 0, "never reached the node");
+}
+
+/// `[[upstream.nodes]]`: a local node over plain http and a remote one over https with
+/// its own `ca_file`; with the local one down, the remote one answers everything.
+#[tokio::test]
+async fn a_remote_node_in_the_pool_is_reached_over_https_with_its_own_ca_file() {
+    let target = Arc::new(OnceLock::new());
+    let (front, pem) = tls_front(target.clone()).await;
+    let ca = ca_file(&pem);
+    let path = ca.0.clone();
+    let remote = frozen_node(SimNodeConfig::default()).await;
+    target.set(remote.addr()).unwrap();
+    let h = spawn_gateway_with(SimNodeConfig::default(), |c| {
+        let local = NodeConfig::new(c.upstream.url.clone());
+        let remote = NodeConfig {
+            ca_file: Some(path),
+            ..NodeConfig::new(
+                format!("https://localhost:{}/", front.port())
+                    .parse()
+                    .unwrap(),
+            )
+        };
+        c.upstream.nodes = vec![local, remote];
+        c.cache.enabled = false;
+    })
+    .await;
+    h.node.set_fault(cometgate_sim::Fault::Down);
+    for height in 1..=5 {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"block","params":{{"height":"{height}"}}}}"#
+        );
+        let v = h.post(&body).await.json();
+        assert_eq!(
+            v["result"]["block"]["header"]["height"],
+            height.to_string(),
+            "{v}"
+        );
+    }
+    assert_eq!(remote.requests_for("block"), 5, "asked over https");
 }
