@@ -141,6 +141,9 @@ fn main() -> ExitCode {
     raise_open_files_limit(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Access lines leave a worker in batches, handed over when it has nothing to do.
+        .on_thread_park(cometgate::logging::flush_access)
+        .on_thread_stop(cometgate::logging::flush_access)
         .build()
     {
         Ok(rt) => rt,
@@ -149,7 +152,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(cli, config)) {
+    let served = runtime.block_on(serve(cli, config));
+    // The lines the main thread wrote itself; the workers' went as they stopped.
+    cometgate::logging::flush_access();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "cometgate stopped");

@@ -7,6 +7,7 @@
 
 mod access;
 
+pub use access::flush as flush_access;
 pub(crate) use access::Access;
 
 use std::io::IsTerminal;
@@ -17,8 +18,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Lines waiting for the writer at most: about 5 MiB of typical access lines.
-const QUEUED_LINES: usize = 16_384;
+/// Writes waiting for the writer at most. A write is a log line, or a batch of access
+/// lines of about `access::BATCH_BYTES` (8 KiB): at most about 8 MiB queued.
+const QUEUED_WRITES: usize = 1024;
 
 /// The writer thread takes every line queued, then flushes: through this buffer a busy
 /// second's lines leave in a few large writes, not one system call each.
@@ -32,7 +34,7 @@ static ACCESS: OnceLock<access::Sink> = OnceLock::new();
 pub fn init(format: LogFormat) -> WorkerGuard {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
-        .buffered_lines_limit(QUEUED_LINES)
+        .buffered_lines_limit(QUEUED_WRITES)
         .thread_name("cometgate-log")
         .finish(std::io::BufWriter::with_capacity(
             WRITE_BUFFER,
@@ -63,7 +65,7 @@ pub fn init(format: LogFormat) -> WorkerGuard {
 
 /// Lines dropped because the writer could not keep up (0 before `init`).
 pub(crate) fn dropped_lines() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64) + access::dropped_in_batches()
 }
 
 /// Writes one access line: by hand to the writer `init` installed, or as a tracing event

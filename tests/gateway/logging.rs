@@ -9,6 +9,8 @@ use futures_util::stream::{self, StreamExt};
 use crate::cli::{cometgate, free_port, listening, temp_config, Running};
 use crate::support::*;
 
+const REQUESTS: usize = 80_000;
+
 #[tokio::test]
 async fn a_stalled_log_pipe_drops_lines_instead_of_holding_requests() {
     let node = frozen_node(SimNodeConfig::default()).await;
@@ -34,15 +36,16 @@ async fn a_stalled_log_pipe_drops_lines_instead_of_holding_requests() {
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http();
     let url = format!("http://127.0.0.1:{port}/block?height=2");
-    // Far more access lines than the pipe and the writer's queue hold together.
-    let answered = stream::iter(0..25_000)
+    // Far more access lines than the pipe and the writer's queue hold together (1024
+    // batches of about 50 of these lines).
+    let answered = stream::iter(0..REQUESTS)
         .map(|_| send(&http, http::Method::GET, &url, bytes::Bytes::new(), &[]))
         .buffer_unordered(32)
         .filter(|reply| std::future::ready(reply.status == http::StatusCode::OK))
         .count()
         .await;
     assert_eq!(
-        answered, 25_000,
+        answered, REQUESTS,
         "every request answered (each within the deadline)"
     );
     let metrics = send(
