@@ -96,6 +96,13 @@ fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
             format!("TOML syntax error: {}", e.message()),
         )])
     })?;
+    // `--upstream` names the one node: it replaces a file's node list.
+    if cli.upstream.is_some() {
+        if let Some(toml::Value::Table(t)) = doc.get_mut("upstream") {
+            t.remove("nodes");
+            t.remove("ca_file");
+        }
+    }
     let mut set = |section: &str, key: &str, value: String| {
         let entry = doc
             .entry(section.to_owned())
@@ -153,7 +160,9 @@ fn main() -> ExitCode {
         }
     };
     let served = runtime.block_on(serve(cli, config));
-    // The lines the main thread wrote itself; the workers' went as they stopped.
+    // Stopping the workers hands over their batches of access lines (`on_thread_stop`),
+    // then the main thread's own; `_log`, dropped last, writes out the queue.
+    drop(runtime);
     cometgate::logging::flush_access();
     match served {
         Ok(()) => ExitCode::SUCCESS,

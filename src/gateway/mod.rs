@@ -84,9 +84,10 @@ impl Gateway {
         let hub = ws::hub(&config, metrics.ws.clone(), &slot);
         // With a fan-out, a lone node's head follows its NewBlock subscription: the node
         // then encodes each block once for the gateway, not once for each.
+        let alone = config.upstream.node_list().len() == 1;
         let feed = hub
             .as_ref()
-            .filter(|_| config.head.websocket)
+            .filter(|_| config.head.websocket && alone)
             .and_then(|hub| hub.new_blocks());
         let head = Head::derived(config.head.stall_after);
         let budget = Gateway::budget(&config, &metrics);

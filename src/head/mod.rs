@@ -280,12 +280,18 @@ impl Head {
     }
 
     /// What the derived head's owner read from its nodes: the consensus height, and
-    /// whether every node is catching up. Takes the path `status` takes, so a new chain
-    /// id moves the generation on.
-    pub(crate) fn set_consensus(&self, height: u64, catching_up: bool, chain_id: String) {
-        self.handle
-            .shared
-            .record_status(height, catching_up, chain_id);
+    /// whether every node is catching up. With a chain id it takes the path `status`
+    /// takes, so a new chain id moves the generation on; without one (no node has
+    /// answered `status` yet) the height only rises.
+    pub(crate) fn set_consensus(&self, height: u64, catching_up: bool, chain_id: Option<String>) {
+        let shared = &self.handle.shared;
+        match chain_id {
+            Some(chain) => shared.record_status(height, catching_up, chain),
+            None => {
+                shared.state().catching_up = catching_up;
+                shared.advance(height);
+            }
+        }
     }
 
     /// Why no node can serve "latest" now, for the derived head's owner, which says so

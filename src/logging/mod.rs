@@ -30,7 +30,9 @@ static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 static ACCESS: OnceLock<access::Sink> = OnceLock::new();
 
 /// Installs the global subscriber. Keep the guard until exit: dropping it flushes the
-/// lines still queued.
+/// lines still queued. Access lines wait in per-thread batches: a runtime that serves
+/// the gateway must call `flush_access` from `on_thread_park` and `on_thread_stop`, as
+/// the binary does, or a quiet thread's last lines wait for its next 8 KiB.
 pub fn init(format: LogFormat) -> WorkerGuard {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)

@@ -70,7 +70,7 @@ const COUNTERS: &[(&str, &str, Count)] = &[
     }),
     (
         "upstream_node_failures",
-        "Node calls that failed at the node (connect, reset, timeout, 5xx, garbage)",
+        "Node calls the node failed (connect, reset, timeout, HTTP 5xx): what moves a read to another node",
         |n| n.failures,
     ),
     (

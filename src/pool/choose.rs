@@ -44,31 +44,14 @@ impl Pool {
     }
 }
 
-/// Power of two choices: two nodes drawn by weight, the less loaded one wins.
+/// Power of two choices: two nodes drawn at random, the less loaded one wins (load
+/// divides by weight, so a node of weight 3 wins until it holds three times the calls).
 pub(super) fn two_choices(nodes: &[Arc<Node>]) -> Arc<Node> {
-    let draw = |skip: Option<usize>| -> usize {
-        let total: u64 = (nodes.iter().enumerate())
-            .filter(|(i, _)| Some(*i) != skip)
-            .map(|(_, n)| u64::from(n.config.weight.max(1)))
-            .sum();
-        let mut at = fastrand::u64(0..total.max(1));
-        for (i, n) in nodes.iter().enumerate() {
-            if Some(i) == skip {
-                continue;
-            }
-            let w = u64::from(n.config.weight.max(1));
-            if at < w {
-                return i;
-            }
-            at -= w;
-        }
-        0
-    };
     if nodes.len() == 1 {
         return nodes[0].clone();
     }
-    let a = draw(None);
-    let b = draw(Some(a));
+    let a = fastrand::usize(0..nodes.len());
+    let b = (a + 1 + fastrand::usize(0..nodes.len() - 1)) % nodes.len();
     let pick = if nodes[b].load() < nodes[a].load() {
         b
     } else {

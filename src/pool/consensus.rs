@@ -2,6 +2,7 @@
 //! once a `head.poll_interval`, for what changes without a new height: a failed poll,
 //! catching up, a breaker), the pool's chain is settled, nodes on another chain are
 //! ejected, and the head becomes the lowest head among the nodes eligible for "latest".
+//! It only rises, unless no eligible node holds it any more.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -59,8 +60,16 @@ impl Pool {
             .filter(|n| n.check(&LATEST, &view).is_ok())
             .collect();
         derived.forward_to((nodes.len() == 1).then(|| nodes[0].head.clone()));
-        let chain = chain.unwrap_or_default();
         if let Some(height) = eligible.iter().filter_map(|n| n.head.height()).min() {
+            // The head only rises, except when no eligible node holds it any more (the
+            // node ahead was lost): "latest" pinned to it could then go nowhere.
+            let held = derived
+                .height()
+                .is_none_or(|h| (eligible.iter()).any(|n| n.head.height().is_some_and(|l| l >= h)));
+            if !held {
+                tracing::info!(from = ?derived.height(), to = height, "no eligible node holds the head: it steps back");
+                derived.set(height);
+            }
             derived.set_consensus(height, false, chain);
             self.report_failure(derived, None);
             return;

@@ -9,9 +9,10 @@
 //!           answers its own error ("height 5 is not available, lowest height is 300")
 //!   attempt breaker -> the node's own concurrency -> the node call within the deadline
 //!   hedge   a heavy read unanswered after `upstream.hedge_after` also goes to a second
-//!           node; the first answer wins
-//!   retry   a read whose node failed (connect, reset, timeout, 5xx) goes once to another
-//!           node, within what is left of `upstream.timeout`; a broadcast never does
+//!           node; the first good answer wins
+//!   retry   a read whose node failed (connect, reset, timeout, 5xx) and no hedge reached
+//!           a second node goes once to another, if a quarter of `upstream.timeout` is
+//!           left; a broadcast never does
 //! ```
 //!
 //! Each node has its own head (`status` and its NewBlock websocket). `consensus` turns
@@ -142,8 +143,11 @@ impl Pool {
             self.budget.clone(),
             tls.clone(),
         );
+        let fed = feed.is_some();
         let head = Head::spawn_fed(&config.url, &self.head, feed, tls.clone());
-        Arc::new(Node::new(config, upstream, head, tls))
+        let mut node = Node::new(config, upstream, head, tls);
+        node.fed = fed;
+        Arc::new(node)
     }
 
     /// Applies a reloaded node list: a node whose settings are unchanged stays as it is
@@ -157,11 +161,17 @@ impl Pool {
         if list.iter().eq(old.iter().map(|n| &n.config)) {
             return;
         }
+        // A lone node fed by the fan-out's subscription starts over beside others: the
+        // hub may then be on another node, whose heights are not this one's.
+        let alone = list.len() == 1;
         let nodes: Vec<Arc<Node>> = list
             .into_iter()
-            .map(|wanted| match old.iter().find(|n| n.config == wanted) {
-                Some(kept) => kept.clone(),
-                None => self.build(wanted, None),
+            .map(|wanted| {
+                let kept = old.iter().find(|n| n.config == wanted && (alone || !n.fed));
+                match kept {
+                    Some(kept) => kept.clone(),
+                    None => self.build(wanted, None),
+                }
             })
             .collect();
         let names: Vec<String> = nodes.iter().map(|n| n.name()).collect();
@@ -222,13 +232,23 @@ impl Pool {
         Err(Rejection::CircuitOpen { retry_after })
     }
 
-    /// The node a new websocket to the chain should go to: one eligible for "latest".
+    /// The node a new websocket to the chain should go to: one eligible for "latest", or
+    /// else any node on the pool's chain. Breakers judge HTTP calls; a node whose HTTP
+    /// side fails may still serve its websocket, as CometBFT past its connection cap does.
     pub(crate) fn websocket_node(&self) -> Option<Arc<Node>> {
         let need = Need {
             latest: true,
             heights: None,
         };
-        self.choose(&need, None).ok()
+        let nodes = self.nodes.load();
+        let eligible = self.eligible(&need, None);
+        if !eligible.is_empty() {
+            return Some(choose::two_choices(&eligible));
+        }
+        (nodes.iter())
+            .find(|n| !n.ejected.load(std::sync::atomic::Ordering::Relaxed))
+            .or_else(|| nodes.first())
+            .cloned()
     }
 
     /// The calls, answered by one node (or a second, after a node failure). One answer
@@ -246,15 +266,17 @@ impl Pool {
         let hedge = (settings.hedge_after)
             .filter(|_| repeatable && lane == Lane::Heavy)
             .and_then(|h| self.heavy.delay(h));
-        let result = match hedge {
+        let (result, two_asked) = match hedge {
             Some(after) => {
                 self.hedged(&first, &need, lane, calls, deadline, after)
                     .await
             }
-            None => self.attempt(&first, lane, calls, deadline).await,
+            None => (self.attempt(&first, lane, calls, deadline).await, false),
         };
+        // Once more, on another node, with time for it: a call reaches two nodes at most.
         let failed = matches!(&result, Err(r) if route::node_failed(r));
-        if !failed || !repeatable || Instant::now() >= deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !failed || !repeatable || two_asked || left < settings.timeout / 4 {
             return result;
         }
         let Ok(second) = self.choose(&need, Some(&first)) else {
@@ -276,16 +298,16 @@ impl Pool {
         calls: &[&Canonical],
         deadline: Instant,
         after: Duration,
-    ) -> Result<Vec<Answer>, Rejection> {
+    ) -> (Result<Vec<Answer>, Rejection>, bool) {
         let a = self.attempt(first, lane, calls, deadline);
         tokio::pin!(a);
         tokio::select! {
-            result = &mut a => return result,
+            result = &mut a => return (result, false),
             _ = tokio::time::sleep(after) => {}
         }
         let others = self.eligible(need, Some(first));
         if others.is_empty() {
-            return a.await;
+            return (a.await, false);
         }
         let second = choose::two_choices(&others);
         second
@@ -294,10 +316,11 @@ impl Pool {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let b = self.attempt(&second, lane, calls, deadline);
         tokio::pin!(b);
-        tokio::select! {
+        let result = tokio::select! {
             result = &mut a => if result.is_ok() { result } else { b.await },
             result = &mut b => if result.is_ok() { result } else { a.await },
-        }
+        };
+        (result, true)
     }
 
     /// One node call on `node`: its breaker, its own concurrency, within the deadline.
@@ -330,6 +353,16 @@ impl Pool {
                 .map(|a| vec![a]),
             many => node.upstream.call_batch(many, within).await,
         };
+        // A timeout that came from the caller's deadline, not the node's full time, says
+        // little about the node: it is neither counted nor penalised.
+        let full = self.settings.load().timeout;
+        let cut_short =
+            within < full * 9 / 10 && matches!(&result, Err(Rejection::UpstreamTimeout(_)));
+        if cut_short {
+            inflight.finish(false);
+            drop(probe);
+            return result;
+        }
         node.breaker.record(lane, &result);
         inflight.finish(matches!(&result, Err(r) if route::node_failed(r)));
         if lane == Lane::Heavy && result.is_ok() {

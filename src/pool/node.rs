@@ -34,6 +34,9 @@ pub(crate) struct Node {
     latency: Mutex<PeakEwma>,
     /// Set while the node answers for another chain than the pool's.
     pub(super) ejected: AtomicBool,
+    /// Its head follows the fan-out's NewBlock feed (a lone node's), not a websocket of
+    /// its own: true only while it is the pool's one node.
+    pub(super) fed: bool,
     pub(super) counts: Counts,
 }
 
@@ -89,6 +92,7 @@ impl Node {
             inflight: AtomicUsize::new(0),
             latency: Mutex::new(PeakEwma::new()),
             ejected: AtomicBool::new(false),
+            fed: false,
             counts: Counts::default(),
         }
     }

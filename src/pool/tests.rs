@@ -110,3 +110,19 @@ fn a_node_that_cannot_be_asked_is_said_why() {
     ));
     assert!(pool.admit().is_err(), "refused before a lane slot is taken");
 }
+
+#[test]
+fn the_head_steps_back_only_when_no_eligible_node_holds_it() {
+    let (pool, heads) = pool(&[(20, 1), (20, 1)]);
+    let derived = Head::derived(std::time::Duration::from_secs(30));
+    pool.settle(&derived);
+    assert_eq!(derived.height(), Some(20));
+    // One node falls a block behind: the other still holds 20.
+    heads[1].set(19);
+    pool.settle(&derived);
+    assert_eq!(derived.height(), Some(20), "the head does not go down");
+    // The node ahead is lost: nobody eligible holds 20 any more.
+    heads[0].set_failure(Some("status answered HTTP 500".into()));
+    pool.settle(&derived);
+    assert_eq!(derived.height(), Some(19), "what the node left can serve");
+}

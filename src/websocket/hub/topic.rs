@@ -10,9 +10,9 @@ use super::event::{self, Event};
 use super::{Hub, Subscriber};
 use crate::websocket::outbox::{Outgoing, Refused};
 
-/// What the node says when it cancels a subscriber that falls behind.
 /// How far below the last delivered height a NewBlock is a repeat rather than a new chain.
 const REPEAT_WINDOW: u64 = 100;
+/// What the node says when it cancels a subscriber that falls behind.
 const SLOW: &str = "client is not pulling messages fast enough";
 
 pub(super) struct Topic {
