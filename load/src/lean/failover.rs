@@ -58,6 +58,10 @@ impl Round {
     }
 }
 
+/// The issue's load (the explorer, through the cache), then the same with the cache
+/// off, so that every call reaches a node and the kill lands on calls in flight.
+const VARIANTS: [(&str, bool); 2] = [("explorer", true), ("explorer, cache off", false)];
+
 pub(super) async fn run(
     bins: &Bins,
     quick: bool,
@@ -65,25 +69,37 @@ pub(super) async fn run(
     out: &Path,
 ) -> Result<(String, serde_json::Value), String> {
     let phase = if quick { 5 } else { 10 };
-    let mut rounds = Vec::new();
-    for i in 0..3 {
-        let round = one_round(bins, phase, &dir.join(format!("round-{i}"))).await?;
-        let all = round.total(0, round.seconds.len());
-        eprintln!(
-            "failover round {}: {} calls, {} failed, p99 in the failover second {:.1} ms",
-            i + 1,
-            all.count(),
-            all.count() - all.ok(),
-            round.seconds[phase as usize].quantile_ms(0.99)
-        );
-        rounds.push(round);
+    let (mut md, mut value) = (String::new(), serde_json::Map::new());
+    for (v, (name, cache)) in VARIANTS.iter().enumerate() {
+        let mut rounds = Vec::new();
+        for i in 0..3 {
+            let d = dir.join(format!("{v}-round-{i}"));
+            let round = one_round(bins, phase, *cache, &d).await?;
+            let all = round.total(0, round.seconds.len());
+            eprintln!(
+                "failover ({name}) round {}: {} calls, {} failed, p99 in the failover second {:.1} ms",
+                i + 1,
+                all.count(),
+                all.count() - all.ok(),
+                round.seconds[phase as usize].quantile_ms(0.99)
+            );
+            rounds.push(round);
+        }
+        std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let chart_file = if *cache {
+            CHART.to_owned()
+        } else {
+            CHART.replace(".png", "-no-cache.png")
+        };
+        chart(&rounds[rounds.len() / 2], &out.join(&chart_file))?;
+        let (text, figures) = report(name, &chart_file, &rounds);
+        md.push_str(&text);
+        value.insert((*name).to_owned(), figures);
     }
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    chart(&rounds[rounds.len() / 2], &out.join(CHART))?;
-    Ok(report(&rounds))
+    Ok((md, serde_json::Value::Object(value)))
 }
 
-async fn one_round(bins: &Bins, phase: u64, dir: &Path) -> Result<Round, String> {
+async fn one_round(bins: &Bins, phase: u64, cache: bool, dir: &Path) -> Result<Round, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let addrs: Vec<(SocketAddr, SocketAddr)> =
         (0..NODES).map(|_| (free_addr(), free_addr())).collect();
@@ -98,8 +114,8 @@ async fn one_round(bins: &Bins, phase: u64, dir: &Path) -> Result<Round, String>
     let upstream: String = (addrs.iter())
         .map(|(rpc, _)| format!("[[upstream.nodes]]\nurl = \"http://{rpc}/\"\n\n"))
         .collect();
-    let sections = "[log]\naccess_log = false\n";
-    let g = gateway_for(bins, &upstream, "", sections, &[], dir, "cometgate").await?;
+    let sections = format!("[log]\naccess_log = false\n\n[cache]\nenabled = {cache}\n");
+    let g = gateway_for(bins, &upstream, "", &sections, &[], dir, "cometgate").await?;
     let client = Client::new(&g.url, None)?;
     let ops = Client::new(&format!("http://{}", g.metrics), None)?;
     wait_all_eligible(&ops).await?;
@@ -279,10 +295,10 @@ fn chart(round: &Round, path: &Path) -> Result<(), String> {
     )
 }
 
-fn report(rounds: &[Round]) -> (String, serde_json::Value) {
+fn report(name: &str, chart: &str, rounds: &[Round]) -> (String, serde_json::Value) {
     let phase = rounds[0].phase as usize;
     let mut md = format!(
-        "\n## Failover: three nodes, one killed\n\n\
+        "\n## Failover: three nodes, one killed ({name})\n\n\
          Three simulated nodes of one chain (1 s blocks) behind one gateway; the explorer's \
          calls at {RATE} a second, open loop. Node 2 is killed (SIGKILL) at {phase} s and \
          started again at {} s, at the others' height. A call succeeds with HTTP 200 and a \
@@ -324,7 +340,7 @@ fn report(rounds: &[Round]) -> (String, serde_json::Value) {
     }
     md.push_str(&format!(
         "\nSuccess ≥ 99.9%: met in {met} of {} rounds. Each node's share of node calls per \
-         second (the middle round): `{CHART}`.\n",
+         second (the middle round): `{chart}`.\n",
         rounds.len()
     ));
     let value = json!({"rate_per_second": RATE, "phase_seconds": phase, "target_success": SUCCESS,
