@@ -18,12 +18,17 @@
 //!          lookup           cache: plan (pin "latest" to the head) -> Hit | Wait | Lead | Bypass
 //!          fetch            the misses, detached: a lead whose answer never changes asks
 //!                           the shared tier (Redis) first; the rest as one node call:
-//!                           breaker -> admission lane slot (light | heavy) -> upstream
-//!                           (single, or one batch); what never changes is then shared
+//!                           every breaker open? -> admission lane slot (light | heavy)
+//!                           -> pool: a node that holds the heights (or is near the
+//!                           best head), the less loaded of two -> its breaker -> upstream
+//!                           (single, or one batch); a hedge or one retry elsewhere for
+//!                           reads; what never changes is then shared
 //!          finish           followers wait; stale fallback; each refusal counted once
 //!        respond            reply: the caller's id around the stored bytes, no re-encoding
 //!   error       every Rejection -> status, JSON-RPC error, Retry-After, close: one match
-//!   head        follows the chain head (NewBlock over /websocket, `status` polling)
+//!   head        follows a node's head (NewBlock over /websocket, `status` polling)
+//!   pool        the nodes, each with its head; the gateway's head is the lowest one
+//!               among the nodes eligible for "latest" (what the cache pins to)
 //!   websocket   client websockets; the gateway decides each message. Subscriptions fan
 //!               out: one node subscription per distinct query (query: CometBFT's
 //!               grammar and rendering), each event read once and written to every
