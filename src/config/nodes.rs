@@ -9,7 +9,7 @@ use toml::Value;
 
 use super::read::{read_ca_file, upstream_url};
 use super::render::ser_uri;
-use super::walk::{string, unsigned, Problems, Section};
+use super::walk::{string, tables, unsigned, Problems, Section};
 use super::UpstreamConfig;
 
 /// One node the gateway may send calls to.
@@ -108,36 +108,15 @@ pub(super) fn read(s: &mut Section, p: &mut Problems, out: &mut Vec<NodeConfig>)
             return;
         }
     }
-    let Value::Array(entries) = value else {
-        p.report(
-            &path,
-            format!(
-                "expected [[upstream.nodes]] tables, got {}",
-                value.type_str()
-            ),
-        );
-        return;
-    };
-    if entries.is_empty() {
+    if value.as_array().is_some_and(|a| a.is_empty()) {
         p.report(&path, "must list at least one node");
         return;
     }
     let mut seen = BTreeSet::new();
-    let mut nodes = Vec::with_capacity(entries.len());
-    for (i, entry) in entries.iter().enumerate() {
-        let entry_path = format!("{path}[{i}]");
-        if !entry.is_table() {
-            p.report(
-                &entry_path,
-                format!("expected a table, got {}", entry.type_str()),
-            );
-            continue;
-        }
-        if let Some(node) = node(p, entry_path, entry, &mut seen) {
-            nodes.push(node);
-        }
+    let read = |p: &mut Problems, at, entry: &Value| node(p, at, entry, &mut seen);
+    if let Some(nodes) = tables(p, &path, "upstream.nodes", Some(value), read) {
+        *out = nodes;
     }
-    *out = nodes;
 }
 
 fn node(

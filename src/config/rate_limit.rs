@@ -10,7 +10,7 @@ use toml::Value;
 
 use super::render::{ser_duration, ser_header_name, ser_ipnets};
 use super::secs;
-use super::walk::{boolean, duration, string, string_list, unsigned, Problems, Section};
+use super::walk::{boolean, duration, string, string_list, tables, unsigned, Problems, Section};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RateLimitConfig {
@@ -193,33 +193,11 @@ fn header_name(v: &Value) -> Result<Option<http::HeaderName>, String> {
 }
 
 fn api_keys(p: &mut Problems, path: &str, value: Option<&Value>, out: &mut Vec<ApiKeyQuota>) {
-    let Some(value) = value else { return };
-    let Value::Array(entries) = value else {
-        p.report(
-            path,
-            format!(
-                "expected [[rate_limit.api_keys]] tables, got {}",
-                value.type_str()
-            ),
-        );
-        return;
-    };
     let mut seen = BTreeSet::new();
-    let mut quotas = Vec::new();
-    for (i, entry) in entries.iter().enumerate() {
-        let entry_path = format!("{path}[{i}]");
-        if !entry.is_table() {
-            p.report(
-                &entry_path,
-                format!("expected a table, got {}", entry.type_str()),
-            );
-            continue;
-        }
-        if let Some(quota) = api_key(p, entry_path, entry, &mut seen) {
-            quotas.push(quota);
-        }
+    let read = |p: &mut Problems, at, entry: &Value| api_key(p, at, entry, &mut seen);
+    if let Some(quotas) = tables(p, path, "rate_limit.api_keys", value, read) {
+        *out = quotas;
     }
-    *out = quotas;
 }
 
 /// One `[[rate_limit.api_keys]]` table; `None` if a required key is missing.

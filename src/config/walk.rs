@@ -175,6 +175,39 @@ impl<'t> Section<'t> {
     }
 }
 
+/// Reads `[[name]]` tables at `path` with `entry` (given each table's own path), keeping
+/// those it returns; anything but an array of tables is reported. `None` when the key
+/// is absent or is not an array, so the caller keeps its default.
+pub(crate) fn tables<T>(
+    p: &mut Problems,
+    path: &str,
+    name: &str,
+    value: Option<&Value>,
+    mut entry: impl FnMut(&mut Problems, String, &Value) -> Option<T>,
+) -> Option<Vec<T>> {
+    let value = value?;
+    let Value::Array(entries) = value else {
+        p.report(
+            path,
+            format!("expected [[{name}]] tables, got {}", value.type_str()),
+        );
+        return None;
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, item) in entries.iter().enumerate() {
+        let item_path = format!("{path}[{i}]");
+        if !item.is_table() {
+            p.report(
+                &item_path,
+                format!("expected a table, got {}", item.type_str()),
+            );
+            continue;
+        }
+        out.extend(entry(p, item_path, item));
+    }
+    Some(out)
+}
+
 /// The candidate within a small edit distance of `word`, if any.
 pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).clamp(2, 3);

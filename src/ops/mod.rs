@@ -162,26 +162,8 @@ async fn route(gw: &Arc<Gateway>, loopback: bool, req: Request<Incoming>) -> Res
         {
             explain::explain(gw, req).await
         }
-        (Method::GET, "/admin/state") => {
-            let mut r = text(
-                StatusCode::OK,
-                format!("{}\n", state::state(gw)),
-                "application/json",
-            );
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
-        }
-        (Method::GET, "/admin/nodes") => {
-            let mut r = text(
-                StatusCode::OK,
-                format!("{}\n", nodes::json(gw)),
-                "application/json",
-            );
-            r.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
-        }
+        (Method::GET, "/admin/state") => live_json(state::state(gw)),
+        (Method::GET, "/admin/nodes") => live_json(nodes::json(gw)),
         (Method::GET, p) if page::is_page(p) => page::serve(p),
         (Method::GET, "/admin/config") => text(
             StatusCode::OK,
@@ -194,6 +176,14 @@ async fn route(gw: &Arc<Gateway>, loopback: bool, req: Request<Incoming>) -> Res
             "text/plain; charset=utf-8",
         ),
     }
+}
+
+/// A view of now, as JSON: never kept by a cache between the operator and this port.
+fn live_json(value: serde_json::Value) -> Response<Chunks> {
+    let mut r = text(StatusCode::OK, format!("{value}\n"), "application/json");
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 pub(crate) fn text(

@@ -109,16 +109,8 @@ impl Pool {
             ca_file: config.upstream.ca_file.clone(),
             ..NodeConfig::new(config.upstream.url.clone())
         };
-        let tls = tls::client_config(node.ca_file.as_deref());
-        let upstream = Upstream::new(
-            &pool.upstream,
-            node.url.clone(),
-            pool.budget.clone(),
-            tls.clone(),
-        );
-        pool.nodes.store(Arc::new(vec![Arc::new(Node::new(
-            node, upstream, head, tls,
-        ))]));
+        let node = pool.node(node, |_, _| head);
+        pool.nodes.store(Arc::new(vec![Arc::new(node)]));
         Arc::new(pool)
     }
 
@@ -135,7 +127,22 @@ impl Pool {
         }
     }
 
+    /// A node following its own head, fed by `feed` when given.
     fn build(&self, config: NodeConfig, feed: Option<watch::Receiver<Option<u64>>>) -> Arc<Node> {
+        let fed = feed.is_some();
+        let mut node = self.node(config, |url, tls| {
+            Head::spawn_fed(url, &self.head, feed, tls.clone())
+        });
+        node.fed = fed;
+        Arc::new(node)
+    }
+
+    /// A node with its client and TLS settings, and the head `head` makes for it.
+    fn node(
+        &self,
+        config: NodeConfig,
+        head: impl FnOnce(&http::Uri, &Arc<rustls::ClientConfig>) -> Head,
+    ) -> Node {
         let tls = tls::client_config(config.ca_file.as_deref());
         let upstream = Upstream::new(
             &self.upstream,
@@ -143,11 +150,8 @@ impl Pool {
             self.budget.clone(),
             tls.clone(),
         );
-        let fed = feed.is_some();
-        let head = Head::spawn_fed(&config.url, &self.head, feed, tls.clone());
-        let mut node = Node::new(config, upstream, head, tls);
-        node.fed = fed;
-        Arc::new(node)
+        let head = head(&config.url, &tls);
+        Node::new(config, upstream, head, tls)
     }
 
     /// Applies a reloaded node list: a node whose settings are unchanged stays as it is
