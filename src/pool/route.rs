@@ -48,16 +48,16 @@ pub(crate) fn idempotent(calls: &[&Canonical]) -> bool {
     calls.iter().all(|c| !c.spec.name.starts_with("broadcast_"))
 }
 
-/// A failure that says the node, not the question, went wrong: the call may go to
-/// another node. A refusal from the pool itself (nothing was sent) is one too.
+/// A failure that says the node, not the question, went wrong (refused, reset, timed
+/// out, HTTP 5xx: `upstream` words each as unavailable): the call may go to another
+/// node. A refusal from the pool itself (nothing was sent) is one too.
 pub(crate) fn node_failed(r: &Rejection) -> bool {
-    match r {
+    matches!(
+        r,
         Rejection::UpstreamUnavailable(_)
-        | Rejection::UpstreamTimeout(_)
-        | Rejection::CircuitOpen { .. } => true,
-        Rejection::UpstreamInvalid(why) => why.starts_with("HTTP 5"),
-        _ => false,
-    }
+            | Rejection::UpstreamTimeout(_)
+            | Rejection::CircuitOpen { .. }
+    )
 }
 
 /// Why a node may not take a call now.
@@ -149,7 +149,9 @@ mod tests {
         assert!(idempotent(&[&status]));
         assert!(!idempotent(&[&status, &tx]));
         assert!(node_failed(&Rejection::UpstreamUnavailable("reset".into())));
-        assert!(node_failed(&Rejection::UpstreamInvalid("HTTP 502".into())));
+        assert!(node_failed(&Rejection::UpstreamUnavailable(
+            "the node answered HTTP 502".into()
+        )));
         assert!(!node_failed(&Rejection::UpstreamInvalid(
             "not JSON-RPC: eof".into()
         )));

@@ -213,6 +213,14 @@ impl Upstream {
                     status.as_u16()
                 )));
             }
+            // The node itself failing (a proxy in front of it, a crash mid-request):
+            // another node may answer, as after a refused connection.
+            status if status.is_server_error() => {
+                return Err(Rejection::UpstreamUnavailable(format!(
+                    "the node answered HTTP {}",
+                    status.as_u16()
+                )))
+            }
             status => return Err(invalid(format!("HTTP {}", status.as_u16()))),
         }
         read::body(response, self.max_response, &self.budget).await

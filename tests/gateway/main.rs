@@ -20,6 +20,7 @@ mod live_page;
 mod logging;
 mod metrics_text;
 mod nodes;
+mod nodes_ws;
 mod ops;
 mod pipeline;
 mod props;

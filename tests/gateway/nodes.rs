@@ -3,26 +3,23 @@
 
 use std::time::Duration;
 
-use cometgate::config::{Config, HedgeAfter, NodeConfig, WsMode};
+use cometgate::config::{Config, HedgeAfter, NodeConfig};
 use cometgate_sim::{Fault, SimNode, SimNodeConfig};
 use futures_util::future::join_all;
-use futures_util::StreamExt;
 use http::Method;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::admission::ws::{next, send, subscribe, ws_from};
 use crate::support::*;
 
 /// Node `a` is the harness's own; `b` and `c` are beside it.
-struct Three {
-    h: Harness,
-    b: SimNode,
-    c: SimNode,
+pub(crate) struct Three {
+    pub(crate) h: Harness,
+    pub(crate) b: SimNode,
+    pub(crate) c: SimNode,
 }
 
 impl Three {
-    async fn start(
+    pub(crate) async fn start(
         a: SimNodeConfig,
         b: SimNodeConfig,
         c: SimNodeConfig,
@@ -41,16 +38,16 @@ impl Three {
         Three { h, b, c }
     }
 
-    fn nodes(&self) -> [&SimNode; 3] {
+    pub(crate) fn nodes(&self) -> [&SimNode; 3] {
         [&self.h.node, &self.b, &self.c]
     }
 
-    fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.nodes().iter().for_each(|n| n.reset_counters());
     }
 
     /// `/admin/nodes`' entry for `node`.
-    async fn state_of(&self, node: &SimNode) -> Value {
+    pub(crate) async fn state_of(&self, node: &SimNode) -> Value {
         let all = self.h.ops(Method::GET, "/admin/nodes", "").await.json();
         let url = format!("{}/", node.url());
         all["nodes"]
@@ -70,7 +67,7 @@ impl Three {
     }
 
     /// Waits until every node's `status` has been read (heads and pruning bases known).
-    async fn settled(&self) {
+    pub(crate) async fn settled(&self) {
         for node in self.nodes() {
             eventually("every node's status is known", || async {
                 self.state_of(node).await["earliest_height"].is_u64()
@@ -96,7 +93,7 @@ async fn all_succeed(h: &Harness, calls: usize, body: impl Fn(usize) -> String) 
     }
 }
 
-fn frozen_at(height: u64) -> SimNodeConfig {
+pub(crate) fn frozen_at(height: u64) -> SimNodeConfig {
     SimNodeConfig {
         start_height: height,
         ..SimNodeConfig::default()
@@ -311,6 +308,13 @@ async fn a_broadcast_is_never_sent_twice_even_when_its_node_fails_mid_call() {
     let reply = t.h.post(&call("abci_info")).await.json();
     assert!(reply.get("error").is_some(), "{reply}");
     assert_eq!(total("abci_info"), 2);
+    // And a node answering HTTP 500.
+    for node in t.nodes() {
+        node.set_fault_for("abci_info", Fault::Http500);
+    }
+    let reply = t.h.post(&call("abci_info")).await.json();
+    assert!(reply.get("error").is_some(), "{reply}");
+    assert_eq!(total("abci_info"), 4);
 }
 
 #[test]
@@ -319,107 +323,6 @@ fn nodes_and_url_together_are_refused_naming_both() {
     let errors = Config::from_toml_str(text).unwrap_err().to_string();
     assert!(errors.contains("upstream.nodes"), "{errors}");
     assert!(errors.contains("upstream.url"), "{errors}");
-}
-
-const NEW_BLOCK: &str = "tm.event='NewBlock'";
-
-fn height_of(event: &Value) -> u64 {
-    event["result"]["data"]["value"]["block"]["header"]["height"]
-        .as_str()
-        .and_then(|h| h.parse().ok())
-        .unwrap_or_else(|| panic!("not a NewBlock event: {event}"))
-}
-
-impl Three {
-    fn advance_all(&self) {
-        self.nodes().iter().for_each(|n| n.advance_block());
-    }
-
-    /// The node the gateway's (or a relayed client's) websocket subscription is on: the
-    /// heads follow by polling, so it is the only one with a subscription.
-    async fn subscribed_node(&self) -> usize {
-        let mut found = None;
-        eventually("one node holds the subscription", || {
-            let holders: Vec<usize> = (0..3)
-                .filter(|i| self.nodes()[*i].stats().ws_subscriptions > 0)
-                .collect();
-            found = holders.first().copied().filter(|_| holders.len() == 1);
-            std::future::ready(found.is_some())
-        })
-        .await;
-        found.unwrap()
-    }
-}
-
-#[tokio::test]
-async fn fanned_out_subscriptions_move_to_another_node_when_theirs_is_lost() {
-    let t = Three::start(frozen_at(50), frozen_at(50), frozen_at(50), |c| {
-        c.head.websocket = false;
-        c.websocket.mode = WsMode::Fanout;
-    })
-    .await;
-    t.settled().await;
-    let mut ws = ws_from(&t.h, "127.0.0.1").await.unwrap();
-    send(&mut ws, subscribe(7, NEW_BLOCK)).await;
-    assert_eq!(
-        next(&mut ws).await.unwrap()["result"],
-        serde_json::json!({})
-    );
-    let holder = t.subscribed_node().await;
-    t.advance_all();
-    assert_eq!(height_of(&next(&mut ws).await.unwrap()), 51);
-
-    t.nodes()[holder].set_fault(Fault::Down);
-    eventually("the subscription is made again on another node", || {
-        let elsewhere = (0..3).any(|i| i != holder && t.nodes()[i].stats().ws_subscriptions > 0);
-        std::future::ready(elsewhere)
-    })
-    .await;
-    t.advance_all();
-    let event = next(&mut ws).await.unwrap();
-    assert_eq!(event["id"], 7, "the client's own id, still");
-    assert_eq!(height_of(&event), 52, "the next block, from another node");
-}
-
-#[tokio::test]
-async fn relayed_clients_are_told_to_reconnect_when_their_node_is_lost() {
-    let t = Three::start(frozen_at(50), frozen_at(50), frozen_at(50), |c| {
-        c.head.websocket = false;
-        c.websocket.mode = WsMode::Relay;
-    })
-    .await;
-    t.settled().await;
-    let mut ws = ws_from(&t.h, "127.0.0.1").await.unwrap();
-    send(&mut ws, subscribe(1, NEW_BLOCK)).await;
-    assert_eq!(
-        next(&mut ws).await.unwrap()["result"],
-        serde_json::json!({})
-    );
-    let holder = t.subscribed_node().await;
-    t.nodes()[holder].set_fault(Fault::Down);
-    let close = loop {
-        let msg = tokio::time::timeout(DEADLINE, ws.next())
-            .await
-            .expect("closed in time");
-        match msg {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => continue,
-            other => panic!("no close frame: {other:?}"),
-        }
-    };
-    let frame = close.expect("a close code");
-    assert_eq!(u16::from(frame.code), 1012, "{frame:?}");
-    // Connecting again reaches a node that answers.
-    eventually("the lost node is seen down", || async {
-        t.state_of(t.nodes()[holder]).await["up"] == false
-    })
-    .await;
-    let mut again = ws_from(&t.h, "127.0.0.1").await.unwrap();
-    send(&mut again, subscribe(2, NEW_BLOCK)).await;
-    assert_eq!(
-        next(&mut again).await.unwrap()["result"],
-        serde_json::json!({})
-    );
 }
 
 #[tokio::test]
