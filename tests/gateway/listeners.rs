@@ -1,14 +1,20 @@
 //! The proxy and the ops port share one listener: on shutdown it finishes the requests
-//! in flight and closes idle keep-alive connections at once, and the ops port keeps its
-//! own cap, out of the client connection metrics.
+//! in flight, closes idle keep-alive connections at once and tells websocket subscribers
+//! why they are closed, and the ops port keeps its own cap, out of the client connection
+//! metrics.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use cometgate_sim::{Fault, SimNodeConfig};
+use futures_util::StreamExt;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
 
+use crate::admission::ws::{next, send, subscribe, ws_from};
 use crate::slow_clients::{post_request, raw_exchange, read_to_close};
 use crate::support::*;
 
@@ -69,6 +75,35 @@ async fn shutdown_finishes_the_request_in_flight_and_closes_idle_connections_at_
     let answer = in_flight.await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains(r#""height":"3""#), "{answer}");
+    tokio::time::timeout(DEADLINE, stopping)
+        .await
+        .expect("drained long before the 60 s grace")
+        .unwrap();
+}
+
+/// A fan-out subscriber hears 1001 with the reason, rather than a reset it would take
+/// for a network fault, and the drain does not wait out its grace for it.
+#[tokio::test]
+async fn shutdown_tells_a_websocket_subscriber_the_gateway_is_going_away() {
+    let h = spawn_gateway_with(SimNodeConfig::default(), |c| {
+        c.server.shutdown_grace = Duration::from_secs(60);
+    })
+    .await;
+    let mut ws = ws_from(&h, "127.0.0.1").await.expect("websocket");
+    send(&mut ws, subscribe(1, "tm.event='NewBlock'")).await;
+    let ack = next(&mut ws).await.expect("an answer");
+    assert_eq!(ack["result"], json!({}), "{ack}");
+    let stopping = tokio::spawn(h.shutdown());
+    let frame = loop {
+        match tokio::time::timeout(DEADLINE, ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.expect("a close code"),
+            // Events may still come before the close.
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(frame.code, CloseCode::Away);
+    assert!(frame.reason.contains("shutting down"), "{}", frame.reason);
     tokio::time::timeout(DEADLINE, stopping)
         .await
         .expect("drained long before the 60 s grace")
