@@ -27,5 +27,6 @@ mod setup;
 mod stack;
 mod verdict;
 pub mod wrk;
+pub mod ws_floor;
 
 pub use stack::Target;

@@ -11,7 +11,7 @@ use cometgate_load::drive::{drive, end_progress, progress, Live, Load, Mode};
 use cometgate_load::mix::{Form, Mix};
 use cometgate_load::plan::{ABUSER, ABUSER_RATE};
 use cometgate_load::record::Recorder;
-use cometgate_load::{bench, ceiling, demo, lean, sampler};
+use cometgate_load::{bench, ceiling, demo, lean, sampler, ws_floor};
 use cometgate_sim::parse_duration;
 
 #[derive(Parser, Debug)]
@@ -84,6 +84,17 @@ enum Command {
         #[arg(long)]
         body: PathBuf,
     },
+    /// `ws-fanout`'s floor: one node subscription written to every client, nothing else.
+    #[command(hide = true)]
+    WsFloor {
+        #[arg(long)]
+        listen: SocketAddr,
+        /// The node's RPC address.
+        #[arg(long)]
+        node: SocketAddr,
+        #[arg(long)]
+        query: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -128,6 +139,11 @@ async fn main() {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(format!("{}: {e}", body.display())),
         },
+        Command::WsFloor {
+            listen,
+            node,
+            query,
+        } => ws_floor::serve(listen, node, query).await,
     };
     if let Err(e) = result {
         eprintln!("cometgate-load: {e}");

@@ -9,7 +9,8 @@
 //! `WS_FANOUT_MODE=relay` runs the relay instead (one node websocket per client, at
 //! most 500: 100 to 400 clients), for comparison or on a gateway without fan-out;
 //! `WS_FANOUT_CLIENTS=200,1000` picks the counts; `WS_FANOUT_CONFIG=FILE` replaces the
-//! gateway's sections after `[upstream]`.
+//! gateway's sections after `[upstream]`. `WS_FANOUT_MODE=floor` puts `ws-floor` where
+//! the gateway was, with the same clients: the least any fan-out must do on this machine.
 
 mod clients;
 mod frames;
@@ -29,7 +30,7 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::{gateway_with, Gateway};
-use crate::procs::{raise_open_files, rss_bytes};
+use crate::procs::{free_addr, raise_open_files, rss_bytes, wait_listening, Proc};
 use crate::sampler::node_stats;
 use crate::stack::{start_node, Bins};
 use clients::{follow, subscribe, Reference, Seen, Spec, Stop};
@@ -89,7 +90,8 @@ pub(super) async fn run(
     for &n in &plan.counts {
         points.push(point(bins, &plan, n, 1, &dir.join(format!("{n}"))).await?);
     }
-    if largest > 0 {
+    // The floor serves one query.
+    if largest > 0 && plan.mode != Mode::Floor {
         let sub = dir.join(format!("{largest}-q{QUERIES}"));
         points.push(point(bins, &plan, largest, QUERIES, &sub).await?);
     }
@@ -105,18 +107,21 @@ async fn point(
 ) -> Result<Point, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let node = start_node(bins, &node(), false, dir).await?;
-    let gw = gateway_with(
-        bins,
-        node.rpc,
-        SERVER,
-        &plan.sections,
-        &[],
-        dir,
-        "cometgate",
-    )
-    .await
-    .map_err(|e| refused(e, plan, dir))?;
     let qs = queries(spread);
+    let gw = match plan.mode {
+        Mode::Floor => floor(bins, node.rpc, &qs[0], dir).await?,
+        _ => gateway_with(
+            bins,
+            node.rpc,
+            SERVER,
+            &plan.sections,
+            &[],
+            dir,
+            "cometgate",
+        )
+        .await
+        .map_err(|e| refused(e, plan, dir))?,
+    };
     let reference = Reference::start(Spec {
         url: format!("ws://{}/websocket", node.rpc),
         id: json!("reference"),
@@ -141,13 +146,13 @@ async fn point(
         .await?;
     let rss_during = rss_bytes(pid).unwrap_or(0);
     let node_during = node_ws(node.control, &qs[0]).await?;
-    let metrics_during = scrape(gw.metrics).await;
+    let metrics_during = scrape_unless_floor(plan, &gw).await;
     let end = last_subscribed + plan.blocks;
     reference
         .wait_for(end, Duration::from_secs(plan.blocks + 30))
         .await?;
     let clients = finish(tasks, &stop, end).await?;
-    let metrics_end = scrape(gw.metrics).await;
+    let metrics_end = scrape_unless_floor(plan, &gw).await;
     let reference = (reference.spec.clone(), reference.finish()?);
     let delivery = tally(&clients, &reference, last_subscribed + 1, end);
     let frame_bytes = reference.1.frames.first().map_or(0, |f| f.1.len());
@@ -167,6 +172,43 @@ async fn point(
         metrics_during,
         metrics_end,
     })
+}
+
+/// `ws-floor` in a process of its own, with the gateway's two workers.
+async fn floor(
+    bins: &Bins,
+    rpc: std::net::SocketAddr,
+    query: &str,
+    dir: &Path,
+) -> Result<Gateway, String> {
+    let listen = free_addr();
+    let mut cmd = std::process::Command::new(&bins.me);
+    cmd.arg("ws-floor")
+        .arg("--listen")
+        .arg(listen.to_string())
+        .arg("--node")
+        .arg(rpc.to_string())
+        .arg("--query")
+        .arg(query)
+        .env("TOKIO_WORKER_THREADS", "2");
+    let mut proc = Proc::spawn(cmd, "ws-floor", dir, false)?;
+    wait_listening(listen, &mut proc).await?;
+    Ok(Gateway {
+        proc,
+        url: format!("http://{listen}"),
+        listen,
+        metrics: listen,
+    })
+}
+
+async fn scrape_unless_floor(plan: &Plan, gw: &Gateway) -> Scrape {
+    match plan.mode {
+        Mode::Floor => Scrape {
+            error: Some("the floor exports no metrics".into()),
+            ..Scrape::default()
+        },
+        _ => scrape(gw.metrics).await,
+    }
 }
 
 type ClientTask = JoinHandle<(Spec, Result<Seen, String>)>;
@@ -274,7 +316,7 @@ fn refused(e: String, plan: &Plan, dir: &Path) -> String {
         Mode::Fanout => {
             "; until the gateway knows `websocket.mode`, WS_FANOUT_MODE=relay runs today's relay"
         }
-        Mode::Relay => "",
+        Mode::Relay | Mode::Floor => "",
     };
     format!(
         "{e}{hint}\ngateway log (last lines, newest first):\n{}",

@@ -42,6 +42,8 @@ pub(super) const SUBSCRIBING: Duration = Duration::from_secs(120);
 pub enum Mode {
     Fanout,
     Relay,
+    /// No gateway: `cometgate-load ws-floor`, the least a fan-out must do (one query).
+    Floor,
 }
 
 pub struct Plan {
@@ -58,8 +60,9 @@ impl Plan {
     pub(super) fn from_env(bins: &Bins, quick: bool, dir: &Path) -> Result<Plan, String> {
         let mode = match std::env::var("WS_FANOUT_MODE").as_deref() {
             Ok("relay") => Mode::Relay,
+            Ok("floor") => Mode::Floor,
             Ok("fanout") | Err(_) => Mode::Fanout,
-            Ok(other) => return Err(format!("WS_FANOUT_MODE={other}: fanout or relay")),
+            Ok(other) => return Err(format!("WS_FANOUT_MODE={other}: fanout, relay or floor")),
         };
         let counts = match std::env::var("WS_FANOUT_CLIENTS") {
             Ok(list) => list
@@ -67,8 +70,8 @@ impl Plan {
                 .map(|n| n.trim().parse::<usize>().map_err(|e| format!("{n}: {e}")))
                 .collect::<Result<Vec<_>, _>>()?,
             Err(_) => match (mode, quick) {
-                (Mode::Fanout, false) => vec![1_000, 5_000, 10_000],
-                (Mode::Fanout, true) => vec![200, 1_000],
+                (Mode::Fanout | Mode::Floor, false) => vec![1_000, 5_000, 10_000],
+                (Mode::Fanout | Mode::Floor, true) => vec![200, 1_000],
                 (Mode::Relay, false) => vec![100, 200, 400],
                 (Mode::Relay, true) => vec![100, 400],
             },
@@ -76,6 +79,7 @@ impl Plan {
         let sections = match std::env::var("WS_FANOUT_CONFIG") {
             Ok(path) => std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?,
             Err(_) if mode == Mode::Relay => relay_sections(bins, dir)?,
+            Err(_) if mode == Mode::Floor => String::new(),
             Err(_) => FANOUT.to_string(),
         };
         Ok(Plan {

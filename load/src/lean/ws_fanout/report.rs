@@ -166,6 +166,7 @@ fn markdown(plan: &Plan, points: &[Point], chart: bool) -> String {
     let mode = match plan.mode {
         Mode::Fanout => "fan-out",
         Mode::Relay => "relay (today's: one node websocket per client), not fan-out",
+        Mode::Floor => "none: `ws-floor`, one node subscription written to every client and nothing else, the floor for any fan-out on this machine",
     };
     let frame = points.first().map_or(0, |p| p.frame_bytes);
     let _ = write!(

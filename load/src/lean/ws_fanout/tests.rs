@@ -134,3 +134,74 @@ async fn a_client_reads_heights_ids_and_queries_off_real_frames() {
         Some(&mine[..])
     );
 }
+
+/// The floor is a fair floor only if its clients get what the gateway's get: the node's
+/// frame, byte for byte, with their own id in it.
+#[tokio::test]
+async fn the_floor_writes_the_nodes_frame_with_each_clients_id() {
+    let node = frozen_node().await;
+    let query = queries(1)[0].clone();
+    let listen = crate::procs::free_addr();
+    let floor = tokio::spawn(crate::ws_floor::serve(listen, node.addr(), query.clone()));
+    let spec = |id| Spec {
+        url: format!("ws://{listen}/websocket"),
+        id,
+        query: query.clone(),
+        keep_frames: true,
+    };
+    let (number, string) = (spec(json!(7)), spec(json!("c-8")));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        match subscribe(&number).await {
+            Ok(ws) => break ws,
+            Err(e) if std::time::Instant::now() > deadline => panic!("floor: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let second = subscribe(&string).await.unwrap();
+    // The floor's own subscription is in place before a block is made.
+    while node.stats().ws_subscriptions < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the floor never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reference = Spec {
+        url: node.ws_url(),
+        id: json!("reference"),
+        query: query.clone(),
+        keep_frames: true,
+    };
+    let on_node = subscribe(&reference).await.unwrap();
+    let (stop, stopped) = watch::channel(Stop::Run);
+    let readers: Vec<_> = [(first, number), (second, string), (on_node, reference)]
+        .into_iter()
+        .map(|(ws, spec)| {
+            let stopped = stopped.clone();
+            tokio::spawn(async move { follow(ws, &spec, stopped).await })
+        })
+        .collect();
+    node.advance_block();
+    stop.send(Stop::Until(node.height())).unwrap();
+    let mut seen = Vec::new();
+    for reader in readers {
+        let s = tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.bad_id, s.bad_query, s.no_height), (0, 0, 0));
+        assert_eq!(s.frames.len(), 1, "{:?}", s.closed);
+        seen.push(s.frames[0].1.clone());
+    }
+    let node_frame = String::from_utf8_lossy(&seen[2]).into_owned();
+    assert_eq!(
+        node_frame.replace("\"reference\"", "7").as_bytes(),
+        &seen[0][..]
+    );
+    assert_eq!(
+        node_frame.replace("\"reference\"", "\"c-8\"").as_bytes(),
+        &seen[1][..]
+    );
+    floor.abort();
+}
