@@ -103,17 +103,13 @@ impl RpcResponse {
         }
     }
 
-    fn to_json(&self) -> Value {
-        // serde_json's map is ordered by key; Go's field order is irrelevant to clients.
-        let mut m = serde_json::Map::new();
-        m.insert("jsonrpc".into(), Value::from("2.0"));
-        if let Some(id) = &self.id {
-            m.insert("id".into(), id.to_json());
-        }
-        match &self.outcome {
-            Ok(v) => {
-                m.insert("result".into(), v.clone());
-            }
+    /// Borrows the result rather than copying it into a new tree: a search page is
+    /// hundreds of KB of nested maps, and the copy's real CPU (not the node's modelled
+    /// time) would load the machine the bench runs on. Keys in sorted order, as
+    /// serde_json's map writes them.
+    fn wire(&self) -> Wire<'_> {
+        let (result, error) = match &self.outcome {
+            Ok(v) => (Some(v), None),
             Err(e) => {
                 let mut em = serde_json::Map::new();
                 em.insert("code".into(), Value::from(e.code));
@@ -121,19 +117,35 @@ impl RpcResponse {
                 if let Some(d) = e.data.as_ref().filter(|d| !d.is_empty()) {
                     em.insert("data".into(), Value::from(d.as_str()));
                 }
-                m.insert("error".into(), Value::Object(em));
+                (None, Some(Value::Object(em)))
             }
+        };
+        Wire {
+            error,
+            id: self.id.as_ref().map(RpcId::to_json),
+            jsonrpc: "2.0",
+            result,
         }
-        Value::Object(m)
     }
 
     pub(crate) fn encode(&self, pretty: bool) -> Vec<u8> {
-        encode_value(&self.to_json(), pretty)
+        encode_value(&self.wire(), pretty)
     }
 }
 
+#[derive(serde::Serialize)]
+struct Wire<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<Value>,
+    jsonrpc: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a Value>,
+}
+
 /// Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029; mimic it byte for byte.
-pub(crate) fn encode_value(v: &Value, pretty: bool) -> Vec<u8> {
+pub(crate) fn encode_value(v: &impl serde::Serialize, pretty: bool) -> Vec<u8> {
     let raw = if pretty {
         serde_json::to_vec_pretty(v)
     } else {

@@ -208,6 +208,33 @@ async fn tx_search_paging_and_prove() {
     );
 }
 
+/// A page spanning blocks builds each block once; every transaction on it, proof and
+/// all, is still what `tx` answers for its hash.
+#[tokio::test]
+async fn every_tx_of_a_page_across_blocks_is_what_tx_answers() {
+    let n = five_tx_node().await;
+    let a = n.addr();
+    let page = search(
+        a,
+        "tx_search",
+        json!({"query": "tx.height>=2 AND tx.height<=4", "per_page": "12", "page": "1",
+               "order_by": "desc", "prove": true}),
+    )
+    .await;
+    let txs = page["result"]["txs"].as_array().unwrap();
+    assert_eq!(txs.len(), 12);
+    let heights: Vec<&str> = txs.iter().map(|t| t["height"].as_str().unwrap()).collect();
+    assert_eq!(heights[..6], ["4", "4", "4", "4", "4", "3"]);
+    for t in txs {
+        let hash = t["hash"].as_str().unwrap();
+        // JSON-RPC carries the hash's bytes in base64.
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD.encode(hex::decode(hash).unwrap());
+        let alone = search(a, "tx", json!({"hash": bytes, "prove": true})).await;
+        assert_eq!(&alone["result"], t, "{hash}");
+    }
+}
+
 #[tokio::test]
 async fn heavy_knobs_make_heavy_answers() {
     let n = SimNode::start(SimNodeConfig {

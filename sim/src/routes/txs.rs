@@ -88,11 +88,19 @@ pub(super) fn tx_search(node: &Node, args: &Args) -> Result<Value, String> {
     let per = per_page(args, 3);
     let pg = page(args, 2, per, found.len())?;
     let prove = args.bool(1);
+    // A page's transactions come a block at a time: each block is generated once.
+    let mut block: Option<(u64, Vec<Vec<u8>>)> = None;
     let txs: Vec<Value> = found
         .iter()
         .skip((pg - 1) * per)
         .take(per)
-        .map(|(h, i)| blockgen::result_tx(&node.chain, *h, *i, prove))
+        .map(|&(h, i)| {
+            if block.as_ref().is_none_or(|b| b.0 != h) {
+                block = Some((h, node.chain.txs(h)));
+            }
+            let txs = block.as_ref().map_or(&[][..], |b| &b.1[..]);
+            blockgen::result_tx_of(&node.chain, h, txs, i, prove)
+        })
         .collect();
     Ok(json!({"txs": txs, "total_count": found.len().to_string()}))
 }
