@@ -80,7 +80,7 @@ pub(crate) async fn run(
         }
         Ok(args) => {
             cacheable = route.cacheable_with(&args);
-            routes::exec(node, route, &args)
+            routes::answer(node, route, &args, ctx.ws)
                 .await
                 .map_err(RpcError::internal)
         }

@@ -83,17 +83,33 @@ impl RpcError {
     }
 }
 
+/// A route's result: a tree, or compact JSON a route encoded itself.
+#[derive(Clone, Debug)]
+pub(crate) enum Answer {
+    Tree(Value),
+    Encoded(Box<serde_json::value::RawValue>),
+}
+
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Answer::Tree(v) => v.serialize(s),
+            Answer::Encoded(raw) => raw.serialize(s),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct RpcResponse {
     pub(crate) id: Option<RpcId>,
-    pub(crate) outcome: Result<Value, RpcError>,
+    pub(crate) outcome: Result<Answer, RpcError>,
 }
 
 impl RpcResponse {
     pub(crate) fn ok(id: RpcId, result: Value) -> Self {
         RpcResponse {
             id: Some(id),
-            outcome: Ok(result),
+            outcome: Ok(Answer::Tree(result)),
         }
     }
     pub(crate) fn err(id: Option<RpcId>, e: RpcError) -> Self {
@@ -141,7 +157,7 @@ struct Wire<'a> {
     id: Option<Value>,
     jsonrpc: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'a Value>,
+    result: Option<&'a Answer>,
 }
 
 /// Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029; mimic it byte for byte.

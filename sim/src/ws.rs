@@ -22,7 +22,7 @@ use crate::node::Node;
 use crate::query::{self, EventMap, Query, MAX_QUERY_LENGTH};
 use crate::response::{respond, Body};
 use crate::routes;
-use crate::wire::{self, RpcError, RpcId, RpcResponse};
+use crate::wire::{self, Answer, RpcError, RpcId, RpcResponse};
 
 /// CometBFT's default `max_subscriptions_per_client`.
 const MAX_SUBSCRIPTIONS: usize = 5;
@@ -205,9 +205,9 @@ async fn handle_text(node: &Arc<Node>, subs: &mut Subs, text: &str) -> Option<St
             Err(e) => Err(RpcError::invalid_params(format!(
                 "error converting json params to arguments: {e}"
             ))),
-            Ok(args) => {
-                subscription_call(subs, route.name, args.str(0), &id).map_err(RpcError::internal)
-            }
+            Ok(args) => subscription_call(subs, route.name, args.str(0), &id)
+                .map(Answer::Tree)
+                .map_err(RpcError::internal),
         };
         return Some(lossy(
             RpcResponse {

@@ -117,3 +117,30 @@ async fn distinct_new_block_queries_each_match_every_block() {
     assert_eq!(seen.len(), queries.len());
     assert_eq!(n.stats().ws_subscriptions_per_query.len(), queries.len());
 }
+
+/// Over HTTP a search page is joined from each transaction's kept encoding; over the
+/// websocket it is built as a tree and indented. Both say the same, and the joined one
+/// is the compact JSON a tree would have encoded to, asked twice or once.
+#[tokio::test]
+async fn a_search_page_over_http_is_the_websockets_in_compact_form() {
+    let n = SimNode::start(SimNodeConfig {
+        txs_per_block: 4,
+        ..SimNodeConfig::default()
+    })
+    .await
+    .unwrap();
+    let params = json!({"query": "tx.height>=2 AND tx.height<=5", "per_page": "7",
+                        "page": "2", "order_by": "desc", "prove": true});
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tx_search", "params": params});
+    let first = post(n.addr(), &body.to_string()).await.body;
+    let again = post(n.addr(), &body.to_string()).await.body;
+    assert_eq!(first, again, "kept encodings answer the same");
+    let http: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(serde_json::to_vec(&http).unwrap(), first, "compact, keys sorted");
+    assert_eq!(http["result"]["txs"].as_array().unwrap().len(), 7);
+
+    let mut ws = open(&n).await;
+    ws.send(Message::text(body.to_string())).await.unwrap();
+    let over_ws = next_json(&mut ws).await;
+    assert_eq!(over_ws["result"], http["result"]);
+}

@@ -3,12 +3,16 @@
 
 mod blocks;
 mod info;
+mod tx_json;
 mod txs;
+
+pub(crate) use tx_json::TxJson;
 
 use serde_json::Value;
 
 use crate::node::Node;
 use crate::params::{self, Arg, ArgType, ArgVal};
+use crate::wire::Answer;
 
 pub(crate) struct Route {
     pub(crate) name: &'static str,
@@ -260,7 +264,21 @@ impl Route {
 }
 
 /// Runs a (non-websocket) route; `Err` becomes an Internal error.
-pub(crate) async fn exec(node: &Node, route: &Route, args: &Args) -> Result<Value, String> {
+/// A route's answer. Over HTTP a search page is joined from each transaction's kept
+/// encoding; the websocket indents its answers, so it gets the tree.
+pub(crate) async fn answer(
+    node: &Node,
+    route: &Route,
+    args: &Args,
+    indented: bool,
+) -> Result<Answer, String> {
+    if route.name == "tx_search" && !indented {
+        return txs::tx_search_encoded(node, args).map(Answer::Encoded);
+    }
+    exec(node, route, args).await.map(Answer::Tree)
+}
+
+async fn exec(node: &Node, route: &Route, args: &Args) -> Result<Value, String> {
     match route.name {
         "health" => Ok(serde_json::json!({})),
         "status" => Ok(info::status(node)),

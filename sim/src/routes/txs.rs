@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::{descending, page, per_page, Args};
@@ -46,6 +47,19 @@ fn tx_event_map(node: &Node, h: u64, i: usize, tx: &[u8]) -> EventMap {
     m
 }
 
+/// A query whose every condition is a numeric comparison of `tx.height`: `bounds`
+/// then says exactly which transactions match.
+fn heights_only(q: &Query) -> bool {
+    q.conditions.iter().all(|c| {
+        c.tag == "tx.height"
+            && matches!(c.arg, query::Operand::Num(_))
+            && matches!(
+                c.op,
+                query::Op::Eq | query::Op::Gt | query::Op::Ge | query::Op::Lt | query::Op::Le
+            )
+    })
+}
+
 fn matching_txs(node: &Node, q: &Query) -> Vec<(u64, u32)> {
     if let Some(c) = q.condition_on("tx.hash") {
         if let (query::Op::Eq, query::Operand::Str(hash)) = (&c.op, &c.arg) {
@@ -65,6 +79,13 @@ fn matching_txs(node: &Node, q: &Query) -> Vec<(u64, u32)> {
     }
     let (lo, hi) = q.bounds("tx.height", 1, node.chain.head());
     let mut out = Vec::new();
+    if heights_only(q) {
+        // Every transaction in the range matches: no need to build each one's events.
+        for h in lo..=hi {
+            out.extend((0..node.chain.tx_count(h)).map(|i| (h, i as u32)));
+        }
+        return out;
+    }
     for h in lo..=hi {
         for (i, tx) in node.chain.txs(h).iter().enumerate() {
             if q.matches(&tx_event_map(node, h, i, tx)) {
@@ -75,7 +96,14 @@ fn matching_txs(node: &Node, q: &Query) -> Vec<(u64, u32)> {
     out
 }
 
-pub(super) fn tx_search(node: &Node, args: &Args) -> Result<Value, String> {
+/// The transactions on the asked page, the total matching, and whether to prove them.
+struct Page {
+    txs: Vec<(u64, u32)>,
+    total: usize,
+    prove: bool,
+}
+
+fn search_page(node: &Node, args: &Args) -> Result<Page, String> {
     let text = args.str(0);
     if text.len() > MAX_QUERY_LENGTH {
         return Err("maximum query length exceeded".to_string());
@@ -87,22 +115,58 @@ pub(super) fn tx_search(node: &Node, args: &Args) -> Result<Value, String> {
     }
     let per = per_page(args, 3);
     let pg = page(args, 2, per, found.len())?;
-    let prove = args.bool(1);
-    // A page's transactions come a block at a time: each block is generated once.
+    let total = found.len();
+    let txs = found.into_iter().skip((pg - 1) * per).take(per).collect();
+    Ok(Page {
+        txs,
+        total,
+        prove: args.bool(1),
+    })
+}
+
+/// A page's transactions come a block at a time: each block is generated once.
+fn each_tx<T>(
+    node: &Node,
+    page: &[(u64, u32)],
+    mut one: impl FnMut(u64, &[Vec<u8>], u32) -> T,
+) -> Vec<T> {
     let mut block: Option<(u64, Vec<Vec<u8>>)> = None;
-    let txs: Vec<Value> = found
-        .iter()
-        .skip((pg - 1) * per)
-        .take(per)
+    page.iter()
         .map(|&(h, i)| {
             if block.as_ref().is_none_or(|b| b.0 != h) {
                 block = Some((h, node.chain.txs(h)));
             }
             let txs = block.as_ref().map_or(&[][..], |b| &b.1[..]);
-            blockgen::result_tx_of(&node.chain, h, txs, i, prove)
+            one(h, txs, i)
         })
-        .collect();
-    Ok(json!({"txs": txs, "total_count": found.len().to_string()}))
+        .collect()
+}
+
+pub(super) fn tx_search(node: &Node, args: &Args) -> Result<Value, String> {
+    let p = search_page(node, args)?;
+    let txs = each_tx(node, &p.txs, |h, txs, i| {
+        blockgen::result_tx_of(&node.chain, h, txs, i, p.prove)
+    });
+    Ok(json!({"txs": txs, "total_count": p.total.to_string()}))
+}
+
+/// `tx_search` as compact JSON, each transaction's encoding kept: the same bytes as
+/// `tx_search`'s tree encoded (its keys in the same sorted order).
+pub(super) fn tx_search_encoded(node: &Node, args: &Args) -> Result<Box<RawValue>, String> {
+    let p = search_page(node, args)?;
+    let txs = each_tx(node, &p.txs, |h, txs, i| {
+        node.tx_json.get(node, h, txs, i, p.prove)
+    });
+    let mut out = String::with_capacity(32 + txs.iter().map(|t| t.len() + 1).sum::<usize>());
+    out.push_str(&format!("{{\"total_count\":\"{}\",\"txs\":[", p.total));
+    for (n, t) in txs.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(t);
+    }
+    out.push_str("]}");
+    RawValue::from_string(out).map_err(|e| e.to_string())
 }
 
 fn mempool_view(node: &Node, limit: Option<usize>) -> Value {
