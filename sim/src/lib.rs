@@ -31,6 +31,7 @@ mod routes;
 mod server;
 mod sim;
 mod stats;
+mod tx_json;
 mod uri;
 mod wire;
 mod ws;

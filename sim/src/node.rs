@@ -36,7 +36,7 @@ pub(crate) struct Node {
     /// Tendermint 0.34's `abci_query` lock (`legacy_abci_lock`).
     pub(crate) abci_lock: tokio::sync::Mutex<()>,
     /// Each transaction's `ResultTx`, encoded once.
-    pub(crate) tx_json: crate::routes::TxJson,
+    pub(crate) tx_json: crate::tx_json::TxJson,
     pub(crate) life: Mutex<Life>,
     pub(crate) serve: ServeConn,
     pub(crate) cpu: Cpu,
@@ -100,7 +100,7 @@ impl Node {
             rt,
             fault: RwLock::new((Fault::None, None)),
             abci_lock: tokio::sync::Mutex::new(()),
-            tx_json: crate::routes::TxJson::default(),
+            tx_json: crate::tx_json::TxJson::default(),
             life: Mutex::new(Life {
                 addr,
                 kill: None,

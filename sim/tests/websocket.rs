@@ -136,7 +136,11 @@ async fn a_search_page_over_http_is_the_websockets_in_compact_form() {
     let again = post(n.addr(), &body.to_string()).await.body;
     assert_eq!(first, again, "kept encodings answer the same");
     let http: Value = serde_json::from_slice(&first).unwrap();
-    assert_eq!(serde_json::to_vec(&http).unwrap(), first, "compact, keys sorted");
+    assert_eq!(
+        serde_json::to_vec(&http).unwrap(),
+        first,
+        "compact, keys sorted"
+    );
     assert_eq!(http["result"]["txs"].as_array().unwrap().len(), 7);
 
     let mut ws = open(&n).await;

@@ -3,10 +3,7 @@
 
 mod blocks;
 mod info;
-mod tx_json;
 mod txs;
-
-pub(crate) use tx_json::TxJson;
 
 use serde_json::Value;
 

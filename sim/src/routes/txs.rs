@@ -155,7 +155,7 @@ pub(super) fn tx_search(node: &Node, args: &Args) -> Result<Value, String> {
 pub(super) fn tx_search_encoded(node: &Node, args: &Args) -> Result<Box<RawValue>, String> {
     let p = search_page(node, args)?;
     let txs = each_tx(node, &p.txs, |h, txs, i| {
-        node.tx_json.get(node, h, txs, i, p.prove)
+        node.tx_json.get(&node.chain, h, txs, i, p.prove)
     });
     let mut out = String::with_capacity(32 + txs.iter().map(|t| t.len() + 1).sum::<usize>());
     out.push_str(&format!("{{\"total_count\":\"{}\",\"txs\":[", p.total));

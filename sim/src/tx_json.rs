@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::blockgen;
-use crate::node::Node;
+use crate::chain::Chain;
 
 /// About 3 KB each in the bench's chains: tens of MB at most, then it starts afresh.
 const MAX_ENTRIES: usize = 16_384;
@@ -23,7 +23,7 @@ impl TxJson {
     /// compact JSON.
     pub(crate) fn get(
         &self,
-        node: &Node,
+        chain: &Chain,
         h: u64,
         txs: &[Vec<u8>],
         i: u32,
@@ -33,7 +33,7 @@ impl TxJson {
         if let Some(hit) = self.lock().get(&key) {
             return hit.clone();
         }
-        let tree = blockgen::result_tx_of(&node.chain, h, txs, i, prove);
+        let tree = blockgen::result_tx_of(chain, h, txs, i, prove);
         let text: Arc<str> = serde_json::to_string(&tree).unwrap_or_default().into();
         let mut map = self.lock();
         if map.len() >= MAX_ENTRIES {
