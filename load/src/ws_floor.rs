@@ -39,7 +39,14 @@ pub async fn serve(listen: SocketAddr, node: SocketAddr, query: String) -> Resul
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = accepted.map_err(|e| format!("accept: {e}"))?;
+                // Out of descriptors, say: that client is lost, the others are not.
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        eprintln!("ws-floor accept: {e}");
+                        continue;
+                    }
+                };
                 let rx = events.subscribe();
                 tokio::spawn(async move {
                     if let Err(e) = client(stream, rx).await {
@@ -111,7 +118,11 @@ async fn client(
     loop {
         let event = match events.recv().await {
             Ok(event) => event,
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            // A fan-out would cancel this client; the floor must not look better by
+            // skipping what it could not send.
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                return Err(format!("fell {n} events behind"));
+            }
             Err(broadcast::error::RecvError::Closed) => return Ok(()),
         };
         let (before, after) = (&event.0, &event.1);
@@ -157,6 +168,9 @@ async fn read_frame(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Vec<u8>
             .iter()
             .fold(0usize, |n, b| n << 8 | usize::from(*b)),
     };
+    if payload > MAX_HEAD {
+        return Err(format!("a frame of {payload} bytes"));
+    }
     let start = at + 4;
     while buf.len() < start + payload {
         fill(stream, buf).await?;

@@ -194,7 +194,8 @@ impl Query {
                     lo = lo.max(n.ceil() as u64);
                     hi = hi.min(n.floor() as u64);
                 }
-                Op::Gt => lo = lo.max(n.floor() as u64 + 1),
+                // A float past u64 saturates: past every height, not wrapped to 0.
+                Op::Gt => lo = lo.max((n.floor() as u64).saturating_add(1)),
                 Op::Ge => lo = lo.max(n.ceil() as u64),
                 Op::Lt => hi = hi.min((n.ceil() as u64).saturating_sub(1)),
                 Op::Le => hi = hi.min(n.floor() as u64),

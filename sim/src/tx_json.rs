@@ -10,12 +10,16 @@ use std::sync::{Arc, Mutex};
 use crate::blockgen;
 use crate::chain::Chain;
 
-/// About 3 KB each in the bench's chains: tens of MB at most, then it starts afresh.
-const MAX_ENTRIES: usize = 16_384;
+/// What the kept encodings may hold, in bytes, before they start afresh (about 20,000
+/// transactions of the bench's 3 KB). It is the simulator's own memory, not the
+/// modelled node's.
+const MAX_BYTES: usize = 64 << 20;
+
+type Kept = HashMap<(u64, u32, bool), Arc<str>>;
 
 #[derive(Default)]
 pub(crate) struct TxJson {
-    encoded: Mutex<HashMap<(u64, u32, bool), Arc<str>>>,
+    encoded: Mutex<(Kept, usize)>,
 }
 
 impl TxJson {
@@ -30,20 +34,24 @@ impl TxJson {
         prove: bool,
     ) -> Arc<str> {
         let key = (h, i, prove);
-        if let Some(hit) = self.lock().get(&key) {
+        if let Some(hit) = self.lock().0.get(&key) {
             return hit.clone();
         }
         let tree = blockgen::result_tx_of(chain, h, txs, i, prove);
         let text: Arc<str> = serde_json::to_string(&tree).unwrap_or_default().into();
-        let mut map = self.lock();
-        if map.len() >= MAX_ENTRIES {
+        let mut kept = self.lock();
+        let (map, bytes) = &mut *kept;
+        if *bytes + text.len() > MAX_BYTES {
             map.clear();
+            *bytes = 0;
         }
-        map.insert(key, text.clone());
+        if map.insert(key, text.clone()).is_none() {
+            *bytes += text.len();
+        }
         text
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, u32, bool), Arc<str>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Kept, usize)> {
         self.encoded.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -138,6 +138,9 @@ async fn tx_search_query_forms() {
     assert_eq!(count(a, "tx.height>=8").await, 15);
     assert_eq!(count(a, "tx.height<3").await, 10);
     assert_eq!(count(a, "tx.height<=3 AND tx.height>1").await, 10);
+    // Past u64: no height, not every height.
+    assert_eq!(count(a, "tx.height>99999999999999999999").await, 0);
+    assert_eq!(count(a, "tx.height<=99999999999999999999").await, 50);
     assert_eq!(count(a, "app.key='gen-4-2'").await, 1);
     assert_eq!(
         count(a, "app.creator='Cosmoshi Netowoko' AND tx.height=2").await,

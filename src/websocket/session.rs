@@ -169,10 +169,16 @@ pub(super) async fn run<C, H>(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::new();
     loop {
+        // A busy session (a client that keeps sending, a query with many events) may
+        // never reach the shutdown branch below; this read takes no waiter.
+        if *closing.borrow() {
+            s.close(CloseCode::Away, "cometgate is shutting down").await;
+            break;
+        }
         // In this order, and no further once one is ready: at each block ten thousand
         // sessions wake for their outbox, and each branch polled on the way (a read
         // attempt on the socket, a waiter on the shutdown signal shared by all of them)
-        // costs every one of them. Events come once a block, so nothing below starves.
+        // costs every one of them. A client that is heard needs no ping.
         let step = tokio::select! {
             biased;
             _ = outbox.ready() => {

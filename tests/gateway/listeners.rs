@@ -4,10 +4,11 @@
 //! metrics.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use cometgate_sim::{Fault, SimNodeConfig};
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -82,9 +83,10 @@ async fn shutdown_finishes_the_request_in_flight_and_closes_idle_connections_at_
 }
 
 /// A fan-out subscriber hears 1001 with the reason, rather than a reset it would take
-/// for a network fault, and the drain does not wait out its grace for it.
+/// for a network fault, and the drain does not wait out its grace for it: even while
+/// the client keeps its session busy with pings.
 #[tokio::test]
-async fn shutdown_tells_a_websocket_subscriber_the_gateway_is_going_away() {
+async fn shutdown_tells_a_busy_websocket_subscriber_the_gateway_is_going_away() {
     let h = spawn_gateway_with(SimNodeConfig::default(), |c| {
         c.server.shutdown_grace = Duration::from_secs(60);
     })
@@ -93,21 +95,33 @@ async fn shutdown_tells_a_websocket_subscriber_the_gateway_is_going_away() {
     send(&mut ws, subscribe(1, "tm.event='NewBlock'")).await;
     let ack = next(&mut ws).await.expect("an answer");
     assert_eq!(ack["result"], json!({}), "{ack}");
+    let (mut tx, mut rx) = ws.split();
+    let flood = tokio::spawn(async move {
+        while tx
+            .send(Message::Ping(Bytes::from_static(b"busy")))
+            .await
+            .is_ok()
+        {}
+    });
+    let started = Instant::now();
     let stopping = tokio::spawn(h.shutdown());
     let frame = loop {
-        match tokio::time::timeout(DEADLINE, ws.next()).await {
+        match tokio::time::timeout(DEADLINE, rx.next()).await {
             Ok(Some(Ok(Message::Close(frame)))) => break frame.expect("a close code"),
-            // Events may still come before the close.
+            // Pongs, and events before the close.
             Ok(Some(Ok(_))) => continue,
             other => panic!("no close frame: {other:?}"),
         }
     };
     assert_eq!(frame.code, CloseCode::Away);
     assert!(frame.reason.contains("shutting down"), "{}", frame.reason);
-    tokio::time::timeout(DEADLINE, stopping)
-        .await
-        .expect("drained long before the 60 s grace")
-        .unwrap();
+    stopping.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "drained in {:?}, not after the 60 s grace",
+        started.elapsed()
+    );
+    flood.abort();
 }
 
 #[tokio::test]
