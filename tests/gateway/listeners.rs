@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::admission::ws::{next, send, subscribe, ws_from};
+use crate::admission::ws::{close_frame, next, send, subscribe, ws_from};
 use crate::slow_clients::{post_request, raw_exchange, read_to_close};
 use crate::support::*;
 
@@ -105,14 +105,8 @@ async fn shutdown_tells_a_busy_websocket_subscriber_the_gateway_is_going_away() 
     });
     let started = Instant::now();
     let stopping = tokio::spawn(h.shutdown());
-    let frame = loop {
-        match tokio::time::timeout(DEADLINE, rx.next()).await {
-            Ok(Some(Ok(Message::Close(frame)))) => break frame.expect("a close code"),
-            // Pongs, and events before the close.
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("no close frame: {other:?}"),
-        }
-    };
+    // Pongs, and events, may come before the close.
+    let frame = close_frame(&mut rx).await.expect("a close code");
     assert_eq!(frame.code, CloseCode::Away);
     assert!(frame.reason.contains("shutting down"), "{}", frame.reason);
     stopping.await.unwrap();

@@ -3,11 +3,9 @@
 
 use cometgate::config::WsMode;
 use cometgate_sim::Fault;
-use futures_util::StreamExt;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::admission::ws::{next, send, subscribe, ws_from};
+use crate::admission::ws::{close_frame, next, send, subscribe, ws_from, Ws};
 use crate::nodes::{frozen_at, Three};
 use crate::support::*;
 
@@ -41,21 +39,28 @@ impl Three {
     }
 }
 
-#[tokio::test]
-async fn fanned_out_subscriptions_move_to_another_node_when_theirs_is_lost() {
+/// Three nodes with the websocket in `mode`, and a client subscribed to NewBlock as
+/// `id`; the node its subscription landed on.
+async fn subscribed(mode: WsMode, id: u64) -> (Three, Ws, usize) {
     let t = Three::start(frozen_at(50), frozen_at(50), frozen_at(50), |c| {
         c.head.websocket = false;
-        c.websocket.mode = WsMode::Fanout;
+        c.websocket.mode = mode;
     })
     .await;
     t.settled().await;
     let mut ws = ws_from(&t.h, "127.0.0.1").await.unwrap();
-    send(&mut ws, subscribe(7, NEW_BLOCK)).await;
+    send(&mut ws, subscribe(id, NEW_BLOCK)).await;
     assert_eq!(
         next(&mut ws).await.unwrap()["result"],
         serde_json::json!({})
     );
     let holder = t.subscribed_node().await;
+    (t, ws, holder)
+}
+
+#[tokio::test]
+async fn fanned_out_subscriptions_move_to_another_node_when_theirs_is_lost() {
+    let (t, mut ws, holder) = subscribed(WsMode::Fanout, 7).await;
     t.advance_all();
     assert_eq!(height_of(&next(&mut ws).await.unwrap()), 51);
 
@@ -73,31 +78,9 @@ async fn fanned_out_subscriptions_move_to_another_node_when_theirs_is_lost() {
 
 #[tokio::test]
 async fn relayed_clients_are_told_to_reconnect_when_their_node_is_lost() {
-    let t = Three::start(frozen_at(50), frozen_at(50), frozen_at(50), |c| {
-        c.head.websocket = false;
-        c.websocket.mode = WsMode::Relay;
-    })
-    .await;
-    t.settled().await;
-    let mut ws = ws_from(&t.h, "127.0.0.1").await.unwrap();
-    send(&mut ws, subscribe(1, NEW_BLOCK)).await;
-    assert_eq!(
-        next(&mut ws).await.unwrap()["result"],
-        serde_json::json!({})
-    );
-    let holder = t.subscribed_node().await;
+    let (t, mut ws, holder) = subscribed(WsMode::Relay, 1).await;
     t.nodes()[holder].set_fault(Fault::Down);
-    let close = loop {
-        let msg = tokio::time::timeout(DEADLINE, ws.next())
-            .await
-            .expect("closed in time");
-        match msg {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => continue,
-            other => panic!("no close frame: {other:?}"),
-        }
-    };
-    let frame = close.expect("a close code");
+    let frame = close_frame(&mut ws).await.expect("a close code");
     assert_eq!(u16::from(frame.code), 1012, "{frame:?}");
     // Connecting again reaches a node that answers.
     eventually("the lost node is seen down", || async {

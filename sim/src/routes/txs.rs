@@ -1,6 +1,7 @@
 //! `rpc/core/tx.go` and `mempool.go`: tx, tx_search, check_tx, the broadcasts and the
 //! unconfirmed-tx views.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
@@ -158,7 +159,7 @@ pub(super) fn tx_search_encoded(node: &Node, args: &Args) -> Result<Box<RawValue
         node.tx_json.get(&node.chain, h, txs, i, p.prove)
     });
     let mut out = String::with_capacity(32 + txs.iter().map(|t| t.len() + 1).sum::<usize>());
-    out.push_str(&format!("{{\"total_count\":\"{}\",\"txs\":[", p.total));
+    let _ = write!(out, "{{\"total_count\":\"{}\",\"txs\":[", p.total);
     for (n, t) in txs.iter().enumerate() {
         if n > 0 {
             out.push(',');

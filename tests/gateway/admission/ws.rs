@@ -7,6 +7,7 @@ use http::StatusCode;
 use serde_json::{json, Value};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -42,6 +43,24 @@ pub(crate) async fn next(ws: &mut Ws) -> Option<Value> {
             Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(t.as_str()).unwrap()),
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
             Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// The close frame the gateway sends, past any messages before it; fails the test if the
+/// connection ends without one.
+pub(crate) async fn close_frame<S>(ws: &mut S) -> Option<CloseFrame>
+where
+    S: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(DEADLINE, ws.next())
+            .await
+            .expect("the gateway closes the websocket in time")
+        {
+            Some(Ok(Message::Close(frame))) => return frame,
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame: {other:?}"),
         }
     }
 }
@@ -284,16 +303,7 @@ async fn shutdown_closes_open_websockets_with_going_away_and_waits_for_them() {
     assert_eq!(relays.open(), 1);
 
     let stopping = tokio::spawn(h.shutdown());
-    let close = loop {
-        match tokio::time::timeout(DEADLINE, ws.next())
-            .await
-            .expect("the gateway closes the websocket")
-        {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => continue,
-            other => panic!("no close frame: {other:?}"),
-        }
-    };
+    let close = close_frame(&mut ws).await;
     assert_eq!(close.map(|f| f.code), Some(CloseCode::Away));
     tokio::time::timeout(DEADLINE, stopping)
         .await
