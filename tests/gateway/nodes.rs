@@ -424,11 +424,11 @@ async fn hedged(after: HedgeAfter, warmup: u64) {
         "each was hedged: {taken} hedges for {sat_on}"
     );
     assert!(taken <= 10, "at most one hedge a read: {taken}");
+    // A hedge of a merely slow read may lose its race before its node counts it.
     let answered = t.b.requests_for("block_results") + t.c.requests_for("block_results");
-    assert_eq!(
-        answered,
-        10 + (taken - sat_on),
-        "every read was answered by another node"
+    assert!(
+        (10..=10 + (taken - sat_on)).contains(&answered),
+        "every read was answered by another node: {answered} answers, {taken} hedges for {sat_on}"
     );
     let b_after = t.state_of(&t.b).await["hedges_taken"].as_u64();
     assert_eq!(
