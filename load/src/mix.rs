@@ -17,6 +17,9 @@ pub enum Mix {
     Explorer,
     /// The flooding client: heavy searches spread so that caches help little.
     Abuser,
+    /// An LCD relaying its users' lookups: the storm's heavy questions at past heights
+    /// drawn over the whole chain, so the cache seldom answers and the node's speed decides.
+    Lookups,
     /// The explorer's light calls alone (no `block_results`, `tx_search`, `abci_query`).
     Light,
     /// One cacheable answer, the same bytes every time.
@@ -75,6 +78,7 @@ impl Picker {
             Mix::Storm => self.storm(head),
             Mix::Explorer => self.explorer(head),
             Mix::Abuser => self.abuser(head),
+            Mix::Lookups => self.lookups(head),
             Mix::Light => self.light(head),
             // A fixed id: the best case for a proxy that keys on the whole body.
             Mix::CacheHit => render(self.form, 1, "block", &[("height", Arg::Int(5))]),
@@ -167,6 +171,20 @@ impl Picker {
             90..=94 => render(f, id, "validators", &[("height", Arg::Int(h))]),
             _ => render(f, id, "abci_info", &[]),
         }
+    }
+
+    fn lookups(&mut self, head: u64) -> Call {
+        let (id, h) = (self.seq, 1 + self.rng.below(head));
+        if self.rng.below(2) == 0 {
+            return render(self.form, id, "block_results", &[("height", Arg::Int(h))]);
+        }
+        let q = format!("tx.height={h}");
+        render(
+            self.form,
+            id,
+            "tx_search",
+            &[("query", Arg::Str(&q)), ("per_page", Arg::Int(100))],
+        )
     }
 
     fn abuser(&mut self, head: u64) -> Call {
@@ -321,6 +339,33 @@ mod tests {
             }
         }
         assert!(searches > 10, "{searches}");
+    }
+
+    #[test]
+    fn lookups_ask_both_heavy_questions_over_the_whole_chain() {
+        let mut p = Picker::new(Mix::Lookups, Form::Post, 3);
+        let (mut methods, mut heights) = (
+            std::collections::BTreeSet::new(),
+            std::collections::BTreeSet::new(),
+        );
+        for _ in 0..1000 {
+            let v = post_json(p.next(2000));
+            assert!(!p.wants_answer());
+            let h: u64 = match v["method"].as_str().unwrap() {
+                "block_results" => v["params"]["height"].as_str().unwrap().parse().unwrap(),
+                "tx_search" => {
+                    let q = v["params"]["query"].as_str().unwrap();
+                    q.strip_prefix("tx.height=").unwrap().parse().unwrap()
+                }
+                m => panic!("unexpected {m}"),
+            };
+            assert!((1..=2000).contains(&h), "{h}");
+            methods.insert(v["method"].to_string());
+            heights.insert(h);
+        }
+        assert_eq!(methods.len(), 2);
+        // The cache's chance: few of 1000 calls repeat a question.
+        assert!(heights.len() > 700, "{} distinct heights", heights.len());
     }
 
     #[test]

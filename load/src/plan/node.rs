@@ -2,11 +2,12 @@
 //! faster than the default (the adaptive heavy lane against a sweep of static sizes), and
 //! a node squeezed for memory (the guard).
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use super::fairness::crowd_node;
-use super::{load, secs, storm_load, storm_node, Scenario};
+use super::{load, secs, Scenario};
 use crate::configs::{Front, Limits};
 use crate::drive::{Load, Mode};
 use crate::mix::{Form, Mix};
@@ -16,8 +17,15 @@ use cometgate_sim::SimNodeConfig;
 /// Static heavy lane sizes the adaptive lane is compared with.
 pub const SWEEP: [usize; 5] = [1, 2, 4, 8, 16];
 
-/// The storm's node gets a CPU of this many slots.
-const STORM_CPU_SLOTS: usize = 4;
+/// The sweep's node gets a CPU of this many slots.
+const SWEEP_CPU_SLOTS: usize = 4;
+
+/// CPU one lookup costs the sweep's node at speed 1, on top of its encode time.
+const LOOKUP_MS: u64 = 100;
+
+/// The sweep's node memory: sixteen lookups at once (the heavy lane's ceiling) fit in
+/// it, a direct storm of sixty-four does not.
+pub const LOOKUP_MEMORY_LIMIT: u64 = 48_000_000;
 
 /// The squeezed node's memory: one `tx_search` page held about 29 MB (147 KB ×
 /// amplification 200), so two fit and three concurrent ones pass the limit.
@@ -27,11 +35,18 @@ pub const SQUEEZE_AMPLIFICATION: f64 = 200.0;
 /// The heavy clients' first address in the squeeze.
 const HEAVY_FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 40));
 
-fn storm_at(speed: f64) -> SimNodeConfig {
+/// The node the sweep runs on: a long chain whose every lookup costs CPU, so that
+/// throughput is the node's to give and the lane's size is what shares it out.
+fn lookup_node(speed: f64) -> SimNodeConfig {
     SimNodeConfig {
-        cpu_slots: STORM_CPU_SLOTS,
+        cpu_slots: SWEEP_CPU_SLOTS,
         speed,
-        ..storm_node()
+        service_ms_per_method: BTreeMap::from([
+            ("block_results".to_string(), LOOKUP_MS),
+            ("tx_search".to_string(), LOOKUP_MS),
+        ]),
+        memory_limit_bytes: Some(LOOKUP_MEMORY_LIMIT),
+        ..crowd_node()
     }
 }
 
@@ -58,12 +73,20 @@ fn told(node: &SimNodeConfig, limit: u64) -> u64 {
 }
 
 pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
+    // The storm's questions at the head are one node call a block whatever the lane's
+    // size (the cache and its coalescing answer the rest), so the sweep asks the
+    // lookups that do reach the node.
     let storm = Scenario {
         name: "lcd-storm-slow",
         targets: sweep_targets(),
-        node: storm_at(0.25),
+        node: lookup_node(0.25),
         front: Front::limits(Limits::UNBINDING),
-        load: storm_load(secs(quick, 6, 10)),
+        load: load(
+            Mix::Lookups,
+            Form::Post,
+            Mode::Closed { clients: 64 },
+            secs(quick, 8, 15),
+        ),
         background: None,
         rounds: 1,
         warmup: Duration::ZERO,
@@ -107,7 +130,11 @@ pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
         storm.clone(),
         Scenario {
             name: "lcd-storm-fast",
-            node: storm_at(4.0),
+            node: lookup_node(4.0),
+            load: Load {
+                duration: secs(quick, 6, 10),
+                ..storm.load.clone()
+            },
             ..storm
         },
         Scenario {
@@ -143,7 +170,31 @@ fn heavy_clients(quick: bool) -> Load {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+
+    /// The sweep's premise, checked against the node itself: the heavy lane's ceiling
+    /// of lookups fits in the node's memory, a direct storm's sixty-four do not.
+    #[tokio::test]
+    async fn the_lane_ceiling_of_lookups_fits_the_sweep_node_and_a_direct_storm_does_not() {
+        let cfg = SimNodeConfig {
+            block_interval: Duration::ZERO,
+            service_ms_per_method: BTreeMap::new(),
+            memory_limit_bytes: None,
+            ..lookup_node(1.0)
+        };
+        let amplification = cfg.amplification;
+        let node = cometgate_sim::SimNode::start(cfg).await.unwrap();
+        let client = crate::client::Client::new(&node.url(), None).unwrap();
+        let mut picker = crate::mix::Picker::new(Mix::Lookups, Form::Post, 1);
+        let (mut least, mut most) = (u64::MAX, 0);
+        for _ in 0..40 {
+            let (status, body) = client.fetch(&picker.next(node.height())).await.unwrap();
+            assert_eq!(status, 200);
+            let held = (body.len() as f64 * amplification) as u64;
+            (least, most) = (least.min(held), most.max(held));
+        }
+        assert!(16 * most < LOOKUP_MEMORY_LIMIT, "{most}");
+        assert!(64 * least > LOOKUP_MEMORY_LIMIT, "{least}");
+    }
 
     /// The squeeze's premise, checked against the node itself: two heavy answers fit,
     /// three concurrent ones pass the limit.

@@ -15,7 +15,7 @@ pub(super) fn verdicts(entries: &[Entry]) -> Vec<Verdict> {
 
 fn sweep(entries: &[Entry], name: &str, speed: &str) -> Verdict {
     let goal = format!(
-        "the LCD storm on a node {speed} than the default (4 CPU slots): the node never OOMs through cometgate, and the adaptive heavy lane's heavy throughput (2xx heavy answers/s) is ≥ 80% of the best static lane size of {SWEEP:?}"
+        "64 LCD connections' lookups that reach the node (`Lookups`), on a node {speed} than the default (4 CPU slots): the node never OOMs through cometgate, and the adaptive heavy lane's heavy throughput (2xx heavy answers/s) is ≥ 80% of the best static lane size of {SWEEP:?}"
     );
     let Some(adaptive) = find(entries, name, "cometgate") else {
         return verdict(name, &goal, "not run".into(), None);
