@@ -9,6 +9,7 @@ pub mod client;
 pub mod configs;
 pub mod demo;
 pub mod drive;
+pub mod lane_limit;
 pub mod lean;
 mod lean_client;
 mod live;

@@ -56,6 +56,7 @@ pub async fn measure(
             poll_node: sc.poll_node,
             pids: stack.front_pids(),
             every: Duration::from_millis(100),
+            gateway_metrics: stack.gateway_metrics,
         },
         live.clone(),
         stop_rx,

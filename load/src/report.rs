@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::lane_limit::LimitSeen;
 use crate::measure::Measured;
 use crate::record::Recorder;
 use crate::wrk::WrkFigures;
@@ -64,6 +65,9 @@ pub struct Entry {
     /// The wrk cross-check: medians of the rounds' figures, errors summed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wrk: Option<WrkFigures>,
+    /// cometgate's heavy lane limit over the run, read from its metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heavy_limit: Option<LimitSeen>,
     pub rounds: Vec<RoundFigures>,
 }
 
@@ -249,6 +253,7 @@ pub fn entry(runs: &[&Measured]) -> Entry {
         node_requests_per_method: per_method,
         node_requests_per_question: per_question,
         wrk: crate::wrk::fold(rounds.iter().map(|r| r.wrk)),
+        heavy_limit: LimitSeen::fold(runs.iter().map(|m| LimitSeen::of(&m.watched.heavy_limits))),
         background,
         rounds,
     }

@@ -27,6 +27,8 @@ pub struct Timeline {
 pub struct Watched {
     pub timeline: Timeline,
     pub peak_rss: u64,
+    /// cometgate's heavy lane limit, read every half second.
+    pub heavy_limits: Vec<f64>,
     pub oom_seen: bool,
     pub first_oom_ms: Option<u64>,
 }
@@ -38,6 +40,8 @@ pub struct Watch {
     pub poll_node: bool,
     pub pids: Vec<u32>,
     pub every: Duration,
+    /// cometgate's metrics listener, when the front is cometgate.
+    pub gateway_metrics: Option<SocketAddr>,
 }
 
 pub async fn node_stats(control: SocketAddr) -> Result<Stats, String> {
@@ -64,12 +68,16 @@ pub async fn node_post(control: SocketAddr, route: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How often the gateway's lane limit is read: its page is a few KB to render.
+const LIMIT_EVERY: Duration = Duration::from_millis(500);
+
 /// Runs until `stop` changes, then returns what it saw.
 pub async fn watch(w: Watch, live: Arc<Live>, mut stop: watch::Receiver<bool>) -> Watched {
     let mut out = Watched::default();
     let start = Instant::now();
     let mut last_peak = 0u64;
     let mut tick = tokio::time::interval(w.every);
+    let mut limit_read = Instant::now();
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
@@ -106,6 +114,14 @@ pub async fn watch(w: Watch, live: Arc<Live>, mut stop: watch::Receiver<bool>) -
                     }
                 }
             }
+        }
+        if let Some(metrics) = w
+            .gateway_metrics
+            .filter(|_| limit_read.elapsed() >= LIMIT_EVERY)
+        {
+            limit_read = Instant::now();
+            out.heavy_limits
+                .extend(crate::lane_limit::heavy_limit(metrics).await);
         }
         if !w.pids.is_empty() {
             let rss: u64 = w.pids.iter().filter_map(|p| rss_bytes(*p)).sum();

@@ -95,6 +95,8 @@ pub struct Stack {
     pub url: String,
     /// The generated config of the front, for the report.
     pub config_text: Option<String>,
+    /// cometgate's own metrics listener, where the bench reads its lanes' limits.
+    pub gateway_metrics: Option<SocketAddr>,
 }
 
 impl Stack {
@@ -157,10 +159,12 @@ pub async fn start(
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let node = start_node(bins, node_cfg, front.guard.is_some(), dir).await?;
     let listen = free_addr();
+    let mut gateway_metrics = None;
     let (front, config_text) = match target {
         Target::Direct => (None, None),
         Target::Cometgate | Target::Fcfs | Target::Static(_) | Target::Unlogged => {
-            start_cometgate(bins, listen, &node, target, front, dir)?
+            let metrics = *gateway_metrics.insert(free_addr());
+            start_cometgate(bins, (listen, metrics), &node, target, front, dir)?
         }
         Target::Nginx => start_nginx(bins, listen, node.rpc, front, dir)?,
         Target::Ceiling => start_ceiling(bins, listen, node.rpc, dir).await?,
@@ -174,6 +178,7 @@ pub async fn start(
         front,
         url,
         config_text,
+        gateway_metrics,
     };
     if let Some(front) = stack.front.as_mut() {
         wait_listening(listen, front).await?;
@@ -189,7 +194,7 @@ type FrontProc = (Option<Proc>, Option<String>);
 
 fn start_cometgate(
     bins: &Bins,
-    listen: SocketAddr,
+    (listen, metrics): (SocketAddr, SocketAddr),
     node: &Node,
     target: Target,
     front: Front,
@@ -204,7 +209,7 @@ fn start_cometgate(
     };
     let text = cometgate_toml(&GatewayConf {
         listen,
-        metrics: free_addr(),
+        metrics,
         upstream: node.rpc,
         limits: front.limits,
         lanes: target.lanes(),

@@ -1,7 +1,7 @@
 //! Fair admission's targets: an ordinary client keeps its latency beside a crowd, and an
 //! LCD whose operator raised its own limits is neither refused nor slowed by fairness.
 
-use super::{find, median_ratio, verdict};
+use super::{find, held, median_ratio, verdict};
 use crate::report::{answered, Entry, Verdict};
 
 pub(super) fn verdicts(entries: &[Entry]) -> Vec<Verdict> {
@@ -54,12 +54,13 @@ fn crowd(entries: &[Entry]) -> Verdict {
         "crowd",
         goal,
         format!(
-            "cometgate: p95 {:.1} → {:.1} ms ({p95:.2}×), p99 {:.1} → {:.1} ms ({p99:.2}×), success {:.1}%{crowd_side}; {}",
+            "cometgate: p95 {:.1} → {:.1} ms ({p95:.2}×), p99 {:.1} → {:.1} ms ({p99:.2}×), success {:.1}%{crowd_side}{}; {}",
             alone.p95_ms,
             with.p95_ms,
             alone.p99_ms,
             with.p99_ms,
             with.success_rate * 100.0,
+            held(with),
             others.join("; ")
         ),
         Some(p95 <= 1.5 && p99 <= 2.0),

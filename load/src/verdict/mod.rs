@@ -11,6 +11,13 @@ use crate::configs::CACHE_MIB;
 use crate::plan::STORM_MEMORY_LIMIT;
 use crate::report::{is_gateways_own, median, Entry, RoundFigures, Verdict};
 
+/// " (heavy lane limit: median M, a to b)" where the run read it, for the verdicts.
+pub(super) fn held(e: &Entry) -> String {
+    e.heavy_limit
+        .map(|l| format!(" (heavy lane limit: {l})"))
+        .unwrap_or_default()
+}
+
 pub(super) fn find<'a>(entries: &'a [Entry], name: &str, target: &str) -> Option<&'a Entry> {
     entries
         .iter()

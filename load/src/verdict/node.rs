@@ -1,7 +1,7 @@
 //! The node's resources: the adaptive heavy lane against the best static size on a slow
 //! and a fast node, and the memory guard on a squeezed node.
 
-use super::{find, verdict};
+use super::{find, held, verdict};
 use crate::plan::{SQUEEZE_LIMIT, SWEEP};
 use crate::report::{answered, Entry, Verdict};
 
@@ -55,8 +55,9 @@ fn sweep(entries: &[Entry], name: &str, speed: &str) -> Verdict {
         name,
         &goal,
         format!(
-            "adaptive {:.0} heavy answers/s vs best static ({}) {:.0}/s: {ratio:.2}×; node OOM through cometgate: {} (peak {} MiB); static sizes: {}; first come, first served {}; nginx {}; direct {}",
+            "adaptive {:.0} heavy answers/s{} vs best static ({}) {:.0}/s: {ratio:.2}×; node OOM through cometgate: {} (peak {} MiB); static sizes: {}; first come, first served {}; nginx {}; direct {}",
             adaptive.heavy_rps,
+            held(adaptive),
             best.target.trim_start_matches("cometgate-static-"),
             best.heavy_rps,
             adaptive.node_oom,

@@ -39,6 +39,7 @@ fn entry(name: &str, target: &str, p95: f64, p99: f64, heavy: f64) -> Entry {
         node_requests_per_question: BTreeMap::new(),
         background: None,
         wrk: None,
+        heavy_limit: None,
         rounds: vec![round],
     }
 }
