@@ -15,6 +15,16 @@
 //! for a new connection) and pulls it down. A node that really became slower stretches
 //! every call, the limit falls to its floor, calls run alone again, and the slower times
 //! are learned from them.
+//!
+//! A change of the limit shows in latency only a call's time later. So the limit rises
+//! on calm calls (no queue seen) only if they ran with the lane at its current limit, by
+//! one step a window (the limit's worth of such calls), and falls only on calls that ran
+//! at or below it. Rising on every calm call, the calls started before a rise kept
+//! saying "calm": the limit spent half its time one past the node's slots, where every
+//! call, an ordinary client's too, is stretched; now about a third, briefly each time.
+//! The stretch is smoothed over the last few calls first: calls of one method differ
+//! in cost, and with rises held to one a window, each dear call read alone as a queue
+//! would hold the limit below the slots.
 //! `[lanes.<lane>] max_concurrency` is the ceiling and `min_concurrency` the floor.
 
 use std::collections::HashMap;
@@ -42,6 +52,9 @@ const WEIGHT: f64 = 0.25;
 /// reference itself is off; ordinary calls of one method vary less than twofold.
 const OUTLIER: f64 = 0.5;
 
+/// The weight of one call in the smoothed stretch: about the last few calls count.
+const STRETCH_WEIGHT: f64 = 0.4;
+
 /// How far one call moves the limit (Vegas' smoothing): calls on a busy machine vary,
 /// and a limit that followed each one would swing by several calls a second.
 const SMOOTHING: f64 = 0.2;
@@ -53,6 +66,10 @@ pub(super) struct Adaptive {
     /// Each method's unloaded seconds, once a call of it has run on a quiet lane. Keyed
     /// by the method table's names, so bounded by them.
     unloaded: HashMap<&'static str, f64>,
+    /// Calm calls at the current limit since the limit was last let rise.
+    calm: usize,
+    /// Recent calls' stretch, smoothed; None before the first.
+    stretch: Option<f64>,
 }
 
 /// What one finished call tells the limiter.
@@ -76,7 +93,7 @@ impl Adaptive {
         // then steps by one call at a time. Its own probing (resetting the unloaded
         // latency to a recent one) is off: a loaded call must never become the
         // reference, which is what each method's unloaded time is.
-        let algorithm = Vegas::builder()
+        let mut algorithm = Vegas::builder()
             .initial_limit(initial)
             .max_limit(max)
             .alpha(|_| 1)
@@ -87,11 +104,16 @@ impl Adaptive {
             .probe_multiplier(usize::MAX)
             .smoothing(SMOOTHING)
             .build();
+        // Vegas takes its first sample as the unloaded latency; calm calls may now be
+        // held back, so it is given here: stretch 1.
+        algorithm.update(Duration::from_nanos(UNIT_NANOS as u64), 0, false, false);
         Adaptive {
             algorithm,
             bounds,
             floor: min,
             unloaded: HashMap::new(),
+            calm: 0,
+            stretch: None,
         }
     }
 
@@ -113,14 +135,41 @@ impl Adaptive {
         let Some(unloaded) = self.unloaded.get(sample.method) else {
             return;
         };
-        let stretch = took / unloaded;
+        let this = took / unloaded;
+        let stretch = match self.stretch {
+            Some(s) => s + STRETCH_WEIGHT * (this - s),
+            None => this,
+        };
+        self.stretch = Some(stretch);
         let signal = if stretch < JITTER {
+            if !self.may_rise(sample) {
+                return;
+            }
             1.0
         } else {
+            // Started past the limit: it tells of a limit already left behind.
+            if sample.running_at_start > self.limit() {
+                return;
+            }
             1.0 + GAIN * (stretch - 1.0)
         };
         let rtt = Duration::from_nanos((signal * UNIT_NANOS) as u64);
         self.algorithm.update(rtt, sample.running, false, false);
+    }
+
+    /// Whether a calm call may raise the limit: it ran with the lane at its limit, and a
+    /// window of such calls has passed since the last rise.
+    fn may_rise(&mut self, sample: Sample) -> bool {
+        let limit = self.limit();
+        if sample.running_at_start < limit {
+            return false;
+        }
+        self.calm += 1;
+        if self.calm < limit {
+            return false;
+        }
+        self.calm = 0;
+        true
     }
 
     /// The floor and ceiling it was made with.
