@@ -16,15 +16,17 @@
 //! every call, the limit falls to its floor, calls run alone again, and the slower times
 //! are learned from them.
 //!
-//! A change of the limit shows in latency only a call's time later. So the limit rises
-//! on calm calls (no queue seen) only if they ran with the lane at its current limit, by
-//! one step a window (the limit's worth of such calls), and falls only on calls that ran
-//! at or below it. Rising on every calm call, the calls started before a rise kept
-//! saying "calm": the limit spent half its time one past the node's slots, where every
-//! call, an ordinary client's too, is stretched; now about a third, briefly each time.
-//! The stretch is smoothed over the last few calls first: calls of one method differ
-//! in cost, and with rises held to one a window, each dear call read alone as a queue
-//! would hold the limit below the slots.
+//! A change of the limit shows in latency only a call's time later. So only calls that
+//! started with at most the current limit running count, and a calm one (no queue seen)
+//! must have found the lane at its limit. Calm calls move the limit up once a window
+//! (the limit's worth of them); each queued call moves it down. Vegas' smoothing makes
+//! each move a fifth of a call, so a rise takes about five windows and a fall about five
+//! queued calls. Rising on every calm call, the calls started before a rise kept saying
+//! "calm": on a processor-sharing model the limit spent half its time one past the
+//! node's slots, where every call, an ordinary client's too, is stretched; now under a
+//! third. The stretch is smoothed over the last few calls first: calls of one method
+//! differ in cost, and with rises this slow, each dear call read alone as a queue would
+//! hold the limit below the slots. A quiet lane (calls alone again) starts it afresh.
 //! `[lanes.<lane>] max_concurrency` is the ceiling and `min_concurrency` the floor.
 
 use std::collections::HashMap;
@@ -117,6 +119,16 @@ impl Adaptive {
         }
     }
 
+    /// The same limiter between new bounds, keeping what it learned: under steady load
+    /// no call runs alone, so a limiter that forgot each method's unloaded time could
+    /// not move until the load eased.
+    pub(super) fn rebound(self, min: usize, max: usize) -> Adaptive {
+        Adaptive {
+            unloaded: self.unloaded,
+            ..Adaptive::new(min, max)
+        }
+    }
+
     /// One finished call: how far the node stretched it, given what its method takes
     /// on a quiet lane.
     pub(super) fn record(&mut self, sample: Sample) {
@@ -125,6 +137,7 @@ impl Adaptive {
         if quiet {
             let unloaded = self.unloaded.entry(sample.method).or_insert(took);
             *unloaded += WEIGHT * (took - *unloaded);
+            self.stretch = None;
         } else if let Some(unloaded) = self.unloaded.get_mut(sample.method) {
             if took < OUTLIER * *unloaded {
                 *unloaded += WEIGHT * (took - *unloaded);
@@ -135,6 +148,10 @@ impl Adaptive {
         let Some(unloaded) = self.unloaded.get(sample.method) else {
             return;
         };
+        // Started past the limit: it tells of a limit already left behind.
+        if sample.running_at_start > self.limit() {
+            return;
+        }
         let this = took / unloaded;
         let stretch = match self.stretch {
             Some(s) => s + STRETCH_WEIGHT * (this - s),
@@ -147,14 +164,18 @@ impl Adaptive {
             }
             1.0
         } else {
-            // Started past the limit: it tells of a limit already left behind.
-            if sample.running_at_start > self.limit() {
-                return;
-            }
+            // At the floor this may sink Vegas' estimate below it. That is kept: the
+            // climb back is slower, and the calls that run alone meanwhile are what
+            // relearns each method's unloaded time on a node that became slower.
             1.0 + GAIN * (stretch - 1.0)
         };
         let rtt = Duration::from_nanos((signal * UNIT_NANOS) as u64);
+        let before = self.limit();
         self.algorithm.update(rtt, sample.running, false, false);
+        if self.limit() < before {
+            // A window counts calm calls at the limit as it now is.
+            self.calm = 0;
+        }
     }
 
     /// Whether a calm call may raise the limit: it ran with the lane at its limit, and a

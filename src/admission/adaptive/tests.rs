@@ -280,7 +280,7 @@ fn shared_node(a: &mut Adaptive, slots: usize, work: f64, seconds: f64) -> (f64,
 fn a_full_lane_rarely_crowds_the_node_past_its_slots() {
     // Every call past the slots stretches all of them, an ordinary client's too: a
     // limit that spends half its time one above the slots costs that client a quarter
-    // more on half its heavy calls (which this limiter did, 0.50 of the time here).
+    // more on half its heavy calls (the limiter before this test did, 0.50 of the time).
     // Probing one more must be brief, and rarer, without leaving slots idle.
     for (slots, work) in [(4, 0.2), (4, 0.025), (8, 0.1)] {
         let mut a = Adaptive::new(1, 16);
@@ -291,4 +291,18 @@ fn a_full_lane_rarely_crowds_the_node_past_its_slots() {
             "{slots} slots, {work} s calls: past the slots {over:.2} of the time, below {under:.2}"
         );
     }
+}
+
+#[test]
+fn new_bounds_keep_what_was_learned_so_the_limit_still_moves_under_load() {
+    // Under steady load no call runs alone: forgetting each method's unloaded time, a
+    // reloaded limiter would stay where it starts (4) until the load eased.
+    let node = mixed(8, 1.0);
+    let mut run = Run::new(1, 32, &node);
+    run.overload(&node, 60.0);
+    run.a = std::mem::replace(&mut run.a, Adaptive::new(1, 1)).rebound(2, 16);
+    assert_eq!(run.a.bounds(), (2, 16));
+    run.overload(&node, 60.0);
+    let (lo, hi) = run.range(&node, 30.0);
+    assert!(lo >= 8 && hi <= 10, "after the reload: {lo}..={hi}");
 }

@@ -222,12 +222,14 @@ impl FairQueue {
     }
 
     /// Lets the node's latency set the number of slots, between `min` and `max`. A
-    /// limiter already running keeps what it learned when only its bounds change.
+    /// limiter already running keeps what it learned: all of it when its bounds stay,
+    /// each method's unloaded time when they change.
     pub(super) fn set_adaptive(self: &Arc<Self>, min: usize, max: usize) {
         let mut state = self.lock();
         let adaptive = match state.adaptive.take() {
             Some(a) if a.bounds() == (min, max) => a,
-            _ => Adaptive::new(min, max),
+            Some(a) => a.rebound(min, max),
+            None => Adaptive::new(min, max),
         };
         state.limit = adaptive.limit();
         state.adaptive = Some(adaptive);
