@@ -70,6 +70,7 @@ pub async fn node_post(control: SocketAddr, route: &str) -> Result<(), String> {
 
 /// How often the gateway's lane limit is read: its page is a few KB to render.
 const LIMIT_EVERY: Duration = Duration::from_millis(500);
+const LIMIT_READ: Duration = Duration::from_millis(200);
 
 /// Runs until `stop` changes, then returns what it saw.
 pub async fn watch(w: Watch, live: Arc<Live>, mut stop: watch::Receiver<bool>) -> Watched {
@@ -120,8 +121,9 @@ pub async fn watch(w: Watch, live: Arc<Live>, mut stop: watch::Receiver<bool>) -
             .filter(|_| limit_read.elapsed() >= LIMIT_EVERY)
         {
             limit_read = Instant::now();
-            out.heavy_limits
-                .extend(crate::lane_limit::heavy_limit(metrics).await);
+            // Bounded: a slow page must not hold up the node's memory polling.
+            let read = tokio::time::timeout(LIMIT_READ, crate::lane_limit::heavy_limit(metrics));
+            out.heavy_limits.extend(read.await.ok().flatten());
         }
         if !w.pids.is_empty() {
             let rss: u64 = w.pids.iter().filter_map(|p| rss_bytes(*p)).sum();

@@ -4,7 +4,7 @@
 use crate::drive::{Load, Mode};
 use crate::markdown::Shown;
 use crate::measure::Measured;
-use crate::plan::{storm_node, Scenario};
+use crate::plan::{lookup_node, storm_node, Scenario};
 use crate::stack::Target;
 
 /// Configurations shown: the scenario whose run they come from, and what it stands for.
@@ -42,9 +42,15 @@ pub fn shown(runs: &[Measured]) -> Shown {
     }
     let storm = serde_json::to_string_pretty(&storm_node()).unwrap_or_default();
     shown.push((
-        "simnode config of lcd-storm (ports are picked per run; lcd-storm-slow and -fast add `cpu_slots: 4` and `speed: 0.25` or `4.0`)".into(),
+        "simnode config of lcd-storm (ports are picked per run)".into(),
         "json",
         storm,
+    ));
+    let sweep = serde_json::to_string_pretty(&lookup_node(0.25)).unwrap_or_default();
+    shown.push((
+        "simnode config of lcd-storm-slow (lcd-storm-fast: `speed` 4.0)".into(),
+        "json",
+        sweep,
     ));
     shown
 }

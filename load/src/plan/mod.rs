@@ -17,7 +17,7 @@ use crate::stack::Target;
 use cometgate_sim::SimNodeConfig;
 
 pub use classic::{storm_load, storm_node};
-pub use node::{SQUEEZE_LIMIT, SWEEP};
+pub use node::{lookup_node, SQUEEZE_LIMIT, SWEEP};
 
 /// The well-behaved clients' address; the abuser comes from `ABUSER`.
 pub const ABUSER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));

@@ -27,6 +27,9 @@ const LOOKUP_MS: u64 = 100;
 /// it, a direct storm of sixty-four does not.
 pub const LOOKUP_MEMORY_LIMIT: u64 = 48_000_000;
 
+/// The LCD's connections in the sweep.
+const LOOKUP_CLIENTS: usize = 64;
+
 /// The squeezed node's memory: one `tx_search` page held about 29 MB (147 KB ×
 /// amplification 200), so two fit and three concurrent ones pass the limit.
 pub const SQUEEZE_LIMIT: u64 = 75_000_000;
@@ -37,7 +40,7 @@ const HEAVY_FROM: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 40));
 
 /// The node the sweep runs on: a long chain whose every lookup costs CPU, so that
 /// throughput is the node's to give and the lane's size is what shares it out.
-fn lookup_node(speed: f64) -> SimNodeConfig {
+pub fn lookup_node(speed: f64) -> SimNodeConfig {
     SimNodeConfig {
         cpu_slots: SWEEP_CPU_SLOTS,
         speed,
@@ -84,7 +87,9 @@ pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
         load: load(
             Mix::Lookups,
             Form::Post,
-            Mode::Closed { clients: 64 },
+            Mode::Closed {
+                clients: LOOKUP_CLIENTS,
+            },
             secs(quick, 8, 15),
         ),
         background: None,
@@ -192,8 +197,12 @@ mod tests {
             let held = (body.len() as f64 * amplification) as u64;
             (least, most) = (least.min(held), most.max(held));
         }
-        assert!(16 * most < LOOKUP_MEMORY_LIMIT, "{most}");
-        assert!(64 * least > LOOKUP_MEMORY_LIMIT, "{least}");
+        let ceiling = *SWEEP.iter().max().unwrap() as u64;
+        assert!(ceiling * most < LOOKUP_MEMORY_LIMIT, "{most}");
+        assert!(
+            LOOKUP_CLIENTS as u64 * least > LOOKUP_MEMORY_LIMIT,
+            "{least}"
+        );
     }
 
     /// The squeeze's premise, checked against the node itself: two heavy answers fit,
