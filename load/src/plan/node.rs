@@ -75,14 +75,15 @@ fn told(node: &SimNodeConfig, limit: u64) -> u64 {
     node.resident_baseline_bytes + limit
 }
 
-pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
-    // The storm's questions at the head are one node call a block whatever the lane's
-    // size (the cache and its coalescing answer the rest), so the sweep asks the
-    // lookups that do reach the node.
-    let storm = Scenario {
-        name: "lcd-storm-slow",
+/// One side of the sweep: 64 LCD connections' lookups on the lookup node at `speed`.
+/// The storm's questions at the head are one node call a block whatever the lane's
+/// size (the cache and its coalescing answer the rest), so the sweep asks the lookups
+/// that do reach the node.
+fn sweep(name: &'static str, speed: f64, duration: Duration) -> Scenario {
+    Scenario {
+        name,
         targets: sweep_targets(),
-        node: lookup_node(0.25),
+        node: lookup_node(speed),
         front: Front::limits(Limits::UNBINDING),
         load: load(
             Mix::Lookups,
@@ -90,7 +91,7 @@ pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
             Mode::Closed {
                 clients: LOOKUP_CLIENTS,
             },
-            secs(quick, 8, 15),
+            duration,
         ),
         background: None,
         rounds: 1,
@@ -98,9 +99,14 @@ pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
         poll_node: true,
         quick: false,
         cross_check: false,
-    };
+    }
+}
+
+/// Light calls beside heavy clients on a node squeezed for memory, the guard told its
+/// limit.
+fn squeeze(quick: bool) -> Scenario {
     let squeezed = squeeze_node(Some(SQUEEZE_LIMIT));
-    let squeeze = Scenario {
+    Scenario {
         name: "memory-squeeze",
         // Static lanes of 4 (the old default) and of 2 (the most that fits), no guard.
         targets: vec![
@@ -128,20 +134,16 @@ pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
             secs(quick, 8, 15),
         ),
         background: Some(heavy_clients(quick)),
-        ..storm.clone()
-    };
+        ..sweep("", 1.0, Duration::ZERO)
+    }
+}
+
+pub(super) fn scenarios(quick: bool) -> Vec<Scenario> {
+    let squeeze = squeeze(quick);
     let roomy = squeeze_node(None);
     vec![
-        storm.clone(),
-        Scenario {
-            name: "lcd-storm-fast",
-            node: lookup_node(4.0),
-            load: Load {
-                duration: secs(quick, 6, 10),
-                ..storm.load.clone()
-            },
-            ..storm
-        },
+        sweep("lcd-storm-slow", 0.25, secs(quick, 8, 15)),
+        sweep("lcd-storm-fast", 4.0, secs(quick, 6, 10)),
         Scenario {
             name: "memory-squeeze-baseline",
             front: Front {
