@@ -124,6 +124,8 @@ pub struct LaneSnapshot {
     pub paused: bool,
     /// The node guard's hold: at most this many calls, for the node's memory.
     pub hold: Option<usize>,
+    /// Calls started one past the adaptive limit for a client owed node time.
+    pub express_starts: u64,
 }
 
 /// A slot for one node call, in a lane and in the total. Hold it for the whole upstream
@@ -276,6 +278,7 @@ impl Lanes {
             latency: q.latency,
             paused: q.hold == Some(0),
             hold: q.hold,
+            express_starts: q.express_starts,
         }
     }
 

@@ -193,6 +193,16 @@ fn lanes(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
         |l| usize::from(l.paused),
     )?;
     let mut metric = out.encode_descriptor(
+        "lane_express_starts",
+        "Calls started one past a lane's adaptive limit for a client owed node time, which borrow the next freed slot",
+        None,
+        MetricType::Counter,
+    )?;
+    for (lane, snapshot) in [("light", both.0), ("heavy", both.1)] {
+        let labels = [("lane", lane)];
+        ConstCounter::new(snapshot.express_starts).encode(metric.encode_family(&labels)?)?;
+    }
+    let mut metric = out.encode_descriptor(
         "lane_latency_seconds",
         "Node time of a lane's calls, smoothed (what its adaptive limit and fair queue see)",
         None,

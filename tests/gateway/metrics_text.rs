@@ -55,6 +55,11 @@ const LIVE: &[(&str, &str, &str)] = &[
         "1 while the node guard keeps a lane from starting calls",
     ),
     (
+        "lane_express_starts",
+        "counter",
+        "Calls started one past a lane's adaptive limit for a client owed node time, which borrow the next freed slot",
+    ),
+    (
         "lane_latency_seconds",
         "gauge",
         "Node time of a lane's calls, smoothed (what its adaptive limit and fair queue see)",

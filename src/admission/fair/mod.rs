@@ -21,12 +21,14 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+mod express;
 mod state;
 
 use super::adaptive::{Adaptive, Sample};
 use super::client::ClientKey;
 use super::estimate::Estimates;
 use super::usage::Board;
+use express::{Express, Seen};
 use state::{State, Waiter};
 
 /// What a fair queue runs under; all of it can change on reload.
@@ -61,6 +63,7 @@ pub(super) struct Slot {
     started: Instant,
     /// Calls running on the lane when this one started, itself included.
     running_at_start: usize,
+    seen: Seen,
 }
 
 /// A queued call; dropping it before its slot comes takes it out of the queue.
@@ -90,6 +93,8 @@ pub(super) struct Snapshot {
     pub clients: usize,
     /// The node guard's hold: at most this many calls start (0: none).
     pub hold: Option<usize>,
+    /// Calls started one past the limit for a client owed node time (see `express`).
+    pub express_starts: u64,
 }
 
 impl FairQueue {
@@ -107,6 +112,7 @@ impl FairQueue {
                 backlogged: Vec::new(),
                 estimates: Estimates::default(),
                 adaptive: None,
+                express: Express::default(),
             }),
             usage: OnceLock::new(),
         })
@@ -130,9 +136,9 @@ impl FairQueue {
         let estimate = state.estimates.of(method);
         let start = state.tag(client, estimate);
         state.start(client, start);
-        let running = state.running;
+        let charge = (estimate, state.running, state.seen(false));
         drop(state);
-        Some(self.slot(client.clone(), method, (estimate, running), now))
+        Some(self.slot(client.clone(), method, charge, now))
     }
 
     /// Tags a call as it is asked for, before it may wait for its client's place in the
@@ -199,7 +205,7 @@ impl FairQueue {
         self: &Arc<Self>,
         client: ClientKey,
         method: &'static str,
-        (estimate, running_at_start): (f64, usize),
+        (estimate, running_at_start, seen): (f64, usize, Seen),
         now: Instant,
     ) -> Slot {
         Slot {
@@ -209,6 +215,7 @@ impl FairQueue {
             estimate,
             started: now,
             running_at_start,
+            seen,
         }
     }
 
@@ -266,6 +273,7 @@ impl FairQueue {
             queued: state.queued,
             clients: state.clients.len(),
             hold: state.hold,
+            express_starts: state.express.starts,
         }
     }
 
@@ -280,9 +288,10 @@ impl FairQueue {
             .map_or(0.0, |c| (c.finish - state.virtual_time).max(0.0))
     }
 
-    /// Starts waiting calls while slots are free, least recent use first. The grants
-    /// are sent after the lock is released: a grant whose waiter has gone is dropped,
-    /// and dropping a slot takes the lock again.
+    /// Starts waiting calls while slots are free, least recent use first, then perhaps
+    /// one past the limit (see `express`). The grants are sent after the lock is
+    /// released: a grant whose waiter has gone is dropped, and dropping a slot takes the
+    /// lock again.
     fn dispatch(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
         let now = Instant::now();
         let mut grants = Vec::new();
@@ -290,15 +299,29 @@ impl FairQueue {
             let Some((client, waiter)) = state.next_waiter() else {
                 break;
             };
-            state.start(&client, waiter.start);
-            let charge = (waiter.estimate, state.running);
-            let slot = self.slot(client, waiter.method, charge, now);
-            grants.push((waiter.grant, slot));
+            grants.push(self.grant(&mut state, client, waiter, false, now));
+        }
+        if let Some((client, waiter)) = state.express_pick().and_then(|at| state.take(at)) {
+            state.express_started();
+            grants.push(self.grant(&mut state, client, waiter, true, now));
         }
         drop(state);
         for (tx, slot) in grants {
             let _ = tx.send(slot);
         }
+    }
+
+    fn grant(
+        self: &Arc<Self>,
+        state: &mut State,
+        client: ClientKey,
+        waiter: Waiter,
+        express: bool,
+        now: Instant,
+    ) -> (oneshot::Sender<Slot>, Slot) {
+        state.start(&client, waiter.start);
+        let charge = (waiter.estimate, state.running, state.seen(express));
+        (waiter.grant, self.slot(client, waiter.method, charge, now))
     }
 
     fn release(self: &Arc<Self>, slot: &Slot) {
@@ -311,7 +334,11 @@ impl FairQueue {
         let running = state.running;
         state.running -= 1;
         state.estimates.record(slot.method, used);
-        if let Some(adaptive) = &mut state.adaptive {
+        let undisturbed = state.undisturbed(slot.seen);
+        if slot.seen.express {
+            state.express.running = false;
+        }
+        if let Some(adaptive) = state.adaptive.as_mut().filter(|_| undisturbed) {
             let sample = Sample {
                 method: slot.method,
                 took: used,
@@ -373,5 +400,7 @@ impl Drop for Slot {
     }
 }
 
+#[cfg(test)]
+mod express_tests;
 #[cfg(test)]
 mod tests;

@@ -75,6 +75,12 @@ impl Client {
         self.waiting.is_empty() && self.running == 0
     }
 
+    /// The tag a freed slot is given by: the call's start tag, and no earlier than its
+    /// client's finish less `MAX_BACKLOG`.
+    pub(super) fn order(&self, call: &Waiter) -> f64 {
+        call.start.max(self.finish - MAX_BACKLOG)
+    }
+
     /// Corrects the finish tag once a call's real node time is known.
     pub(super) fn charge(&mut self, correction: f64) {
         self.finish += correction;
@@ -97,6 +103,8 @@ pub(super) struct State {
     pub estimates: Estimates,
     /// Sets `limit` from the node's latency; `None`: the limit is what config says.
     pub adaptive: Option<Adaptive>,
+    /// The call started past the limit, if any (see `express`).
+    pub express: super::express::Express,
 }
 
 impl State {
@@ -136,6 +144,12 @@ impl State {
     /// beyond it, then the earliest arrival; the earliest of all when the lane is not
     /// fair).
     pub(super) fn next_waiter(&mut self) -> Option<(ClientKey, Waiter)> {
+        let at = self.pick()?;
+        self.take(at)
+    }
+
+    /// Where in `backlogged` the next call to start is, without taking it.
+    pub(super) fn pick(&self) -> Option<usize> {
         let fair = self.settings.fair;
         let (at, _) = self
             .backlogged
@@ -146,7 +160,7 @@ impl State {
                 let front = c.waiting.front()?;
                 // Unfair, every tag is the same: arrival order alone decides.
                 let (start, asked) = if fair {
-                    (front.start.max(c.finish - MAX_BACKLOG), c.finish)
+                    (c.order(front), c.finish)
                 } else {
                     (0.0, 0.0)
                 };
@@ -157,7 +171,12 @@ impl State {
                     .then(a.1.total_cmp(&b.1))
                     .then(a.2.cmp(&b.2))
             })?;
-        let key = self.backlogged[at].clone();
+        Some(at)
+    }
+
+    /// Takes the first waiting call of `backlogged[at]`'s client.
+    pub(super) fn take(&mut self, at: usize) -> Option<(ClientKey, Waiter)> {
+        let key = self.backlogged.get(at)?.clone();
         let c = self.clients.get_mut(&key)?;
         let waiter = c.waiting.pop_front()?;
         if c.waiting.is_empty() {

@@ -29,11 +29,11 @@ impl FairQueue {
     }
 }
 
-fn ip(last: u8) -> ClientKey {
+pub(super) fn ip(last: u8) -> ClientKey {
     ClientKey::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)))
 }
 
-fn settings() -> Settings {
+pub(super) fn settings() -> Settings {
     Settings {
         fair: true,
         max_queue: 64,
@@ -41,14 +41,14 @@ fn settings() -> Settings {
     }
 }
 
-fn now(entry: Result<Entry, Full>) -> Slot {
+pub(super) fn now(entry: Result<Entry, Full>) -> Slot {
     match entry {
         Ok(Entry::Now(slot)) => slot,
         _ => panic!("expected a slot at once"),
     }
 }
 
-fn queued(entry: Result<Entry, Full>) -> Ticket {
+pub(super) fn queued(entry: Result<Entry, Full>) -> Ticket {
     match entry {
         Ok(Entry::Queued(ticket)) => ticket,
         Ok(Entry::Now(_)) => panic!("expected to wait"),
@@ -58,7 +58,7 @@ fn queued(entry: Result<Entry, Full>) -> Ticket {
 
 impl Ticket {
     /// The slot, if it has been granted by now.
-    fn ready(&mut self) -> Option<Slot> {
+    pub(super) fn ready(&mut self) -> Option<Slot> {
         self.grant.try_recv().ok()
     }
 

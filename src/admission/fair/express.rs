@@ -1,0 +1,80 @@
+//! One call past the adaptive limit, for a client the lane owes node time.
+//!
+//! Fair order decides who takes the next freed slot, but at a full lane even the first
+//! in line waits for one: up to a whole call's node time behind a crowd, and then its own
+//! call. Beside a crowd of 200 ms calls that doubles an ordinary client's slowest heavy
+//! calls. So a client with nothing running on the lane, the first in fair order, all of
+//! whose asks (this call included) finish behind the virtual time, starts that call at
+//! once, one past the limit. A crowd's clients keep queues that put their finish tags
+//! ahead of the virtual time, so they never qualify.
+//!
+//! The express call borrows the next freed slot rather than adding one: while it runs,
+//! the lane counts it, so the node sees one call more only until the next call ends.
+//! One runs at a time. Never past the lane's ceiling (`max_concurrency`) nor the node
+//! guard's hold, and only on an adaptive, fair lane: a static lane's number is the
+//! operator's, and the limit is an estimate. Calls that ran beside an express call are
+//! not fed to the limiter, which would read the borrowed slot as a queue in the node.
+
+use super::state::State;
+
+/// The lane's express call, if one runs, and which calls saw one.
+#[derive(Debug, Default)]
+pub(super) struct Express {
+    pub running: bool,
+    /// Bumped at each express start: a call that started under another epoch, or while
+    /// one ran, overlapped one.
+    pub epoch: u64,
+    /// Express starts since the lane was made, for metrics.
+    pub starts: u64,
+}
+
+/// What a slot remembers of the express calls around it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Seen {
+    pub epoch: u64,
+    /// An express call ran when this slot started (or this slot is one).
+    pub beside: bool,
+    /// This slot is the express call.
+    pub express: bool,
+}
+
+impl State {
+    /// Where in `backlogged` a call may start past the limit now, if one may.
+    pub(super) fn express_pick(&self) -> Option<usize> {
+        if self.express.running || !self.settings.fair {
+            return None;
+        }
+        let ceiling = self.adaptive.as_ref()?.bounds().1;
+        let room = self.hold.map_or(ceiling, |h| h.min(ceiling));
+        if self.running != self.limit || self.running >= room {
+            return None;
+        }
+        let at = self.pick()?;
+        let c = self.clients.get(self.backlogged.get(at)?)?;
+        // Everything it has asked for, this call included, ends behind the virtual time.
+        let owed = c.finish <= self.virtual_time;
+        (c.running == 0 && owed).then_some(at)
+    }
+
+    /// What a call starting now will remember.
+    pub(super) fn seen(&self, express: bool) -> Seen {
+        Seen {
+            epoch: self.express.epoch,
+            beside: self.express.running,
+            express,
+        }
+    }
+
+    /// An express call starts: the lane remembers it until `express_ended`.
+    pub(super) fn express_started(&mut self) {
+        self.express.running = true;
+        self.express.epoch += 1;
+        self.express.starts += 1;
+    }
+
+    /// Whether a call that ends now ran alongside no express call, itself included: only
+    /// those tell the limiter about the node.
+    pub(super) fn undisturbed(&self, seen: Seen) -> bool {
+        !seen.express && !seen.beside && !self.express.running && seen.epoch == self.express.epoch
+    }
+}

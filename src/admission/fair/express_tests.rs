@@ -1,0 +1,168 @@
+//! Express starts, proved on a paused clock: who may start one past a full adaptive
+//! lane, what it borrows, and where it never happens.
+
+use std::time::Duration;
+
+use super::tests::{ip, now, queued, settings};
+use super::*;
+
+const CALL: Duration = Duration::from_millis(200);
+
+/// An adaptive lane (first limit 4) with a call that holds one slot throughout, so no
+/// call of a test runs alone: the limiter then knows no method's unloaded time and
+/// keeps its limit, which lets the tests count slots.
+async fn adaptive_lane(ceiling: usize) -> (Arc<FairQueue>, Slot) {
+    let q = FairQueue::new(4, settings());
+    q.set_adaptive(1, ceiling);
+    let held = now(q.enter(&ip(200), "tx_search"));
+    // What a `tx_search` costs, learned beside the held call.
+    for _ in 0..5 {
+        let slot = now(q.enter(&ip(201), "tx_search"));
+        tokio::time::advance(CALL).await;
+        drop(slot);
+    }
+    (q, held)
+}
+
+/// Three crowd clients fill the lane's other three slots and each keep ten calls waiting.
+fn crowd(q: &Arc<FairQueue>) -> (Vec<Slot>, Vec<Ticket>) {
+    let running = (1..=3).map(|c| now(q.enter(&ip(c), "tx_search"))).collect();
+    let waiting = (0..10)
+        .flat_map(|_| (1..=3).map(|c| queued(q.enter(&ip(c), "tx_search"))))
+        .collect();
+    (running, waiting)
+}
+
+fn ready(crowd: &mut [Ticket]) -> Option<Slot> {
+    crowd.iter_mut().find_map(Ticket::ready)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_owed_client_starts_past_a_full_lane_and_borrows_the_next_freed_slot() {
+    let (q, _held) = adaptive_lane(16).await;
+    let (mut running, mut waiting) = crowd(&q);
+    assert_eq!(q.snapshot().running, 4);
+    assert_eq!(q.snapshot().limit, 4);
+
+    let mut ordinary = queued(q.enter(&ip(9), "tx_search"));
+    let express = ordinary
+        .ready()
+        .expect("the ordinary client starts at once");
+    assert_eq!(q.snapshot().running, 5);
+    assert_eq!(q.snapshot().express_starts, 1);
+
+    // The next call to end frees no slot: the express call had borrowed it.
+    tokio::time::advance(CALL / 2).await;
+    drop(running.remove(0));
+    assert!(
+        ready(&mut waiting).is_none(),
+        "the crowd waits for the borrowed slot"
+    );
+    assert_eq!(q.snapshot().running, 4);
+    // Once the express call ends, the crowd has its slot back.
+    tokio::time::advance(CALL / 2).await;
+    drop(express);
+    let _crowd = ready(&mut waiting).expect("the crowd has its slot back");
+    assert_eq!(q.snapshot().running, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_express_call_at_a_time_and_a_burst_s_next_call_takes_the_next_slot() {
+    let (q, _held) = adaptive_lane(16).await;
+    let (mut running, mut waiting) = crowd(&q);
+    let mut first = queued(q.enter(&ip(9), "tx_search"));
+    let mut second = queued(q.enter(&ip(9), "tx_search"));
+    let express = first
+        .ready()
+        .expect("the first call of the burst starts at once");
+    assert!(second.ready().is_none(), "one express call at a time");
+    // Another owed client waits too while one express call runs.
+    let mut other = queued(q.enter(&ip(8), "tx_search"));
+    assert!(other.ready().is_none());
+    assert_eq!(q.snapshot().running, 5);
+
+    drop(running.remove(0));
+    drop(express);
+    // Two calls ended, one of them the borrower: one owed client takes the freed slot
+    // and the other starts past the limit, both before the crowd.
+    let _second = second.ready().expect("the burst's second call");
+    let _other = other.ready().expect("the other owed client's call");
+    assert!(ready(&mut waiting).is_none());
+    assert_eq!(q.snapshot().running, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crowd_with_queues_never_starts_past_the_limit() {
+    let (q, _held) = adaptive_lane(16).await;
+    // Five clients share three slots, each with calls waiting: two of them have nothing
+    // running at any time, but all they asked for puts them ahead of the virtual time.
+    let mut running: Vec<Slot> = (1..=3).map(|c| now(q.enter(&ip(c), "tx_search"))).collect();
+    let mut waiting: Vec<Ticket> = (0..10)
+        .flat_map(|_| (1..=5).map(|c| queued(q.enter(&ip(c), "tx_search"))))
+        .collect();
+    // A client new to the lane is owed the credit every newcomer gets: the first of the
+    // two may start its first call past the limit, once.
+    running.extend(waiting.iter_mut().filter_map(Ticket::ready));
+    let joined = q.snapshot().express_starts;
+    assert!(joined <= 1, "{joined}");
+    for _ in 0..30 {
+        tokio::time::advance(CALL / 3).await;
+        drop(running.remove(0));
+        running.extend(waiting.iter_mut().filter_map(Ticket::ready));
+        assert!(q.snapshot().running <= 4 + usize::from(running.len() > 3));
+    }
+    assert_eq!(q.snapshot().running, 4, "back at the limit");
+    assert_eq!(q.snapshot().express_starts, joined);
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_past_the_ceiling_nor_the_guards_hold_nor_on_a_static_lane() {
+    // A ceiling of 4: the lane is at it.
+    let (q, _held) = adaptive_lane(4).await;
+    let (_running, _waiting) = crowd(&q);
+    let mut ordinary = queued(q.enter(&ip(9), "tx_search"));
+    assert!(ordinary.ready().is_none(), "the ceiling is the operator's");
+
+    // The guard holds the lane to the four running.
+    let (q, _held) = adaptive_lane(16).await;
+    q.set_hold(Some(4));
+    let (_running, _waiting) = crowd(&q);
+    let mut ordinary = queued(q.enter(&ip(9), "tx_search"));
+    assert!(ordinary.ready().is_none(), "the node's memory has no room");
+
+    // A static lane's number is the operator's too.
+    let q = FairQueue::new(4, settings());
+    let _held = now(q.enter(&ip(200), "tx_search"));
+    let (_running, _waiting) = crowd(&q);
+    let mut ordinary = queued(q.enter(&ip(9), "tx_search"));
+    assert!(ordinary.ready().is_none());
+    assert_eq!(q.snapshot().express_starts, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_beside_an_express_call_are_kept_from_the_limiter() {
+    let (q, held) = adaptive_lane(16).await;
+    let (mut running, _waiting) = crowd(&q);
+    let before = q.lock().seen(false);
+    let mut ordinary = queued(q.enter(&ip(9), "tx_search"));
+    let express = ordinary.ready().expect("express");
+    {
+        let state = q.lock();
+        assert!(
+            !state.undisturbed(before),
+            "started before it, ends while it runs"
+        );
+        assert!(!state.undisturbed(express.seen), "the express call itself");
+    }
+    drop(running.remove(0));
+    drop(express);
+    let state = q.lock();
+    assert!(
+        !state.undisturbed(held.seen),
+        "it ran beside the express call"
+    );
+    assert!(
+        state.undisturbed(state.seen(false)),
+        "a call started after it ended"
+    );
+}
