@@ -109,7 +109,8 @@ pub(super) struct Lanes {
 pub struct LaneSnapshot {
     pub in_flight: usize,
     pub queued: usize,
-    /// Calls that may run at once now: the configured or the adaptive limit.
+    /// Calls that may run at once now: the configured or the adaptive limit. One more
+    /// may be in flight on an adaptive lane (an express call, see `fair::express`).
     pub capacity: usize,
     /// `max_concurrency`: what `capacity` is, or with `adaptive` may grow to.
     pub ceiling: usize,

@@ -3,17 +3,21 @@
 //! Fair order decides who takes the next freed slot, but at a full lane even the first
 //! in line waits for one: up to a whole call's node time behind a crowd, and then its own
 //! call. Beside a crowd of 200 ms calls that doubles an ordinary client's slowest heavy
-//! calls. So a client with nothing running on the lane, the first in fair order, all of
-//! whose asks (this call included) finish behind the virtual time, starts that call at
-//! once, one past the limit. A crowd's clients keep queues that put their finish tags
-//! ahead of the virtual time, so they never qualify.
+//! calls. So the first client in fair order may start its call at once, one past the
+//! limit, when it has nothing running on the lane, a call of it has ended there before
+//! (a newcomer, or a crowd spread over many addresses, is not yet owed anything), and
+//! all it has asked for, this call included, finishes behind the virtual time. A crowd's
+//! clients keep queues that put their finish tags ahead of the virtual time.
 //!
 //! The express call borrows the next freed slot rather than adding one: while it runs,
-//! the lane counts it, so the node sees one call more only until the next call ends.
-//! One runs at a time. Never past the lane's ceiling (`max_concurrency`) nor the node
-//! guard's hold, and only on an adaptive, fair lane: a static lane's number is the
-//! operator's, and the limit is an estimate. Calls that ran beside an express call are
-//! not fed to the limiter, which would read the borrowed slot as a queue in the node.
+//! the lane counts it, so the node sees one call more until the next call ends. One
+//! runs at a time, and the next may start only once the limiter has heard a window (the
+//! limit's worth) of calls that ran without one: calls that overlapped an express call
+//! are not fed to the limiter, which would read the borrowed slot as a queue in the
+//! node, and without the window a steady ordinary client would keep it from hearing any.
+//! Never past the lane's ceiling (`max_concurrency`) nor the node guard's hold, never at
+//! the floor (where the limiter relearns the node from calls that run alone), and only
+//! on an adaptive, fair lane: a static lane's number is the operator's.
 
 use super::state::State;
 
@@ -26,6 +30,8 @@ pub(super) struct Express {
     pub epoch: u64,
     /// Express starts since the lane was made, for metrics.
     pub starts: u64,
+    /// Calls without an express call beside them still to end before the next may start.
+    pub window: usize,
 }
 
 /// What a slot remembers of the express calls around it.
@@ -41,19 +47,18 @@ pub(super) struct Seen {
 impl State {
     /// Where in `backlogged` a call may start past the limit now, if one may.
     pub(super) fn express_pick(&self) -> Option<usize> {
-        if self.express.running || !self.settings.fair {
+        if self.express.running || self.express.window > 0 || !self.settings.fair {
             return None;
         }
-        let ceiling = self.adaptive.as_ref()?.bounds().1;
+        let (floor, ceiling) = self.adaptive.as_ref()?.bounds();
         let room = self.hold.map_or(ceiling, |h| h.min(ceiling));
-        if self.running != self.limit || self.running >= room {
+        if self.running != self.limit || self.running >= room || self.limit <= floor.max(1) {
             return None;
         }
         let at = self.pick()?;
         let c = self.clients.get(self.backlogged.get(at)?)?;
-        // Everything it has asked for, this call included, ends behind the virtual time.
         let owed = c.finish <= self.virtual_time;
-        (c.running == 0 && owed).then_some(at)
+        (c.running == 0 && c.served && owed).then_some(at)
     }
 
     /// What a call starting now will remember.
@@ -65,15 +70,28 @@ impl State {
         }
     }
 
-    /// An express call starts: the lane remembers it until `express_ended`.
+    /// An express call starts: the lane remembers it until it ends.
     pub(super) fn express_started(&mut self) {
         self.express.running = true;
         self.express.epoch += 1;
         self.express.starts += 1;
     }
 
-    /// Whether a call that ends now ran alongside no express call, itself included: only
-    /// those tell the limiter about the node.
+    /// A call ends: whether it ran alongside no express call, itself included (only
+    /// those tell the limiter about the node), and the window counted.
+    pub(super) fn express_ended(&mut self, seen: Seen) -> bool {
+        if seen.express {
+            self.express.running = false;
+            self.express.window = self.limit;
+            return false;
+        }
+        let undisturbed = self.undisturbed(seen);
+        if undisturbed {
+            self.express.window = self.express.window.saturating_sub(1);
+        }
+        undisturbed
+    }
+
     pub(super) fn undisturbed(&self, seen: Seen) -> bool {
         !seen.express && !seen.beside && !self.express.running && seen.epoch == self.express.epoch
     }

@@ -10,14 +10,15 @@ const CALL: Duration = Duration::from_millis(200);
 
 /// An adaptive lane (first limit 4) with a call that holds one slot throughout, so no
 /// call of a test runs alone: the limiter then knows no method's unloaded time and
-/// keeps its limit, which lets the tests count slots.
-async fn adaptive_lane(ceiling: usize) -> (Arc<FairQueue>, Slot) {
+/// keeps its limit, which lets the tests count slots. Clients 5 to 9, the ordinary
+/// ones, have each had a call end on the lane.
+async fn adaptive_lane(floor: usize, ceiling: usize) -> (Arc<FairQueue>, Slot) {
     let q = FairQueue::new(4, settings());
-    q.set_adaptive(1, ceiling);
+    q.set_adaptive(floor, ceiling);
     let held = now(q.enter(&ip(200), "tx_search"));
     // What a `tx_search` costs, learned beside the held call.
-    for _ in 0..5 {
-        let slot = now(q.enter(&ip(201), "tx_search"));
+    for client in [201, 201, 201, 5, 6, 7, 8, 9] {
+        let slot = now(q.enter(&ip(client), "tx_search"));
         tokio::time::advance(CALL).await;
         drop(slot);
     }
@@ -39,7 +40,7 @@ fn ready(crowd: &mut [Ticket]) -> Option<Slot> {
 
 #[tokio::test(start_paused = true)]
 async fn an_owed_client_starts_past_a_full_lane_and_borrows_the_next_freed_slot() {
-    let (q, _held) = adaptive_lane(16).await;
+    let (q, _held) = adaptive_lane(1, 16).await;
     let (mut running, mut waiting) = crowd(&q);
     assert_eq!(q.snapshot().running, 4);
     assert_eq!(q.snapshot().limit, 4);
@@ -67,8 +68,8 @@ async fn an_owed_client_starts_past_a_full_lane_and_borrows_the_next_freed_slot(
 }
 
 #[tokio::test(start_paused = true)]
-async fn one_express_call_at_a_time_and_a_burst_s_next_call_takes_the_next_slot() {
-    let (q, _held) = adaptive_lane(16).await;
+async fn one_express_call_at_a_time_and_the_next_after_a_window_of_calls_without_one() {
+    let (q, _held) = adaptive_lane(1, 16).await;
     let (mut running, mut waiting) = crowd(&q);
     let mut first = queued(q.enter(&ip(9), "tx_search"));
     let mut second = queued(q.enter(&ip(9), "tx_search"));
@@ -76,59 +77,83 @@ async fn one_express_call_at_a_time_and_a_burst_s_next_call_takes_the_next_slot(
         .ready()
         .expect("the first call of the burst starts at once");
     assert!(second.ready().is_none(), "one express call at a time");
-    // Another owed client waits too while one express call runs.
-    let mut other = queued(q.enter(&ip(8), "tx_search"));
-    assert!(other.ready().is_none());
     assert_eq!(q.snapshot().running, 5);
 
-    drop(running.remove(0));
+    // The express call ends first: it had borrowed the next freed slot, so nothing
+    // starts, and the next call to end gives its slot to the burst's second call, the
+    // first in fair order.
+    tokio::time::advance(CALL / 2).await;
     drop(express);
-    // Two calls ended, one of them the borrower: one owed client takes the freed slot
-    // and the other starts past the limit, both before the crowd.
-    let _second = second.ready().expect("the burst's second call");
-    let _other = other.ready().expect("the other owed client's call");
-    assert!(ready(&mut waiting).is_none());
+    assert!(second.ready().is_none());
+    assert_eq!(q.snapshot().running, 4);
+    drop(running.remove(0));
+    running.push(second.ready().expect("the burst's second call"));
+    // Until the limiter has heard a window (the limit, 4) of calls that ran without an
+    // express one, a client owed node time waits like any other.
+    let probe = |client: u8| queued(q.enter(&ip(client), "tx_search")).ready();
+    assert!(probe(5).is_none(), "no call has ended since");
+    // The crowd's other two calls overlapped the express call: they do not count.
+    for _ in 0..2 {
+        drop(running.remove(0));
+        running.push(ready(&mut waiting).expect("the crowd's next"));
+    }
+    assert!(probe(6).is_none());
+    for _ in 0..3 {
+        drop(running.remove(0));
+        running.push(ready(&mut waiting).expect("the crowd's next"));
+    }
+    assert!(probe(7).is_none(), "three of the window's four");
+    drop(running.remove(0));
+    running.push(ready(&mut waiting).expect("the crowd's next"));
+    let _express = probe(8).expect("the window has passed");
+    assert_eq!(q.snapshot().express_starts, 2);
     assert_eq!(q.snapshot().running, 5);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_crowd_with_queues_never_starts_past_the_limit() {
-    let (q, _held) = adaptive_lane(16).await;
+    let (q, _held) = adaptive_lane(1, 16).await;
     // Five clients share three slots, each with calls waiting: two of them have nothing
-    // running at any time, but all they asked for puts them ahead of the virtual time.
+    // running at any time, but all they asked for puts them ahead of the virtual time,
+    // and the first calls of new clients are owed nothing yet.
     let mut running: Vec<Slot> = (1..=3).map(|c| now(q.enter(&ip(c), "tx_search"))).collect();
     let mut waiting: Vec<Ticket> = (0..10)
         .flat_map(|_| (1..=5).map(|c| queued(q.enter(&ip(c), "tx_search"))))
         .collect();
-    // A client new to the lane is owed the credit every newcomer gets: the first of the
-    // two may start its first call past the limit, once.
-    running.extend(waiting.iter_mut().filter_map(Ticket::ready));
-    let joined = q.snapshot().express_starts;
-    assert!(joined <= 1, "{joined}");
+    assert!(waiting.iter_mut().all(|t| t.ready().is_none()));
     for _ in 0..30 {
         tokio::time::advance(CALL / 3).await;
         drop(running.remove(0));
-        running.extend(waiting.iter_mut().filter_map(Ticket::ready));
-        assert!(q.snapshot().running <= 4 + usize::from(running.len() > 3));
+        running.push(ready(&mut waiting).expect("the next crowd call"));
+        assert!(
+            ready(&mut waiting).is_none(),
+            "one call for each that ended"
+        );
+        assert_eq!(q.snapshot().running, 4);
     }
-    assert_eq!(q.snapshot().running, 4, "back at the limit");
-    assert_eq!(q.snapshot().express_starts, joined);
+    assert_eq!(q.snapshot().express_starts, 0);
 }
 
 #[tokio::test(start_paused = true)]
-async fn never_past_the_ceiling_nor_the_guards_hold_nor_on_a_static_lane() {
+async fn never_past_the_ceiling_nor_the_guards_hold_nor_at_the_floor_nor_on_a_static_lane() {
     // A ceiling of 4: the lane is at it.
-    let (q, _held) = adaptive_lane(4).await;
+    let (q, _held) = adaptive_lane(1, 4).await;
     let (_running, _waiting) = crowd(&q);
     let mut ordinary = queued(q.enter(&ip(9), "tx_search"));
     assert!(ordinary.ready().is_none(), "the ceiling is the operator's");
 
     // The guard holds the lane to the four running.
-    let (q, _held) = adaptive_lane(16).await;
+    let (q, _held) = adaptive_lane(1, 16).await;
     q.set_hold(Some(4));
     let (_running, _waiting) = crowd(&q);
     let mut ordinary = queued(q.enter(&ip(9), "tx_search"));
     assert!(ordinary.ready().is_none(), "the node's memory has no room");
+
+    // At its floor (4 here) the limiter relearns the node from calls that run alone.
+    let (q, _held) = adaptive_lane(4, 16).await;
+    let (_running, _waiting) = crowd(&q);
+    let mut ordinary = queued(q.enter(&ip(9), "tx_search"));
+    assert!(ordinary.ready().is_none(), "the limit is at the floor");
 
     // A static lane's number is the operator's too.
     let q = FairQueue::new(4, settings());
@@ -141,7 +166,7 @@ async fn never_past_the_ceiling_nor_the_guards_hold_nor_on_a_static_lane() {
 
 #[tokio::test(start_paused = true)]
 async fn calls_beside_an_express_call_are_kept_from_the_limiter() {
-    let (q, held) = adaptive_lane(16).await;
+    let (q, held) = adaptive_lane(1, 16).await;
     let (mut running, _waiting) = crowd(&q);
     let before = q.lock().seen(false);
     let mut ordinary = queued(q.enter(&ip(9), "tx_search"));
@@ -165,4 +190,29 @@ async fn calls_beside_an_express_call_are_kept_from_the_limiter() {
         state.undisturbed(state.seen(false)),
         "a call started after it ended"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_limiter_does_not_read_a_borrowed_slot_as_a_queue() {
+    let q = FairQueue::new(4, settings());
+    q.set_adaptive(1, 16);
+    // A `tx_search` takes 200 ms alone: the limiter's reference.
+    for client in [201, 201, 201, 9] {
+        let slot = now(q.enter(&ip(client), "tx_search"));
+        tokio::time::advance(CALL).await;
+        drop(slot);
+    }
+    let mut running: Vec<Slot> = (1..=4).map(|c| now(q.enter(&ip(c), "tx_search"))).collect();
+    let _waiting: Vec<Ticket> = (0..10)
+        .flat_map(|_| (1..=4).map(|c| queued(q.enter(&ip(c), "tx_search"))))
+        .collect();
+    let mut ordinary = queued(q.enter(&ip(9), "tx_search"));
+    let express = ordinary.ready().expect("express");
+    // Five calls on a node with four slots: each takes three times its time alone.
+    tokio::time::advance(CALL * 3).await;
+    drop(express);
+    for _ in 0..4 {
+        drop(running.remove(0));
+    }
+    assert_eq!(q.snapshot().limit, 4, "the five were the gateway's doing");
 }

@@ -11,7 +11,9 @@
 //!
 //! The number of slots is the lane's limit (fixed, or set by the adaptive limiter), and
 //! the node guard can hold it lower: to as many calls as the node's memory has room for,
-//! or to none, when nothing new starts and the waiting keep waiting.
+//! or to none, when nothing new starts and the waiting keep waiting. On an adaptive lane
+//! one call may run past the limit, borrowing the next freed slot, for a client the
+//! lane owes node time (see `express`).
 //! Memory is bounded: the queue by `max_queue`, the client table by `max_clients`
 //! (idle clients that are owed nothing go first).
 
@@ -334,10 +336,7 @@ impl FairQueue {
         let running = state.running;
         state.running -= 1;
         state.estimates.record(slot.method, used);
-        let undisturbed = state.undisturbed(slot.seen);
-        if slot.seen.express {
-            state.express.running = false;
-        }
+        let undisturbed = state.express_ended(slot.seen);
         if let Some(adaptive) = state.adaptive.as_mut().filter(|_| undisturbed) {
             let sample = Sample {
                 method: slot.method,
@@ -350,6 +349,7 @@ impl FairQueue {
         }
         if let Some(c) = state.clients.get_mut(&slot.client) {
             c.running -= 1;
+            c.served = true;
             c.charge(used.as_secs_f64() - slot.estimate);
         }
         self.dispatch(state);

@@ -58,6 +58,8 @@ pub(super) struct Client {
     pub finish: f64,
     pub waiting: VecDeque<Waiter>,
     pub running: usize,
+    /// A call of it has ended on this lane since it joined the table.
+    pub served: bool,
 }
 
 impl Client {
@@ -68,6 +70,7 @@ impl Client {
             finish: virtual_time - MAX_CREDIT,
             waiting: VecDeque::new(),
             running: 0,
+            served: false,
         }
     }
 
