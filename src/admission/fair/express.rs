@@ -11,18 +11,29 @@
 //!
 //! The express call borrows the next freed slot rather than adding one: while it runs,
 //! the lane counts it, so the node sees one call more until the next call ends. One
-//! runs at a time, and the next may start only once the limiter has heard a window (the
-//! limit's worth) of calls that ran without one: calls that overlapped an express call
-//! are not fed to the limiter, which would read the borrowed slot as a queue in the
-//! node, and without the window a steady ordinary client would keep it from hearing any.
+//! runs at a time, and the next starts only once another call has ended since (if the
+//! express call ends first, the lane is simply back at its limit). Calls that overlapped an express call are not fed to the limiter,
+//! which would read the borrowed slot as a queue in the node; so that it always hears
+//! enough to follow a node that slows down, no express call starts while fewer than
+//! `MIN_HEARD` of the lane's recent calls reached it. (A window of undisturbed calls
+//! before each express start was tried: it spaced them by two calls' time, and an
+//! ordinary client's second heavy call within half a second waited again.)
 //! Never past the lane's ceiling (`max_concurrency`) nor the node guard's hold, never at
 //! the floor (where the limiter relearns the node from calls that run alone), and only
 //! on an adaptive, fair lane: a static lane's number is the operator's.
 
 use super::state::State;
 
+/// The least share of recent calls the limiter must have heard for an express call to
+/// start: beside a crowd an ordinary client's express calls overlap most of the lane's
+/// calls, and a tenth still lets the limit fall within seconds when the node slows.
+const MIN_HEARD: f64 = 0.1;
+
+/// The weight of one ended call in the heard share: about the last twenty count.
+const HEARD_WEIGHT: f64 = 0.05;
+
 /// The lane's express call, if one runs, and which calls saw one.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Express {
     pub running: bool,
     /// Bumped at each express start: a call that started under another epoch, or while
@@ -30,8 +41,23 @@ pub(super) struct Express {
     pub epoch: u64,
     /// Express starts since the lane was made, for metrics.
     pub starts: u64,
-    /// Calls without an express call beside them still to end before the next may start.
-    pub window: usize,
+    /// The share of recent calls that ran without an express call, smoothed.
+    pub heard: f64,
+    /// A call other than an express one has ended since the last express call started:
+    /// the borrowed slot is paid back, and the node is at the limit again.
+    pub repaid: bool,
+}
+
+impl Default for Express {
+    fn default() -> Express {
+        Express {
+            running: false,
+            epoch: 0,
+            starts: 0,
+            heard: 1.0,
+            repaid: true,
+        }
+    }
 }
 
 /// What a slot remembers of the express calls around it.
@@ -47,7 +73,8 @@ pub(super) struct Seen {
 impl State {
     /// Where in `backlogged` a call may start past the limit now, if one may.
     pub(super) fn express_pick(&self) -> Option<usize> {
-        if self.express.running || self.express.window > 0 || !self.settings.fair {
+        let express = &self.express;
+        if express.running || !express.repaid || express.heard < MIN_HEARD || !self.settings.fair {
             return None;
         }
         let (floor, ceiling) = self.adaptive.as_ref()?.bounds();
@@ -73,22 +100,22 @@ impl State {
     /// An express call starts: the lane remembers it until it ends.
     pub(super) fn express_started(&mut self) {
         self.express.running = true;
+        self.express.repaid = false;
         self.express.epoch += 1;
         self.express.starts += 1;
     }
 
     /// A call ends: whether it ran alongside no express call, itself included (only
-    /// those tell the limiter about the node), and the window counted.
+    /// those tell the limiter about the node), counted in the heard share.
     pub(super) fn express_ended(&mut self, seen: Seen) -> bool {
+        let undisturbed = self.undisturbed(seen);
         if seen.express {
             self.express.running = false;
-            self.express.window = self.limit;
-            return false;
+        } else {
+            self.express.repaid = true;
         }
-        let undisturbed = self.undisturbed(seen);
-        if undisturbed {
-            self.express.window = self.express.window.saturating_sub(1);
-        }
+        let heard = if undisturbed { 1.0 } else { 0.0 };
+        self.express.heard += HEARD_WEIGHT * (heard - self.express.heard);
         undisturbed
     }
 

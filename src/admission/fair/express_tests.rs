@@ -17,12 +17,17 @@ async fn adaptive_lane(floor: usize, ceiling: usize) -> (Arc<FairQueue>, Slot) {
     q.set_adaptive(floor, ceiling);
     let held = now(q.enter(&ip(200), "tx_search"));
     // What a `tx_search` costs, learned beside the held call.
-    for client in [201, 201, 201, 5, 6, 7, 8, 9] {
+    serve_once(&q, [201, 201, 201, 5, 6, 7, 8, 9]).await;
+    (q, held)
+}
+
+/// One call of each client in turn, run for `CALL` and ended.
+async fn serve_once(q: &Arc<FairQueue>, clients: impl IntoIterator<Item = u8>) {
+    for client in clients {
         let slot = now(q.enter(&ip(client), "tx_search"));
         tokio::time::advance(CALL).await;
         drop(slot);
     }
-    (q, held)
 }
 
 /// Three crowd clients fill the lane's other three slots and each keep ten calls waiting.
@@ -68,46 +73,68 @@ async fn an_owed_client_starts_past_a_full_lane_and_borrows_the_next_freed_slot(
 }
 
 #[tokio::test(start_paused = true)]
-async fn one_express_call_at_a_time_and_the_next_after_a_window_of_calls_without_one() {
+async fn one_express_call_at_a_time_and_ending_first_it_frees_nothing() {
     let (q, _held) = adaptive_lane(1, 16).await;
-    let (mut running, mut waiting) = crowd(&q);
+    let (mut running, _waiting) = crowd(&q);
     let mut first = queued(q.enter(&ip(9), "tx_search"));
     let mut second = queued(q.enter(&ip(9), "tx_search"));
     let express = first
         .ready()
         .expect("the first call of the burst starts at once");
     assert!(second.ready().is_none(), "one express call at a time");
+    let mut other = queued(q.enter(&ip(8), "tx_search"));
+    assert!(other.ready().is_none(), "one for all clients");
     assert_eq!(q.snapshot().running, 5);
 
     // The express call ends first: it had borrowed the next freed slot, so nothing
-    // starts, and the next call to end gives its slot to the burst's second call, the
-    // first in fair order.
+    // starts, and the next call to end gives its slot to the first in fair order.
     tokio::time::advance(CALL / 2).await;
     drop(express);
-    assert!(second.ready().is_none());
+    assert!(second.ready().is_none() && other.ready().is_none());
     assert_eq!(q.snapshot().running, 4);
+    assert_eq!(q.snapshot().express_starts, 1, "not one after the other");
+    // Then a call ends: the first in fair order takes its slot, and with the borrowed
+    // one paid back the other may start past the limit.
     drop(running.remove(0));
-    running.push(second.ready().expect("the burst's second call"));
-    // Until the limiter has heard a window (the limit, 4) of calls that ran without an
-    // express one, a client owed node time waits like any other.
-    let probe = |client: u8| queued(q.enter(&ip(client), "tx_search")).ready();
-    assert!(probe(5).is_none(), "no call has ended since");
-    // The crowd's other two calls overlapped the express call: they do not count.
-    for _ in 0..2 {
-        drop(running.remove(0));
-        running.push(ready(&mut waiting).expect("the crowd's next"));
+    let next = [second.ready(), other.ready()];
+    assert_eq!(next.iter().flatten().count(), 2);
+    assert_eq!(q.snapshot().running, 5);
+    assert_eq!(q.snapshot().express_starts, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn express_calls_pause_while_the_limiter_hears_too_few_calls() {
+    let (q, _held) = adaptive_lane(1, 16).await;
+    let mut owed = 20..60u8;
+    serve_once(&q, owed.clone()).await;
+    let (mut running, mut waiting) = crowd(&q);
+    waiting.extend((0..10).flat_map(|_| (1..=3).map(|c| queued(q.enter(&ip(c), "tx_search")))));
+    // Each round an owed client's express call overlaps the crowd's three calls: the
+    // limiter hears none of the four.
+    let mut rounds = 0;
+    loop {
+        let client = owed.next().expect("express calls pause within 40 rounds");
+        let Some(express) = queued(q.enter(&ip(client), "tx_search")).ready() else {
+            break;
+        };
+        rounds += 1;
+        tokio::time::advance(CALL).await;
+        drop(express);
+        for _ in 0..3 {
+            drop(running.remove(0));
+            running.push(ready(&mut waiting).expect("the crowd's next"));
+        }
     }
-    assert!(probe(6).is_none());
-    for _ in 0..3 {
-        drop(running.remove(0));
-        running.push(ready(&mut waiting).expect("the crowd's next"));
-    }
-    assert!(probe(7).is_none(), "three of the window's four");
+    // About a tenth of the calls heard: 0.95^(4 × 12) < 0.1 < 0.95^(4 × 11).
+    assert_eq!(rounds, 12);
+    assert_eq!(q.snapshot().express_starts, 12);
+    // A call that ran without one is heard, and they resume.
     drop(running.remove(0));
     running.push(ready(&mut waiting).expect("the crowd's next"));
-    let _express = probe(8).expect("the window has passed");
-    assert_eq!(q.snapshot().express_starts, 2);
-    assert_eq!(q.snapshot().running, 5);
+    let client = owed.next().expect("an owed client");
+    let _express = queued(q.enter(&ip(client), "tx_search"))
+        .ready()
+        .expect("the limiter hears enough again");
 }
 
 #[tokio::test(start_paused = true)]
