@@ -71,12 +71,28 @@ impl Drop for Proc {
     }
 }
 
-/// A loopback port nobody listens on now. Racy in principle; the bench is the only thing
-/// opening ports here, and a lost race shows up as a child failing to start.
+/// A loopback port nobody listens on now, and none handed out lately. Racy in principle;
+/// the bench is the only thing opening ports here, and a lost race shows up as a child
+/// failing to start. The kernel may give one free port twice in a row: a gateway then
+/// got the same port for its listener and its metrics, refused its config (exit 2) and
+/// lost a round of `lcd-shape`.
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
+    static RECENT: std::sync::Mutex<std::collections::VecDeque<u16>> =
+        std::sync::Mutex::new(std::collections::VecDeque::new());
+    let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port");
+        if recent.contains(&addr.port()) {
+            continue;
+        }
+        if recent.len() >= 256 {
+            recent.pop_front();
+        }
+        recent.push_back(addr.port());
+        return addr;
+    }
 }
 
 pub async fn wait_listening(addr: SocketAddr, proc: &mut Proc) -> Result<(), String> {
@@ -189,6 +205,12 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_handed_out_are_not_repeated() {
+        let ports: std::collections::HashSet<u16> = (0..200).map(|_| free_addr().port()).collect();
+        assert_eq!(ports.len(), 200);
+    }
 
     #[test]
     fn open_files_limit_is_raised_to_the_hard_one() {

@@ -86,13 +86,16 @@ fn crowd(quick: bool) -> Load {
 }
 
 /// The LCD (a Cosmos REST server) fronted by cometgate: one address, its key's limits
-/// raised by its operator.
+/// raised by its operator. The rate is out of the closed loop's reach: on a quiet host
+/// its 64 connections sent 65,000 calls a second, at a cost of several units each for
+/// the heavy ones, and a limit of 100,000 units a second refused 8% of them with 429
+/// once the burst was spent. That measured the limit the bench set, not the scheduler.
 pub const LCD_KEY: ApiKey = ApiKey {
     header: "x-api-key",
     key: "lcd-rest-server",
     limits: Limits {
-        per_second: 100_000,
-        burst: 200_000,
+        per_second: 10_000_000,
+        burst: 20_000_000,
         concurrent: 128,
     },
 };

@@ -17,6 +17,7 @@ use crate::stack::Target;
 use cometgate_sim::SimNodeConfig;
 
 pub use classic::{storm_load, storm_node};
+pub use fairness::LCD_KEY;
 pub use node::{lookup_node, SQUEEZE_LIMIT, SWEEP};
 
 /// The well-behaved clients' address; the abuser comes from `ABUSER`.

@@ -76,7 +76,9 @@ fn refusals(e: &Entry) -> u64 {
 }
 
 fn lcd_shape(entries: &[Entry]) -> Verdict {
-    let goal = "one LCD address with its operator's raised limits (API key: 100 000/s, burst 200 000, 128 concurrent), 64 concurrent explorer calls, a node with capacity to spare: 0 refusals and throughput within 10% of cometgate first come, first served";
+    let l = crate::plan::LCD_KEY.limits;
+    let goal = format!("one LCD address with its operator's raised limits (API key: {}/s, burst {}, {} concurrent), 64 concurrent explorer calls, a node with capacity to spare: 0 refusals and throughput within 10% of cometgate first come, first served", l.per_second, l.burst, l.concurrent);
+    let goal = goal.as_str();
     let (Some(c), Some(f)) = (
         find(entries, "lcd-shape", "cometgate"),
         find(entries, "lcd-shape", "cometgate-fcfs"),
