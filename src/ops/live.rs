@@ -55,18 +55,29 @@ fn counter(out: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> f
     ConstCounter::new(value).encode(metric)
 }
 
-/// One gauge family with a sample per lane.
+/// One gauge family of counts with a sample per lane.
 fn per_lane(
     out: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    (light, heavy): (&LaneSnapshot, &LaneSnapshot),
+    both: (&LaneSnapshot, &LaneSnapshot),
     value: fn(&LaneSnapshot) -> usize,
 ) -> fmt::Result {
-    let mut metric = out.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    let gauge = |l: &LaneSnapshot| ConstGauge::new(value(l) as u64);
+    per_lane_metric(out, (name, help, MetricType::Gauge), both, gauge)
+}
+
+/// One family of any metric type with a sample per lane.
+fn per_lane_metric<M: EncodeMetric>(
+    out: &mut DescriptorEncoder,
+    (name, help, kind): (&str, &str, MetricType),
+    (light, heavy): (&LaneSnapshot, &LaneSnapshot),
+    value: impl Fn(&LaneSnapshot) -> M,
+) -> fmt::Result {
+    let mut metric = out.encode_descriptor(name, help, None, kind)?;
     for (lane, snapshot) in [("light", light), ("heavy", heavy)] {
         let labels = [("lane", lane)];
-        ConstGauge::new(value(snapshot) as u64).encode(metric.encode_family(&labels)?)?;
+        value(snapshot).encode(metric.encode_family(&labels)?)?;
     }
     Ok(())
 }
@@ -192,27 +203,26 @@ fn lanes(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
         both,
         |l| usize::from(l.paused),
     )?;
-    let mut metric = out.encode_descriptor(
-        "lane_express_starts",
-        "Calls started one past a lane's adaptive limit for a client owed node time, which borrow the next freed slot",
-        None,
-        MetricType::Counter,
+    per_lane_metric(
+        out,
+        (
+            "lane_express_starts",
+            "Calls started one past a lane's adaptive limit for a client owed node time, which borrow the next freed slot",
+            MetricType::Counter,
+        ),
+        both,
+        |l| ConstCounter::new(l.express_starts),
     )?;
-    for (lane, snapshot) in [("light", both.0), ("heavy", both.1)] {
-        let labels = [("lane", lane)];
-        ConstCounter::new(snapshot.express_starts).encode(metric.encode_family(&labels)?)?;
-    }
-    let mut metric = out.encode_descriptor(
-        "lane_latency_seconds",
-        "Node time of a lane's calls, smoothed (what its adaptive limit and fair queue see)",
-        None,
-        MetricType::Gauge,
+    per_lane_metric(
+        out,
+        (
+            "lane_latency_seconds",
+            "Node time of a lane's calls, smoothed (what its adaptive limit and fair queue see)",
+            MetricType::Gauge,
+        ),
+        both,
+        |l| ConstGauge::new(l.latency.unwrap_or(0.0)),
     )?;
-    for (lane, snapshot) in [("light", both.0), ("heavy", both.1)] {
-        let labels = [("lane", lane)];
-        let seconds = snapshot.latency.unwrap_or(0.0);
-        ConstGauge::new(seconds).encode(metric.encode_family(&labels)?)?;
-    }
     gauge(
         out,
         "rate_limited_clients",

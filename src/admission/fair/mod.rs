@@ -279,17 +279,6 @@ impl FairQueue {
         }
     }
 
-    /// How far a client's next call would start after the lane's virtual time, in node
-    /// seconds: what it is owed to the others.
-    #[cfg(test)]
-    pub(super) fn lead(&self, client: &ClientKey) -> f64 {
-        let state = self.lock();
-        state
-            .clients
-            .get(client)
-            .map_or(0.0, |c| (c.finish - state.virtual_time).max(0.0))
-    }
-
     /// Starts waiting calls while slots are free, least recent use first, then perhaps
     /// one past the limit (see `express`). The grants are sent after the lock is
     /// released: a grant whose waiter has gone is dropped, and dropping a slot takes the

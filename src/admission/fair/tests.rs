@@ -13,6 +13,16 @@ pub(super) enum Entry {
 }
 
 impl FairQueue {
+    /// How far a client's next call would start after the lane's virtual time, in node
+    /// seconds: what it is owed to the others.
+    pub(super) fn lead(&self, client: &ClientKey) -> f64 {
+        let state = self.lock();
+        state
+            .clients
+            .get(client)
+            .map_or(0.0, |c| (c.finish - state.virtual_time).max(0.0))
+    }
+
     /// A slot at once if one is free and nobody waits; otherwise a place in the queue.
     pub(super) fn enter(
         self: &Arc<Self>,
