@@ -223,6 +223,11 @@ fn lanes(gw: &Gateway, out: &mut DescriptorEncoder) -> fmt::Result {
         both,
         |l| ConstGauge::new(l.latency.unwrap_or(0.0)),
     )?;
+    clients(&s, out)
+}
+
+/// Admission's per-client state.
+fn clients(s: &crate::admission::AdmissionSnapshot, out: &mut DescriptorEncoder) -> fmt::Result {
     gauge(
         out,
         "rate_limited_clients",
