@@ -31,12 +31,16 @@ debian_mirror() {
 
 # 1. tools: podman, podman-compose and runc from Debian (aardvark-dns resolves service
 #    names on the compose network).
-need=(); for c in podman podman-compose runc debootstrap curl; do command -v $c >/dev/null || need+=($c); done
+#    netavark sets up the network with iptables, which a fresh machine may lack: without
+#    it every RUN fails with "netavark: No such file or directory".
+need=(); for c in podman podman-compose runc debootstrap curl iptables; do
+  command -v $c >/dev/null || need+=($c)
+done
 if ((${#need[@]})); then
   log "apt-get install (missing: ${need[*]})"
   DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman podman-compose runc debootstrap curl \
-    netavark aardvark-dns >/dev/null
+    iptables netavark aardvark-dns >/dev/null
 fi
 
 # 2. This VM's cgroup layout needs runc; rlimits must stay within our hard limits.
